@@ -1,0 +1,35 @@
+"""Darkroom's local styling engine. It knows nothing about chats: the bot and the CLI call it."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("darkroom-bot")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+source"
+
+from .catalogue import Catalogue, Style, load_catalogue  # noqa: E402
+from .engine import PICTURE_STYLE, AsyncEngine, Engine, EngineConfig, Picture, StyledImage, StyleRequest  # noqa: E402
+from .errors import (  # noqa: E402
+    ImageRejected,
+    InferenceError,
+    ModelIntegrityError,
+    UnknownStyle,
+)
+
+__all__ = [
+    "PICTURE_STYLE",
+    "AsyncEngine",
+    "Catalogue",
+    "Engine",
+    "EngineConfig",
+    "ImageRejected",
+    "InferenceError",
+    "ModelIntegrityError",
+    "Picture",
+    "Style",
+    "StyleRequest",
+    "StyledImage",
+    "UnknownStyle",
+    "__version__",
+    "load_catalogue",
+]
