@@ -1,0 +1,141 @@
+"""Wiring: settings → storage, engine, queue, router, adapters, HTTP server. One visible place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field, replace
+
+from handlers.context import Context, ConversationSettings
+from handlers.memory import Memory
+from inference import AsyncEngine, Engine, EngineConfig, __version__
+
+from .http import HttpServer, build_app
+from .jobs import FairQueue
+from .logs import REDACTOR
+from .pseudonym import Pseudonymizer, load_or_create_secret
+from .router import Router
+from .settings import Settings
+from .storage import Storage
+
+log = logging.getLogger("darkroom")
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        max_side=settings.max_side,
+        max_bytes=settings.max_input_bytes,
+        max_pixels=settings.max_input_pixels,
+        threads=settings.threads,
+        jpeg_quality=settings.jpeg_quality,
+        visible_label=settings.visible_label,
+        custom_styles=settings.custom_styles,
+    )
+
+
+def conversation_settings(settings: Settings, engine: Engine) -> ConversationSettings:
+    default = settings.default_style or None
+    if default is not None:
+        default = engine.catalogue.get(default).key  # an unknown name stops start-up, clearly
+    return ConversationSettings(
+        min_age=settings.min_age,
+        input_ttl=settings.input_ttl,
+        delete_selfie=settings.delete_selfie,
+        operator=settings.operator,
+        default_style=default,
+        max_input_bytes=settings.max_input_bytes,
+        version=__version__,
+    )
+
+
+@dataclass
+class Darkroom:
+    settings: Settings
+    engine: Engine | None = None  # tests may pass a prepared engine to save start-up time
+    storage: Storage | None = field(default=None, init=False)
+    router: Router | None = field(default=None, init=False)
+    queue: FairQueue | None = field(default=None, init=False)
+    telegram: object | None = field(default=None, init=False)
+    http: HttpServer | None = field(default=None, init=False)
+    async_engine: AsyncEngine | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        settings = self.settings
+        if not settings.secret:
+            settings = replace(settings, secret=load_or_create_secret(settings.secret_file))
+            self.settings = settings
+        REDACTOR.add(*settings.secrets())
+        if self.engine is None:
+            self.engine = Engine(engine_config(settings))
+            await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
+        self.storage = await Storage.open(settings.database)
+        self.async_engine = AsyncEngine(self.engine)
+        self.queue = FairQueue(
+            workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles
+            max_waiting=settings.queue_limit,
+            per_person=settings.per_person_pending,
+            rate_per_hour=settings.rate_limit_per_hour,
+        )
+        memory = Memory()
+        base = Context(
+            platform=None,  # the router gives each adapter its own context
+            store=self.storage,
+            queue=self.queue,
+            engine=self.async_engine,
+            catalogue=self.engine.catalogue,
+            memory=memory,
+            settings=conversation_settings(settings, self.engine),
+        )
+        self.router = Router(base)
+        pseudonymize = Pseudonymizer(settings.secret)
+        self.queue.start()
+        self.router.start()
+        if settings.telegram_enabled:
+            from .telegram import TelegramPlatform
+
+            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.dispatch)
+        if settings.needs_http:
+            app = build_app(
+                telegram=self.telegram if settings.telegram_mode == "webhook" else None,
+                telegram_secret=settings.telegram_webhook_secret,
+                health=self.health,
+            )
+            self.http = HttpServer(app, settings.http_host, settings.http_port)
+            await self.http.start()
+        if self.telegram is not None:
+            await self.telegram.start()
+        log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
+
+    def health(self) -> dict:
+        return {
+            "version": __version__,
+            "queue_waiting": self.queue.waiting if self.queue else 0,
+            "queue_running": self.queue.running if self.queue else 0,
+        }
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self.telegram is not None:
+            await self.telegram.stop()
+        if self.queue is not None:
+            await self.queue.stop(grace)
+        if self.router is not None:
+            await self.router.stop()
+        if self.http is not None:
+            await self.http.stop()
+        if self.async_engine is not None:
+            self.async_engine.close()
+        if self.storage is not None:
+            await self.storage.close()
+        log.info("Darkroom stopped")
+
+    async def run_forever(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,230 @@
+"""The `darkroom` command: run the bot, or use the styling engine offline (no bot, no network)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="darkroom", description="Darkroom: a private AI-photo bot.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="start the bot (settings from the environment or .env)")
+
+    styles = sub.add_parser("styles", help="the style catalogue with licences and sources")
+    styles.add_argument("--zh", action="store_true", help="names and descriptions in Chinese")
+
+    stylize = sub.add_parser("stylize", help="style photos offline")
+    stylize.add_argument("inputs", nargs="+", type=Path, metavar="IN")
+    stylize.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    stylize.add_argument("--style", required=True, metavar="NAME")
+    stylize.add_argument("--strength", type=float, default=1.0, metavar="S", help="0..1 (default 1)")
+    stylize.add_argument("--keep-colours", "--keep-colors", action="store_true", help="keep the photo's own colours")
+    stylize.add_argument("--no-face-awareness", action="store_true", help="style faces at full strength too")
+    stylize.add_argument("--style-image", type=Path, metavar="PICTURE", help="use a picture as the style (--style picture)")
+
+    sheet = sub.add_parser("sheet", help="every style on one photo, labelled")
+    sheet.add_argument("input", type=Path, metavar="IN")
+    sheet.add_argument("-o", "--output", type=Path, required=True)
+
+    audit = sub.add_parser("audit", help="check what the data directory holds")
+    audit.add_argument("--data-dir", type=Path, help="default: DARKROOM_DATA_DIR or ./data")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run()
+        if args.command == "styles":
+            return _styles(args)
+        if args.command == "stylize":
+            return _stylize(args)
+        if args.command == "sheet":
+            return _sheet(args)
+        if args.command == "audit":
+            from .audit import main as audit_main
+
+            return audit_main(args.data_dir)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+def _error(message: str) -> None:
+    print(f"darkroom: {message}", file=sys.stderr)
+
+
+def _engine():
+    from inference import Engine, EngineConfig, ModelIntegrityError
+
+    from .settings import SettingsError, from_environment
+    from .app import engine_config
+
+    try:
+        settings = from_environment()
+        config = engine_config(settings)
+    except SettingsError as exc:
+        _error(str(exc))
+        return None
+    try:
+        engine = Engine(config)
+        engine.verify()
+    except ModelIntegrityError as exc:
+        _error(str(exc))
+        return None
+    return engine
+
+
+def _run() -> int:
+    from inference import ModelIntegrityError
+
+    from . import logs
+    from .app import Darkroom
+    from .settings import SettingsError, from_environment
+
+    try:
+        settings = from_environment()
+    except SettingsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    logs.configure(settings.log_level, settings.secrets())
+    if not (settings.telegram_enabled or settings.wechat_enabled):
+        _error("no platform configured: set TELEGRAM_BOT_TOKEN (and/or WECHAT_TOKEN, WECHAT_APPID, WECHAT_SECRET); see .env.example")
+        return EXIT_USAGE
+    try:
+        asyncio.run(Darkroom(settings).run_forever())
+    except ModelIntegrityError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _styles(args) -> int:
+    from inference import load_catalogue
+    from inference.errors import ModelIntegrityError
+
+    from .settings import SettingsError, from_environment
+
+    try:
+        catalogue = load_catalogue(from_environment().custom_styles)
+    except (ModelIntegrityError, SettingsError) as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    language = "zh" if args.zh else "en"
+    rows = [("#", "key", "name", "名称", "recipe", "face", "licence", "sha256")]
+    for i, s in enumerate(catalogue.styles, start=1):
+        rows.append((str(i), s.key, s.name, s.name_zh, s.recipe, f"{s.face_strength:.2f}", s.licence.split(" (")[0], s.sha256[:12]))
+    widths = [max(_width(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths)).rstrip())
+    print()
+    for i, s in enumerate(catalogue.styles, start=1):
+        print(f"{i}. {s.display_name(language)}: {s.display_description(language)}")
+    print("\nModels (loaded from installed packages, verified by SHA-256, never downloaded):")
+    for m in catalogue.models.values():
+        print(f"- {m.key}: {m.path}")
+        for label, value in (("sha256", m.sha256), ("licence", m.licence), ("source", m.source), ("trained on", m.trained_on)):
+            print(textwrap.fill(value, width=100, initial_indent=f"    {label}: ", subsequent_indent=" " * 8))
+    print("\nface: the share of the style kept over a face (face awareness).")
+    return EXIT_OK
+
+
+def _width(text: str) -> int:
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _stylize(args) -> int:
+    from inference import PICTURE_STYLE, ImageRejected, StyleRequest, UnknownStyle
+
+    if not 0.0 <= args.strength <= 1.0:
+        _error("--strength must be between 0 and 1")
+        return EXIT_USAGE
+    engine = _engine()
+    if engine is None:
+        return EXIT_USAGE
+    style_key = args.style
+    style_data = None
+    if args.style_image is not None:
+        style_key = PICTURE_STYLE
+        try:
+            style_data = args.style_image.read_bytes()
+        except OSError as exc:
+            _error(f"{args.style_image}: cannot read ({exc.strerror})")
+            return EXIT_USAGE
+    else:
+        try:
+            style_key = engine.catalogue.get(args.style).key
+        except UnknownStyle:
+            _error(f"unknown style {args.style!r}; `darkroom styles` lists them")
+            return EXIT_USAGE
+    request = StyleRequest(style_key, args.strength, args.keep_colours, not args.no_face_awareness)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _error(f"{args.output}: cannot create ({exc.strerror})")
+        return EXIT_USAGE
+    failures = 0
+    for path in args.inputs:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read ({exc.strerror or exc})", file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            result = engine.stylize(data, request, style_data)
+        except ImageRejected as exc:
+            print(f"{path}: {_REASONS.get(exc.reason, 'not a usable picture')}", file=sys.stderr)
+            failures += 1
+            continue
+        except Exception as exc:
+            print(f"{path}: failed ({type(exc).__name__})", file=sys.stderr)
+            failures += 1
+            continue
+        target = args.output / f"{path.stem}-{style_key}.jpg"
+        target.write_bytes(result.jpeg)
+        print(f"{path} -> {target} ({result.width}x{result.height}, {result.face_count} face(s), {result.seconds:.2f}s)")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+_REASONS = {
+    "empty": "the file is empty",
+    "too_many_bytes": "the file is too large",
+    "too_many_pixels": "the picture has too many pixels (refused before decoding)",
+    "unsupported_format": "not a JPEG, PNG, WebP or GIF picture",
+    "corrupt": "the picture is damaged or truncated",
+    "too_small": "the picture is too small or too narrow",
+}
+
+
+def _sheet(args) -> int:
+    from inference import ImageRejected
+    from inference.sheet import contact_sheet
+
+    engine = _engine()
+    if engine is None:
+        return EXIT_USAGE
+    try:
+        data = args.input.read_bytes()
+    except OSError as exc:
+        _error(f"{args.input}: cannot read ({exc.strerror or exc})")
+        return EXIT_FAILED
+    try:
+        sheet = contact_sheet(engine, data)
+    except ImageRejected as exc:
+        _error(f"{args.input}: {_REASONS.get(exc.reason, 'not a usable picture')}")
+        return EXIT_FAILED
+    sheet.save(args.output, quality=90)
+    print(f"{args.input} -> {args.output} ({len(engine.catalogue.styles)} styles)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

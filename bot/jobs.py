@@ -1,0 +1,196 @@
+"""The job queue: bounded, fair between people, cancellable per person.
+
+* one job in flight per person, and at most `per_person` waiting;
+* people take turns (round-robin), so ten photos from one person do not make everyone else wait
+  behind all ten;
+* a global bound past which people are told the bot is busy, and a per-person hourly limit;
+* each waiting job hears its position whenever it changes.
+
+It knows nothing about photos: a job is any coroutine function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from handlers.ports import PositionCallback, QueueFull, RateLimited, TooManyPending, Work
+
+log = logging.getLogger("darkroom.jobs")
+HOUR = 3600.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    owner: str
+    work: Work
+    on_position: PositionCallback | None = None
+    position: int = 0
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+
+class FairQueue:
+    def __init__(
+        self,
+        workers: int = 2,
+        max_waiting: int = 100,
+        per_person: int = 5,
+        rate_per_hour: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.workers = workers
+        self.max_waiting = max_waiting
+        self.per_person = per_person
+        self.rate_per_hour = rate_per_hour
+        self._clock = clock
+        self._waiting: dict[str, deque[Ticket]] = {}
+        self._rotation: deque[str] = deque()  # owners with waiting work, in turn order
+        self._running: dict[str, Ticket] = {}
+        self._recent: dict[str, deque[float]] = {}  # accepted submissions in the last hour
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._callbacks: set[asyncio.Task] = set()
+        self._closed = False
+
+    # -- the JobQueue port -------------------------------------------------------------------
+
+    def submit(self, owner: str, work: Work, on_position: PositionCallback | None = None) -> int:
+        if self._closed:
+            raise QueueFull()
+        now = self._clock()
+        recent = self._recent.setdefault(owner, deque())
+        while recent and recent[0] <= now - HOUR:
+            recent.popleft()
+        if self.rate_per_hour and len(recent) >= self.rate_per_hour:
+            raise RateLimited(retry_after=recent[0] + HOUR - now)
+        if self.pending(owner) >= self.per_person:
+            raise TooManyPending()
+        if self.waiting >= self.max_waiting:
+            raise QueueFull()
+        recent.append(now)
+        ticket = Ticket(owner, work, on_position)
+        self._waiting.setdefault(owner, deque()).append(ticket)
+        if owner not in self._rotation:
+            self._rotation.append(owner)
+        self._renumber(announce_to=ticket)
+        self._wakeup.set()
+        return ticket.position
+
+    def cancel_owner(self, owner: str) -> int:
+        cancelled = len(self._waiting.pop(owner, ()))
+        if owner in self._rotation:
+            self._rotation.remove(owner)
+        running = self._running.get(owner)
+        if running is not None and running.task is not None and not running.task.done():
+            running.task.cancel()
+            cancelled += 1
+        self._recent.pop(owner, None)
+        if cancelled:
+            self._renumber()
+        return cancelled
+
+    def pending(self, owner: str) -> int:
+        return len(self._waiting.get(owner, ())) + (1 if owner in self._running else 0)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def order(self) -> list[Ticket]:
+        """Waiting tickets in the order they will start: each person's turn in rotation."""
+        queues = [list(self._waiting[o]) for o in self._rotation]
+        order: list[Ticket] = []
+        depth = 0
+        while True:
+            row = [q[depth] for q in queues if len(q) > depth]
+            if not row:
+                return order
+            order += row
+            depth += 1
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._closed = False
+        self._tasks = [asyncio.create_task(self._worker(), name=f"darkroom-worker-{i}") for i in range(self.workers)]
+
+    async def stop(self, grace: float = 10.0) -> list[str]:
+        """Stop taking work, drop what waits, give running jobs ``grace`` seconds, then cancel
+        them. Returns the owners whose jobs did not finish (so they can be told)."""
+        self._closed = True
+        affected = [t.owner for q in self._waiting.values() for t in q]
+        self._waiting.clear()
+        self._rotation.clear()
+        running = [t.task for t in self._running.values() if t.task is not None]
+        if running:
+            done, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+            affected += [t.owner for t in list(self._running.values()) if t.task in pending]
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        return affected
+
+    async def _worker(self) -> None:
+        while True:
+            ticket = self._next()
+            if ticket is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            self._running[ticket.owner] = ticket
+            self._renumber()
+            ticket.task = asyncio.create_task(ticket.work())
+            try:
+                await asyncio.wait([ticket.task])  # returns (never raises) when the job is cancelled
+                if not ticket.task.cancelled() and ticket.task.exception() is not None:
+                    exc = ticket.task.exception()
+                    log.error("a job failed: %s", type(exc).__name__)
+            except asyncio.CancelledError:
+                ticket.task.cancel()
+                raise
+            finally:
+                if self._running.get(ticket.owner) is ticket:
+                    del self._running[ticket.owner]
+                self._wakeup.set()
+
+    def _next(self) -> Ticket | None:
+        for _ in range(len(self._rotation)):
+            owner = self._rotation[0]
+            self._rotation.rotate(-1)
+            if owner in self._running:
+                continue  # one job in flight per person
+            queue = self._waiting[owner]
+            ticket = queue.popleft()
+            if not queue:
+                del self._waiting[owner]
+                self._rotation.remove(owner)
+            return ticket
+        return None
+
+    def _renumber(self, announce_to: Ticket | None = None) -> None:
+        """Give every waiting ticket its position; tell those whose position changed."""
+        for index, ticket in enumerate(self.order(), start=1):
+            if ticket.position != index:
+                ticket.position = index
+                if ticket.on_position is not None and ticket is not announce_to:
+                    self._callback(ticket.on_position(index))
+
+    def _callback(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)

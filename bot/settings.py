@@ -1,0 +1,186 @@
+"""Every setting, read from the environment (and `.env`) in this one place, then passed in.
+
+Nothing else in Darkroom reads `os.environ`. `.env.example` documents each key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+MAX_INPUT_TTL = 600
+MAX_REPLY_TTL = 47 * 3600  # Telegram lets bots delete their own messages for 48 hours
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the key, never its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Telegram
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_mode: str = "polling"  # or "webhook"
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = field(default="", repr=False)
+    # WeChat Official Account
+    wechat_token: str = field(default="", repr=False)
+    wechat_appid: str = field(default="", repr=False)
+    wechat_secret: str = field(default="", repr=False)
+    wechat_aes_key: str = field(default="", repr=False)
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    # HTTP server (webhooks, /healthz)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # Data and privacy
+    data_dir: Path = Path("./data")
+    secret: bytes = field(default=b"", repr=False)  # pseudonym key; loaded or created at start
+    input_ttl: int = 0
+    reply_ttl: int = 0
+    delete_selfie: bool = True
+    min_age: int = 16
+    operator: str = ""
+    # Styling
+    default_style: str = ""
+    max_side: int = 1280
+    max_input_bytes: int = 20 * 1024 * 1024
+    max_input_pixels: int = 50_000_000
+    threads: int = 0
+    jpeg_quality: int = 90
+    visible_label: bool = False
+    custom_styles: Path | None = None
+    # Load
+    queue_limit: int = 100
+    per_person_pending: int = 5
+    rate_limit_per_hour: int = 20
+    # Operations
+    log_level: str = "INFO"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @property
+    def wechat_enabled(self) -> bool:
+        return bool(self.wechat_token and self.wechat_appid and self.wechat_secret)
+
+    @property
+    def needs_http(self) -> bool:
+        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "darkroom.sqlite3"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line."""
+        values = [
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+            self.wechat_token,
+            self.wechat_secret,
+            self.wechat_aes_key,
+            self.secret.hex() if self.secret else "",
+        ]
+        return [v for v in values if v and len(v) >= 6]
+
+
+def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Settings from ``environ`` (default: the process environment) over the `.env` file."""
+    values: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    get = values.get
+
+    mode = get("TELEGRAM_MODE", "polling").strip().lower()
+    if mode not in ("polling", "webhook"):
+        raise SettingsError("TELEGRAM_MODE must be 'polling' or 'webhook'")
+    settings = Settings(
+        telegram_bot_token=get("TELEGRAM_BOT_TOKEN", "").strip(),
+        telegram_api_url=_url(get("TELEGRAM_API_URL", "https://api.telegram.org"), "TELEGRAM_API_URL"),
+        telegram_mode=mode,
+        telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL", "").strip(),
+        telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET", "").strip() or secrets.token_urlsafe(32),
+        wechat_token=get("WECHAT_TOKEN", "").strip(),
+        wechat_appid=get("WECHAT_APPID", "").strip(),
+        wechat_secret=get("WECHAT_SECRET", "").strip(),
+        wechat_aes_key=get("WECHAT_AES_KEY", "").strip(),
+        wechat_api_url=_url(get("WECHAT_API_URL", "https://api.weixin.qq.com"), "WECHAT_API_URL"),
+        http_host=get("DARKROOM_HTTP_HOST", "127.0.0.1").strip(),
+        http_port=_int(get, "DARKROOM_HTTP_PORT", 8080, 0, 65535),
+        data_dir=Path(get("DARKROOM_DATA_DIR", "./data")).expanduser(),
+        secret=_secret(get("DARKROOM_SECRET", "")),
+        input_ttl=_int(get, "DARKROOM_INPUT_TTL", 0, 0, MAX_INPUT_TTL),
+        reply_ttl=_int(get, "DARKROOM_REPLY_TTL", 0, 0, MAX_REPLY_TTL),
+        delete_selfie=_bool(get, "DARKROOM_DELETE_SELFIE", True),
+        min_age=_int(get, "DARKROOM_MIN_AGE", 16, 13, 99),
+        operator=get("DARKROOM_OPERATOR", "").strip(),
+        default_style=get("DARKROOM_DEFAULT_STYLE", "").strip(),
+        max_side=_int(get, "DARKROOM_MAX_SIDE", 1280, 64, 4096),
+        max_input_bytes=_int(get, "DARKROOM_MAX_INPUT_MB", 20, 1, 200) * 1024 * 1024,
+        max_input_pixels=_int(get, "DARKROOM_MAX_INPUT_MEGAPIXELS", 50, 1, 400) * 1_000_000,
+        threads=_int(get, "DARKROOM_THREADS", 0, 0, 256),
+        jpeg_quality=_int(get, "DARKROOM_JPEG_QUALITY", 90, 50, 100),
+        visible_label=_bool(get, "DARKROOM_VISIBLE_LABEL", False),
+        custom_styles=Path(get("DARKROOM_CUSTOM_STYLES")).expanduser() if get("DARKROOM_CUSTOM_STYLES") else None,
+        queue_limit=_int(get, "DARKROOM_QUEUE_LIMIT", 100, 1, 100_000),
+        per_person_pending=_int(get, "DARKROOM_PER_PERSON_PENDING", 5, 1, 1000),
+        rate_limit_per_hour=_int(get, "DARKROOM_RATE_LIMIT_PER_HOUR", 20, 0, 100_000),
+        log_level=get("DARKROOM_LOG_LEVEL", "INFO").strip().upper(),
+    )
+    if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
+        raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError("DARKROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    return settings
+
+
+def _url(value: str, key: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{key} must start with http:// or https://")
+    return value
+
+
+def _int(get, key: str, default: int, low: int, high: int) -> int:
+    raw = (get(key) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{key} must be between {low} and {high}")
+    return value
+
+
+def _bool(get, key: str, default: bool) -> bool:
+    raw = (get(key) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{key} must be true or false")
+
+
+def _secret(raw: str) -> bytes:
+    raw = raw.strip()
+    if not raw:
+        return b""
+    if len(raw) < 32:
+        raise SettingsError("DARKROOM_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return raw.encode()

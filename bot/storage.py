@@ -1,0 +1,189 @@
+"""SQLite storage (aiosqlite): consent records, preferences and group switches. Nothing else.
+
+Rows are keyed by pseudonym; no raw id, name, caption, file id or photo byte is ever written.
+`secure_delete` makes SQLite overwrite deleted content, and every deletion checkpoints the WAL,
+so an erased person cannot be read back from the file afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from handlers.ports import ConsentRecord, Preferences
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS consents (
+    person TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    language TEXT NOT NULL,
+    given_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consent_history (
+    person TEXT NOT NULL,
+    version TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    language TEXT NOT NULL,
+    given_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consent_history_person ON consent_history (person);
+CREATE TABLE IF NOT EXISTS preferences (
+    person TEXT PRIMARY KEY,
+    style TEXT,
+    strength REAL NOT NULL DEFAULT 1.0,
+    keep_colours INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS groups (
+    chat TEXT PRIMARY KEY,
+    enabled INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+"""
+
+# Tables with a `person` column: /delete_my_data empties each of them for that person.
+PERSON_TABLES = ("consents", "consent_history", "preferences")
+RECEIPT_NAMES = {"consents": "consent", "consent_history": "consent_history", "preferences": "preferences"}
+
+
+class Storage:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> "Storage":
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA secure_delete=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(SCHEMA)
+        await db.commit()
+        return cls(db, path)
+
+    async def close(self) -> None:
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._db.commit()
+        finally:
+            await self._db.close()
+
+    # -- consent ---------------------------------------------------------------------------
+
+    async def consent(self, person: str) -> ConsentRecord | None:
+        async with self._db.execute(
+            "SELECT version, text_sha256, language, given_at FROM consents WHERE person = ?", (person,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return ConsentRecord(*row) if row else None
+
+    async def record_consent(self, person: str, record: ConsentRecord) -> None:
+        values = (person, record.version, record.text_sha256, record.language, record.given_at)
+        await self._db.execute(
+            "INSERT INTO consents (person, version, text_sha256, language, given_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(person) DO UPDATE SET version=excluded.version, text_sha256=excluded.text_sha256, "
+            "language=excluded.language, given_at=excluded.given_at",
+            values,
+        )
+        await self._db.execute(
+            "INSERT INTO consent_history (person, version, text_sha256, language, given_at) VALUES (?, ?, ?, ?, ?)",
+            values,
+        )
+        await self._db.commit()
+
+    async def consent_history(self, person: str) -> list[ConsentRecord]:
+        async with self._db.execute(
+            "SELECT version, text_sha256, language, given_at FROM consent_history WHERE person = ? ORDER BY given_at",
+            (person,),
+        ) as cursor:
+            return [ConsentRecord(*row) async for row in cursor]
+
+    # -- preferences -------------------------------------------------------------------------
+
+    async def preferences(self, person: str) -> Preferences:
+        async with self._db.execute(
+            "SELECT style, strength, keep_colours FROM preferences WHERE person = ?", (person,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Preferences(row[0], float(row[1]), bool(row[2])) if row else Preferences()
+
+    async def set_preferences(self, person: str, preferences: Preferences) -> None:
+        await self._db.execute(
+            "INSERT INTO preferences (person, style, strength, keep_colours) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(person) DO UPDATE SET style=excluded.style, strength=excluded.strength, "
+            "keep_colours=excluded.keep_colours",
+            (person, preferences.style, preferences.strength, int(preferences.keep_colours)),
+        )
+        await self._db.commit()
+
+    # -- groups ----------------------------------------------------------------------------
+
+    async def group_enabled(self, chat: str) -> bool:
+        async with self._db.execute("SELECT enabled FROM groups WHERE chat = ?", (chat,)) as cursor:
+            row = await cursor.fetchone()
+        return True if row is None else bool(row[0])
+
+    async def set_group_enabled(self, chat: str, enabled: bool) -> None:
+        await self._db.execute(
+            "INSERT INTO groups (chat, enabled, changed_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(chat) DO UPDATE SET enabled=excluded.enabled, changed_at=excluded.changed_at",
+            (chat, int(enabled), int(time.time())),
+        )
+        await self._db.commit()
+
+    async def delete_group(self, chat: str) -> int:
+        cursor = await self._db.execute("DELETE FROM groups WHERE chat = ?", (chat,))
+        await self._db.commit()
+        await self._checkpoint()
+        return cursor.rowcount
+
+    # -- erasure ---------------------------------------------------------------------------
+
+    async def delete_person(self, person: str) -> dict[str, int]:
+        removed: dict[str, int] = {}
+        for table in PERSON_TABLES:
+            cursor = await self._db.execute(f"DELETE FROM {table} WHERE person = ?", (person,))
+            removed[RECEIPT_NAMES[table]] = cursor.rowcount
+        await self._db.commit()
+        await self._checkpoint()
+        return removed
+
+    async def _checkpoint(self) -> None:
+        # Fold the WAL into the main file (where secure_delete has zeroed the rows) and truncate
+        # it, so deleted rows do not linger in the write-ahead log either.
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def rows_of(self, person: str) -> int:
+        """How many rows anywhere mention ``person`` (used to prove deletion)."""
+        total = 0
+        for table in await self.tables():
+            columns = await self.columns(table)
+            for column in columns:
+                async with self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (person,)) as cursor:
+                    total += (await cursor.fetchone())[0]
+        return total
+
+    async def tables(self) -> list[str]:
+        async with self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") as cursor:
+            return [row[0] async for row in cursor]
+
+    async def columns(self, table: str) -> list[str]:
+        async with self._db.execute(f"PRAGMA table_info({table})") as cursor:
+            return [row[1] async for row in cursor]
+
+    async def dump(self) -> list[tuple]:
+        """Every row of every table (tests scan it for identifiers)."""
+        rows: list[tuple] = []
+        for table in await self.tables():
+            async with self._db.execute(f"SELECT * FROM {table}") as cursor:
+                rows += [(table, *row) async for row in cursor]
+        return rows

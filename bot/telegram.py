@@ -1,0 +1,536 @@
+"""Telegram adapter (python-telegram-bot): updates → neutral events, neutral replies → Bot API.
+
+This is the only module that imports `telegram`. It pseudonymizes people and chats on the way
+in, keeps raw ids only inside opaque addresses (never logged, never stored), downloads photos
+into memory only, and retries flood control and transient network errors on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from telegram import (
+    BotCommand,
+    ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from handlers.context import where
+from handlers.events import (
+    Address,
+    ButtonEvent,
+    Chat,
+    ChatKind,
+    CommandEvent,
+    Event,
+    Membership,
+    MembershipEvent,
+    MessageRef,
+    Person,
+    PhotoEvent,
+    PhotoRef,
+    TextEvent,
+    UnsupportedEvent,
+)
+from handlers.ports import DeliveryFailed, FetchFailed, PhotoTooLarge
+from handlers.replies import (
+    AnswerButton,
+    ChatAction,
+    DeleteMessage,
+    EditText,
+    Keyboard,
+    Reply,
+    SendDocument,
+    SendPhotos,
+    SendText,
+)
+from handlers.texts import language_of
+
+from .pseudonym import Pseudonymizer
+from .settings import Settings
+
+log = logging.getLogger("darkroom.telegram")
+PLATFORM = "telegram"
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+ALBUM_QUIET = 1.0  # seconds without a new album part before the album is handled
+MAX_TEXT = 4096
+SEND_ATTEMPTS = 5
+
+COMMANDS = {
+    "en": [
+        ("start", "Start and read the consent notice"),
+        ("styles", "The styles and where each model comes from"),
+        ("style", "Set your favourite style"),
+        ("style_from", "Use any picture as the style"),
+        ("privacy", "What happens to your data"),
+        ("my_data", "A copy of everything held about you"),
+        ("delete_my_data", "Erase everything about you"),
+        ("revoke", "Withdraw your consent"),
+        ("help", "How to use Darkroom"),
+    ],
+    "zh": [
+        ("start", "开始并阅读同意说明"),
+        ("styles", "全部风格及模型来源"),
+        ("style", "设置常用风格"),
+        ("style_from", "用任意图片作为风格"),
+        ("privacy", "你的数据会怎样处理"),
+        ("my_data", "获取关于你的全部数据"),
+        ("delete_my_data", "删除关于你的全部数据"),
+        ("revoke", "撤回同意"),
+        ("help", "使用帮助"),
+    ],
+}
+
+
+@dataclass
+class _Album:
+    parts: list[Message] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+class TelegramPlatform:
+    name = PLATFORM
+    has_buttons = True
+    can_delete_user_messages = True
+
+    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
+        """``dispatch(event, platform)`` is the router's entry point."""
+        self.settings = settings
+        self._pseudonymize = pseudonymize
+        self._dispatch = dispatch
+        api = settings.telegram_api_url
+        builder = (
+            ApplicationBuilder()
+            .token(settings.telegram_bot_token)
+            .base_url(f"{api}/bot")
+            .base_file_url(f"{api}/file/bot")
+            .concurrent_updates(256)
+            .connect_timeout(10)
+            .read_timeout(30)
+            .write_timeout(30)
+            .media_write_timeout(60)
+        )
+        if settings.telegram_mode == "webhook":
+            builder = builder.updater(None)  # our aiohttp server receives the updates
+        self.app: Application = builder.build()
+        self.app.add_handler(TypeHandler(Update, self._on_update))
+        self.app.add_error_handler(self._on_error)
+        self._albums: dict[tuple[int, str], _Album] = defaultdict(_Album)
+        self._album_tasks: set[asyncio.Task] = set()
+        self.username = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        self.username = (self.app.bot.username or "").lower()
+        await self._cosmetics()
+        if self.settings.telegram_mode == "webhook":
+            await self._call(
+                self.app.bot.set_webhook,
+                url=self.settings.telegram_webhook_url,
+                secret_token=self.settings.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            log.info("webhook registered")
+        await self.app.start()
+        if self.settings.telegram_mode == "polling":
+            await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, error_callback=self._polling_error)
+            log.info("polling for updates")
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def _cosmetics(self) -> None:
+        """Commands and descriptions. A failure here is a warning, never a reason to stop."""
+        for language, commands in COMMANDS.items():
+            try:
+                await self.app.bot.set_my_commands(
+                    [BotCommand(c, d) for c, d in commands], language_code=None if language == "en" else language
+                )
+            except Exception as exc:
+                log.warning("could not set the bot's command list (%s): %s; carrying on", language, type(exc).__name__)
+        try:
+            await self.app.bot.set_my_short_description(
+                "Styles your selfie on this server after asking for consent, and keeps nothing."
+            )
+        except Exception as exc:
+            log.warning("could not set the bot's description: %s; carrying on", type(exc).__name__)
+
+    def _polling_error(self, exc: TelegramError) -> None:
+        log.warning("polling error (will retry): %s", type(exc).__name__)
+
+    async def process_webhook_update(self, data: dict) -> None:
+        """An update posted to /telegram (secret already checked by the HTTP server)."""
+        update = Update.de_json(data, self.app.bot)
+        await self.app.update_queue.put(update)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        exc = context.error
+        log.error("telegram update failed: %s at %s", type(exc).__name__, where(exc) if exc else "?")
+
+    # -- updates → events ------------------------------------------------------------------
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is not None and message.media_group_id and (message.photo or message.document):
+            self._collect_album(message)
+            return
+        event = self.translate(update)
+        if event is not None:
+            await self._dispatch(event, self)
+
+    def translate(self, update: Update) -> Event | None:
+        if update.callback_query is not None:
+            return self._button(update)
+        if update.my_chat_member is not None:
+            return self._membership(update)
+        message = update.message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return None
+        if message.sender_chat is not None:  # anonymous admins and channels: no person to ask
+            return None
+        chat = self._chat(message.chat)
+        if chat is None:
+            return None
+        person = self._person(message.from_user)
+        ref = self._ref(message)
+        if message.photo or (message.document and _is_image(message.document.mime_type)):
+            return PhotoEvent(person, chat, ref, photos=(self._photo_ref(message),), caption=message.caption or "")
+        if message.document is not None:
+            return UnsupportedEvent(person, chat, ref, what="document")
+        text = message.text
+        if text is not None:
+            if text.startswith("/"):
+                return self._command(message, person, chat, ref)
+            return TextEvent(person, chat, ref, text=text)
+        if message.new_chat_members or message.left_chat_member or message.group_chat_created:
+            return None
+        return UnsupportedEvent(person, chat, ref, what="message")
+
+    def _command(self, message: Message, person: Person, chat: Chat, ref: MessageRef) -> CommandEvent | None:
+        head, _, args = message.text.partition(" ")
+        name, _, target = head[1:].partition("@")
+        if target and self.username and target.lower() != self.username:
+            return None  # addressed to another bot in the group
+        replied = message.reply_to_message
+        replied_photos: tuple[PhotoRef, ...] = ()
+        replied_author = replied_message = None
+        if replied is not None:
+            if replied.photo or (replied.document and _is_image(replied.document.mime_type)):
+                replied_photos = (self._photo_ref(replied),)
+            if replied.from_user is not None and not replied.from_user.is_bot and replied.sender_chat is None:
+                replied_author = self._person(replied.from_user)
+            replied_message = self._ref(replied)
+        return CommandEvent(
+            person,
+            chat,
+            ref,
+            name=name.lower(),
+            args=args.strip(),
+            replied_photos=replied_photos,
+            replied_author=replied_author,
+            replied_message=replied_message,
+        )
+
+    def _button(self, update: Update) -> ButtonEvent | None:
+        query = update.callback_query
+        message = query.message
+        if message is None or query.data is None:
+            return None
+        chat = self._chat(message.chat)
+        if chat is None:
+            return None
+        ref = MessageRef(_address(message.chat.id), str(message.message_id))
+        return ButtonEvent(self._person(query.from_user), chat, ref, data=query.data, answer_handle=query.id)
+
+    def _membership(self, update: Update) -> MembershipEvent | None:
+        change = update.my_chat_member
+        if change.chat.type not in (ChatType.GROUP, ChatType.SUPERGROUP):
+            return None
+        if change.new_chat_member.status not in (ChatMember.LEFT, ChatMember.BANNED):
+            return None
+        chat = self._chat(change.chat)
+        return MembershipEvent(self._person(change.from_user), chat, None, change=Membership.BOT_REMOVED)
+
+    def _collect_album(self, message: Message) -> None:
+        key = (message.chat.id, message.media_group_id)
+        album = self._albums[key]
+        album.parts.append(message)
+        if album.timer is not None:
+            album.timer.cancel()
+        loop = asyncio.get_running_loop()
+        album.timer = loop.call_later(ALBUM_QUIET, self._album_ready, key)
+
+    def _album_ready(self, key) -> None:
+        album = self._albums.pop(key, None)
+        if album is None or not album.parts:
+            return
+        task = asyncio.create_task(self._dispatch_album(album.parts))
+        self._album_tasks.add(task)
+        task.add_done_callback(self._album_tasks.discard)
+
+    async def _dispatch_album(self, parts: list[Message]) -> None:
+        parts.sort(key=lambda m: m.message_id)
+        first = parts[0]
+        if first.from_user is None or first.sender_chat is not None:
+            return
+        chat = self._chat(first.chat)
+        if chat is None:
+            return
+        caption = next((m.caption for m in parts if m.caption), "")
+        event = PhotoEvent(
+            self._person(first.from_user),
+            chat,
+            self._ref(first),
+            photos=tuple(self._photo_ref(m) for m in parts),
+            caption=caption,
+            more_messages=tuple(self._ref(m) for m in parts[1:]),
+        )
+        try:
+            await self._dispatch(event, self)
+        except Exception as exc:
+            log.error("album handling failed: %s at %s", type(exc).__name__, where(exc))
+
+    # -- translation helpers -------------------------------------------------------------------
+
+    def _person(self, user) -> Person:
+        return Person(
+            pseudonym=self._pseudonymize(PLATFORM, "user", user.id),
+            language=language_of(user.language_code),
+            address=_address(user.id),
+        )
+
+    def _chat(self, chat) -> Chat | None:
+        if chat.type == ChatType.PRIVATE:
+            kind = ChatKind.PRIVATE
+        elif chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
+            kind = ChatKind.GROUP
+        else:
+            return None  # channels
+        return Chat(self._pseudonymize(PLATFORM, "chat", chat.id), kind, _address(chat.id))
+
+    @staticmethod
+    def _ref(message: Message) -> MessageRef:
+        return MessageRef(_address(message.chat.id), str(message.message_id))
+
+    def _photo_ref(self, message: Message) -> PhotoRef:
+        if message.photo:
+            size = _best_size(message.photo, self.settings.max_side)
+            return PhotoRef(size.file_id, size=size.file_size, mime="image/jpeg")
+        document = message.document
+        return PhotoRef(document.file_id, size=document.file_size, mime=document.mime_type or "", is_document=True)
+
+    # -- the Platform port ----------------------------------------------------------------------
+
+    async def fetch(self, photo: PhotoRef, max_bytes: int) -> bytearray:
+        """Download into memory (never to disk)."""
+        if photo.size and photo.size > max_bytes:
+            raise PhotoTooLarge()
+        try:
+            file = await self._call(self.app.bot.get_file, photo.platform_ref)
+        except DeliveryFailed as exc:
+            raise FetchFailed(str(exc)) from None
+        if file.file_size and file.file_size > max_bytes:
+            raise PhotoTooLarge()
+        for attempt in range(3):
+            try:
+                data = await file.download_as_bytearray()
+                break
+            except (TimedOut, NetworkError) as exc:
+                if isinstance(exc, BadRequest) or attempt == 2:
+                    raise FetchFailed(type(exc).__name__) from None
+                await asyncio.sleep(1.0 * (attempt + 1))
+        if len(data) > max_bytes:
+            data[:] = bytes(len(data))
+            raise PhotoTooLarge()
+        return data
+
+    async def is_admin(self, chat: Chat, person: Person) -> bool:
+        try:
+            member = await self._call(self.app.bot.get_chat_member, int(chat.address.value), int(person.address.value))
+        except DeliveryFailed:
+            return False
+        return member.status in (ChatMember.ADMINISTRATOR, ChatMember.OWNER)
+
+    async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
+        bot = self.app.bot
+        chat_id = int(chat.value)
+        if isinstance(reply, SendText):
+            texts = _split(reply.text)
+            sent = None
+            for i, text in enumerate(texts):
+                last = i == len(texts) - 1
+                sent = await self._call(
+                    bot.send_message,
+                    chat_id,
+                    text,
+                    reply_markup=_markup(reply.buttons) if last else None,
+                    reply_parameters=_reply_to(reply.reply_to) if i == 0 else None,
+                )
+            return self._sent(sent)
+        if isinstance(reply, EditText):
+            try:
+                await self._call(
+                    bot.edit_message_text,
+                    reply.text[:MAX_TEXT],
+                    chat_id=int(reply.target.chat.value),
+                    message_id=int(reply.target.message_id),
+                    reply_markup=_markup(reply.buttons),
+                )
+            except DeliveryFailed as exc:
+                if "not modified" not in str(exc).lower():
+                    raise
+            return reply.target
+        if isinstance(reply, SendPhotos):
+            return await self._send_photos(chat_id, reply)
+        if isinstance(reply, DeleteMessage):
+            try:
+                await self._call(bot.delete_message, int(reply.target.chat.value), int(reply.target.message_id))
+            except DeliveryFailed as exc:
+                # Older than 48 h, already gone, or no rights: tolerated, logged without data.
+                log.info("could not delete a message: %s", _reason(exc))
+            return None
+        if isinstance(reply, ChatAction):
+            try:
+                await self._call(bot.send_chat_action, chat_id, reply.action, attempts=1)
+            except DeliveryFailed:
+                pass  # purely cosmetic
+            return None
+        if isinstance(reply, AnswerButton):
+            if reply.handle:
+                try:
+                    await self._call(
+                        bot.answer_callback_query, reply.handle, text=reply.text or None, show_alert=reply.alert, attempts=2
+                    )
+                except DeliveryFailed:
+                    pass  # the press is older than Telegram keeps it answerable
+            return None
+        if isinstance(reply, SendDocument):
+            sent = await self._call(bot.send_document, chat_id, reply.data, filename=reply.filename, caption=reply.caption)
+            return self._sent(sent)
+        raise TypeError(f"unknown reply {type(reply).__name__}")
+
+    async def _send_photos(self, chat_id: int, reply: SendPhotos) -> MessageRef | None:
+        bot = self.app.bot
+        if len(reply.photos) == 1:
+            photo = reply.photos[0]
+            sent = await self._call(
+                bot.send_photo,
+                chat_id,
+                photo.jpeg,
+                caption=photo.caption or None,
+                reply_markup=_markup(reply.buttons),
+                reply_parameters=_reply_to(reply.reply_to),
+                filename="darkroom.jpg",
+            )
+            return self._sent(sent)
+        media = [InputMediaPhoto(p.jpeg, caption=p.caption or None, filename=f"darkroom-{i + 1}.jpg") for i, p in enumerate(reply.photos)]
+        sent = await self._call(bot.send_media_group, chat_id, media, reply_parameters=_reply_to(reply.reply_to))
+        if reply.buttons:
+            # An album cannot carry buttons: offer them right below it.
+            await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons))
+        return self._sent(sent[0] if sent else None)
+
+    @staticmethod
+    def _sent(message: Message | None) -> MessageRef | None:
+        return None if message is None else MessageRef(_address(message.chat.id), str(message.message_id))
+
+    async def _call(self, method, *args, attempts: int = SEND_ATTEMPTS, **kwargs):
+        """Call a Bot API method; wait out flood control and retry transient network errors
+        with back-off. A reply that still cannot be delivered raises DeliveryFailed."""
+        delay = 1.0
+        for attempt in range(1, attempts + 1):
+            try:
+                return await method(*args, **kwargs)
+            except RetryAfter as exc:
+                wait = exc.retry_after
+                wait = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+                log.warning("flood control: waiting %.0fs before %s", wait, method.__name__)
+                if attempt == attempts:
+                    raise DeliveryFailed("flood control") from None
+                await asyncio.sleep(min(wait, 60.0))
+            except (BadRequest, Forbidden) as exc:
+                raise DeliveryFailed(_reason(exc)) from None
+            except (TimedOut, NetworkError) as exc:
+                if attempt == attempts:
+                    raise DeliveryFailed(type(exc).__name__) from None
+                log.info("transient %s on %s, retrying in %.0fs", type(exc).__name__, method.__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except TelegramError as exc:
+                raise DeliveryFailed(type(exc).__name__) from None
+        raise DeliveryFailed("no attempts")
+
+
+def _address(raw_id: int) -> Address:
+    return Address(PLATFORM, str(raw_id))
+
+
+def _is_image(mime: str | None) -> bool:
+    return bool(mime) and mime.lower().startswith("image/")
+
+
+def _best_size(sizes, max_side: int):
+    """The smallest size that still covers our working size, else the largest there is."""
+    ordered = sorted(sizes, key=lambda s: s.width * s.height)
+    for size in ordered:
+        if max(size.width, size.height) >= max_side:
+            return size
+    return ordered[-1]
+
+
+def _markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:
+    if not keyboard:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in keyboard])
+
+
+def _reply_to(ref: MessageRef | None) -> ReplyParameters | None:
+    if ref is None:
+        return None
+    return ReplyParameters(message_id=int(ref.message_id), allow_sending_without_reply=True)
+
+
+def _split(text: str) -> list[str]:
+    if len(text) <= MAX_TEXT:
+        return [text]
+    parts, current = [], ""
+    for line in text.split("\n"):
+        while len(line) > MAX_TEXT:
+            parts.append(line[:MAX_TEXT])
+            line = line[MAX_TEXT:]
+        if len(current) + len(line) + 1 > MAX_TEXT:
+            parts.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _reason(exc: Exception) -> str:
+    """The kind of a Bot API refusal, without echoing anything the API may have quoted back."""
+    text = str(exc).lower()
+    for known in ("message to delete not found", "message can't be deleted", "not modified", "chat not found",
+                  "bot was blocked", "not enough rights", "message to edit not found", "query is too old"):
+        if known in text:
+            return known
+    return type(exc).__name__

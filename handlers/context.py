@@ -1,0 +1,60 @@
+"""What every handler is given: the platform the event came from and the shared services."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+
+from inference import AsyncEngine, Catalogue
+
+from .events import Address, Chat, MessageRef
+from .memory import Memory
+from .ports import DeliveryFailed, JobQueue, Platform, Store
+from .replies import Reply
+
+log = logging.getLogger("darkroom.handlers")
+
+
+@dataclass(frozen=True)
+class ConversationSettings:
+    min_age: int = 16
+    input_ttl: int = 0  # seconds an input stays in memory after the reply
+    delete_selfie: bool = True
+    operator: str = ""
+    default_style: str | None = None  # used by the group "/style" with no name
+    max_input_bytes: int = 20 * 1024 * 1024
+    album_limit: int = 4
+    pending_ttl: int = 600  # how long a photo reference may wait for consent or a choice
+    version: str = ""  # software version, shown by /privacy
+
+
+@dataclass
+class Context:
+    platform: Platform
+    store: Store
+    queue: JobQueue
+    engine: AsyncEngine
+    catalogue: Catalogue
+    memory: Memory
+    settings: ConversationSettings = field(default_factory=ConversationSettings)
+
+    async def send(self, chat: Chat | Address, reply: Reply) -> MessageRef | None:
+        """Send a reply; a delivery failure is logged (no personal data) and swallowed, because
+        the person cannot be told about a message that cannot reach them."""
+        address = chat.address if isinstance(chat, Chat) else chat
+        try:
+            return await self.platform.send(address, reply)
+        except DeliveryFailed as exc:
+            log.warning("could not deliver %s on %s: %s", type(reply).__name__, self.platform.name, exc)
+            return None
+
+
+def where(exc: BaseException) -> str:
+    """Where an exception was raised (file:line in function), without its message: messages
+    from libraries can carry URLs, tokens or ids, frames cannot."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"

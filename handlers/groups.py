@@ -1,0 +1,140 @@
+"""Group rules: act only on commands, style only a consenting author's photo, and let only the
+author answer for their own photo."""
+
+from __future__ import annotations
+
+import logging
+
+from . import consent, photos
+from .context import Context
+from .events import ButtonEvent, Chat, CommandEvent, MembershipEvent, Membership, MessageRef, Person, PhotoEvent, PhotoRef
+from .memory import HeldPhotos, Request
+from .registry import Routes
+from .replies import AnswerButton, Button, EditText, SendText
+from .texts import t
+
+log = logging.getLogger("darkroom.groups")
+routes = Routes()
+
+
+async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
+    """A photo in a group is only looked at when its caption starts with /style."""
+    caption = event.caption.strip()
+    words = caption.split(maxsplit=1)
+    if not words or words[0].split("@")[0].lower() != "/style":
+        return
+    if not await ctx.store.group_enabled(event.chat.pseudonym):
+        return
+    args = words[1] if len(words) > 1 else ""
+    await request_styling(ctx, event.person, event.person, event.chat, event.photos, event.message, args)
+
+
+async def style_in_group(event: CommandEvent, ctx: Context) -> None:
+    if not await ctx.store.group_enabled(event.chat.pseudonym):
+        return
+    if not event.replied_photos or event.replied_author is None:
+        await ctx.send(event.chat, SendText(t("group.reply_to_photo", event.person.language), reply_to=event.message))
+        return
+    await request_styling(
+        ctx, event.person, event.replied_author, event.chat, event.replied_photos, event.replied_message, event.args
+    )
+
+
+async def request_styling(
+    ctx: Context,
+    requester: Person,
+    author: Person,
+    chat: Chat,
+    photo_refs: tuple[PhotoRef, ...],
+    message: MessageRef | None,
+    args: str,
+) -> None:
+    from .styles import parse_request
+
+    preferences = await ctx.store.preferences(author.pseudonym)
+    request = parse_request(args, ctx.catalogue, preferences) if args.strip() else None
+    if request is None:
+        fallback = preferences.style or ctx.settings.default_style or ctx.catalogue.default.key
+        style = ctx.catalogue.find(fallback) or ctx.catalogue.default
+        request = Request(style.key, preferences.strength, preferences.keep_colours)
+    held = HeldPhotos(
+        person=author,
+        chat=chat,
+        photos=photo_refs[: ctx.settings.album_limit],
+        message=message,
+        request=request,
+    )
+    if not await consent.has_consent(ctx, author):
+        # Only the author's own press of "I agree" can let this photo through.
+        ctx.memory.hold(ctx.memory.awaiting_consent, held)
+        held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
+        return
+    if requester.pseudonym != author.pseudonym:
+        ask = ctx.memory.add_group_request(author, requester, held)
+        language = author.language
+        buttons = (
+            (
+                Button(t("group.author_yes", language), f"gconf:{ask.token}:y", ("yes", "可以")),
+                Button(t("group.author_no", language), f"gconf:{ask.token}:n", ("no", "不行")),
+            ),
+        )
+        await ctx.send(chat, SendText(t("group.ask_author", language), buttons, reply_to=message))
+        return
+    await photos.start(ctx, held)
+
+
+@routes.button("gconf")
+async def author_answer(event: ButtonEvent, ctx: Context) -> None:
+    """Only the photo's author can answer; anyone else's press changes nothing."""
+    _, token, answer = (event.data.split(":") + ["", ""])[:3]
+    request = ctx.memory.take_group_request(token)
+    language = event.person.language
+    if request is None:
+        await ctx.send(event.chat, AnswerButton(event.answer_handle, t("group.expired", language)))
+        return
+    if event.person.pseudonym != request.author.pseudonym:
+        await ctx.send(event.chat, AnswerButton(event.answer_handle, t("group.only_author", language), alert=True))
+        return
+    del ctx.memory.group_requests[token]
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    if answer != "y":
+        if event.message is not None:
+            await ctx.send(event.chat, EditText(event.message, t("group.author_declined", language)))
+        return
+    if not await consent.has_consent(ctx, request.author):
+        ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
+        await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
+        return
+    if event.message is not None:
+        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=photos.style_label(ctx, request.held.request.style, language))))
+    await photos.start(ctx, request.held)
+
+
+@routes.command("darkroom_off", "darkroom_on")
+async def switch(event: CommandEvent, ctx: Context) -> None:
+    language = event.person.language
+    if event.chat.private:
+        await ctx.send(event.chat, SendText(t("help.group", language)))
+        return
+    if not await ctx.platform.is_admin(event.chat, event.person):
+        await ctx.send(event.chat, SendText(t("group.admins_only", language), reply_to=event.message))
+        return
+    enabled = event.name == "darkroom_on"
+    await ctx.store.set_group_enabled(event.chat.pseudonym, enabled)
+    await ctx.send(event.chat, SendText(t("group.on" if enabled else "group.off", language)))
+
+
+@routes.on_membership
+async def membership(event: MembershipEvent, ctx: Context) -> None:
+    if event.change is Membership.BOT_REMOVED:
+        rows = await ctx.store.delete_group(event.chat.pseudonym)
+        held = ctx.memory.forget_chat(event.chat.pseudonym)
+        log.info("removed from a group: deleted %d rows, released %d held items", rows, held)
+    elif event.change is Membership.UNSUBSCRIBED:
+        from .privacy import erase
+
+        await erase(ctx, event.person)  # the person left: keep nothing
+    elif event.change is Membership.SUBSCRIBED:
+        from . import help as help_module
+
+        await help_module.welcome(ctx, event.person, event.chat)

@@ -1,0 +1,321 @@
+"""The journey of a photo: consent check → style choice → queue → engine → reply → release.
+
+Nothing is downloaded before the person's consent is on record: until then only the platform's
+reference waits in memory. The download happens when the job starts, into memory, and the
+buffers are zeroed and dropped right after the reply (or after DARKROOM_INPUT_TTL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from inference import PICTURE_STYLE, ImageRejected, Picture, StyleRequest
+
+from . import consent
+from .context import Context, where
+from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
+from .memory import HeldInput, HeldPhotos, InputBuffer, Request
+from .ports import FetchFailed, PhotoTooLarge, QueueRefused
+from .registry import Routes
+from .replies import Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
+from .texts import t
+
+log = logging.getLogger("darkroom.photos")
+routes = Routes()
+
+PICTURE = PICTURE_STYLE
+POSITION_EDIT_INTERVAL = 3.0  # seconds between queue-position edits of one status message
+
+
+@dataclass
+class StyleJob:
+    person: Person
+    chat: Chat
+    photos: tuple[PhotoRef, ...]
+    request: Request
+    selfie: MessageRef | None  # the person's own message (deleted after the reply in private)
+    more_selfies: tuple[MessageRef, ...] = ()  # the rest of an album
+    reply_to: MessageRef | None = None  # in groups the result answers the photo message
+    held_input: HeldInput | None = None  # "another style": the input is already in memory
+    style_picture: PhotoRef | None = None  # "any picture as style"
+    status: MessageRef | None = None
+    phase: str = "queued"  # queued → running → finished
+    last_position_edit: float = field(default=0.0)
+
+
+# -- entry points -------------------------------------------------------------------------------
+
+
+@routes.on_photo
+async def on_photo(event: PhotoEvent, ctx: Context) -> None:
+    if not event.chat.private:
+        from . import groups
+
+        await groups.photo_in_group(event, ctx)
+        return
+    person, language = event.person, event.person.language
+    if event.caption.strip().lower().startswith("/style_from"):
+        await save_style_picture(ctx, person, event.chat, event.photos[:1], event.message)
+        return
+    limit = ctx.settings.album_limit
+    if len(event.photos) > limit:
+        await ctx.send(event.chat, SendText(t("photo.album_limit", language, limit=limit)))
+    held = HeldPhotos(
+        person=person,
+        chat=event.chat,
+        photos=event.photos[:limit],
+        message=event.message,
+        more_messages=event.more_messages,
+    )
+    if not await consent.has_consent(ctx, person):
+        # Hold the reference only (not the photo) while the person reads the notice.
+        held.request = _caption_request(ctx, event.caption, None)
+        ctx.memory.hold(ctx.memory.awaiting_consent, held)
+        held.prompt = await consent.ask(ctx, person, event.chat, lead=t("consent.needed_first", language))
+        return
+    preferences = await ctx.store.preferences(person.pseudonym)
+    held.request = _caption_request(ctx, event.caption, preferences)
+    await decide(ctx, held)
+
+
+@routes.on_unsupported
+async def on_unsupported(event: UnsupportedEvent, ctx: Context) -> None:
+    if event.chat.private:
+        key = "photo.not_image" if event.what == "document" else "photo.unsupported_message"
+        await ctx.send(event.chat, SendText(t(key, event.person.language)))
+
+
+@routes.command("style_from")
+async def style_from(event: CommandEvent, ctx: Context) -> None:
+    if not event.replied_photos:
+        await ctx.send(event.chat, SendText(t("photo.style_from_usage", event.person.language)))
+        return
+    await save_style_picture(ctx, event.person, event.chat, event.replied_photos[:1], event.replied_message)
+
+
+async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: tuple[PhotoRef, ...], message: MessageRef | None) -> None:
+    """Remember (by reference only) the picture whose look the next photo should take."""
+    language = person.language
+    ctx.memory.hold(ctx.memory.style_pictures, HeldPhotos(person=person, chat=chat, photos=photos, message=message))
+    if not await consent.has_consent(ctx, person):
+        await consent.ask(ctx, person, chat)
+        return
+    await ctx.send(chat, SendText(t("photo.style_picture_saved", language)))
+
+
+def _caption_request(ctx: Context, caption: str, preferences) -> Request | None:
+    if not caption.strip():
+        return None
+    from .styles import parse_request
+
+    return parse_request(caption, ctx.catalogue, preferences)
+
+
+async def decide(ctx: Context, held: HeldPhotos) -> None:
+    """Consent is on record: style now when the style is known, otherwise offer the picker."""
+    person = held.person
+    picture = ctx.memory.peek(ctx.memory.style_pictures, person.pseudonym)
+    if picture is not None and picture.chat.pseudonym == held.chat.pseudonym and held.request is None:
+        preferences = await ctx.store.preferences(person.pseudonym)
+        held.request = Request(PICTURE, preferences.strength, preferences.keep_colours)
+    if held.request is None:
+        preferences = await ctx.store.preferences(person.pseudonym)
+        if preferences.style and ctx.catalogue.find(preferences.style):
+            held.request = Request(preferences.style, preferences.strength, preferences.keep_colours)
+    if held.request is None:
+        from .styles import picker
+
+        ctx.memory.hold(ctx.memory.awaiting_style, held)
+        language = person.language
+        held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
+        return
+    await start(ctx, held)
+
+
+async def continue_after_consent(ctx: Context, held: HeldPhotos) -> None:
+    """The photo that waited for "I agree" goes on without being sent again."""
+    if held.photos:
+        await decide(ctx, held)
+    else:
+        await ctx.send(held.chat, SendText(t("consent.thanks", held.person.language)))
+
+
+# -- queueing -----------------------------------------------------------------------------------
+
+
+async def start(ctx: Context, held: HeldPhotos) -> None:
+    """Queue the styling of ``held`` (its request is set)."""
+    assert held.request is not None
+    language = held.person.language
+    too_big = [p for p in held.photos if p.size and p.size > ctx.settings.max_input_bytes]
+    if too_big:
+        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
+        await ctx.send(held.chat, SendText(t("photo.too_large", language, limit_mb=limit_mb)))
+        return
+    style_picture = None
+    if held.request.style == PICTURE:
+        picture = ctx.memory.take(ctx.memory.style_pictures, held.person.pseudonym)
+        if picture is None:
+            await ctx.send(held.chat, SendText(t("styles.nothing_waiting", language)))
+            return
+        style_picture = picture.photos[0]
+    job = StyleJob(
+        person=held.person,
+        chat=held.chat,
+        photos=held.photos,
+        request=held.request,
+        selfie=held.message if held.chat.private else None,
+        more_selfies=held.more_messages if held.chat.private else (),
+        reply_to=None if held.chat.private else held.message,
+        style_picture=style_picture,
+    )
+    await submit(ctx, job)
+
+
+async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
+    """Style the input that is still in memory (DARKROOM_INPUT_TTL) with another style."""
+    job = StyleJob(
+        person=held.person,
+        chat=held.chat,
+        photos=(),
+        request=request,
+        selfie=None,
+        reply_to=None if held.chat.private else held.message,
+        held_input=held,
+    )
+    await submit(ctx, job)
+
+
+async def submit(ctx: Context, job: StyleJob) -> None:
+    language = job.person.language
+    job.status = await ctx.send(job.chat, SendText(t("photo.received", language), reply_to=job.reply_to))
+    try:
+        position = ctx.queue.submit(
+            job.person.pseudonym, partial(run, ctx, job), on_position=partial(show_position, ctx, job)
+        )
+    except QueueRefused as exc:
+        if job.held_input is not None:
+            job.held_input.release()
+        minutes = max(1, round(exc.retry_after / 60))
+        await show_status(ctx, job, t(f"photo.{exc.reason}", language, minutes=minutes), final=True)
+        return
+    if position > 1:
+        await show_position(ctx, job, position)
+
+
+async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
+    """Edit the status message with the queue position, at most every few seconds."""
+    if job.phase != "queued" or position < 1:
+        return
+    now = time.monotonic()
+    if now - job.last_position_edit < POSITION_EDIT_INTERVAL:
+        return
+    job.last_position_edit = now
+    await show_status(ctx, job, t("photo.queued", job.person.language, position=position))
+
+
+async def show_status(ctx: Context, job: StyleJob, text: str, final: bool = False) -> None:
+    if final:
+        job.phase = "finished"
+    if job.status is not None:
+        await ctx.send(job.chat, EditText(job.status, text))
+    else:
+        job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
+
+
+# -- the work -------------------------------------------------------------------------------------
+
+
+async def run(ctx: Context, job: StyleJob) -> None:
+    """Download, style, reply, delete the selfie, release. Runs in the queue's worker."""
+    job.phase = "running"
+    language = job.person.language
+    buffers: list[InputBuffer] = job.held_input.buffers[:] if job.held_input else []
+    pictures: list[Picture] = []
+    keep_for_ttl = False
+    try:
+        if not await consent.has_consent(ctx, job.person):
+            await show_status(ctx, job, t("photo.cancelled", language), final=True)
+            return
+        name = style_label(ctx, job.request.style, language)
+        await show_status(ctx, job, t("photo.styling", language, style=name))
+        await ctx.send(job.chat, ChatAction("upload_photo"))
+        style_picture = None
+        if job.style_picture is not None:
+            style_buffer = InputBuffer(await ctx.platform.fetch(job.style_picture, ctx.settings.max_input_bytes))
+            try:
+                style_picture = await ctx.engine.load(style_buffer.data, detect_faces=False)
+                pictures.append(style_picture)
+            finally:
+                style_buffer.release()
+        for ref in job.photos:
+            buffers.append(InputBuffer(await ctx.platform.fetch(ref, ctx.settings.max_input_bytes)))
+        request = StyleRequest(job.request.style, job.request.strength, job.request.keep_colours)
+        results = []
+        for buffer in buffers:
+            picture = await ctx.engine.load(buffer.data)
+            pictures.append(picture)
+            results.append(await ctx.engine.render(picture, request, style_picture))
+        await ctx.send(job.chat, ChatAction("upload_photo"))
+        ttl = ctx.settings.input_ttl
+        caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
+        out = tuple(OutPhoto(r.jpeg, caption if i == 0 else "") for i, r in enumerate(results))
+        buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
+        await ctx.send(job.chat, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+        done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
+        await show_status(ctx, job, done, final=True)
+        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, sum(r.seconds for r in results))
+        if ttl > 0:
+            ctx.memory.keep_input(
+                HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)
+            )
+            keep_for_ttl = True
+        if job.chat.private and ctx.settings.delete_selfie and ctx.platform.can_delete_user_messages:
+            for message in (job.selfie, *job.more_selfies):
+                if message is not None:
+                    await ctx.send(job.chat, DeleteMessage(message))
+    except ImageRejected as exc:
+        log.info("input refused: %s", exc.reason)
+        await show_status(ctx, job, _rejection_text(ctx, exc, language), final=True)
+    except PhotoTooLarge:
+        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
+        await show_status(ctx, job, t("photo.too_large", language, limit_mb=limit_mb), final=True)
+    except FetchFailed as exc:
+        log.warning("photo download failed on %s: %s", ctx.platform.name, type(exc).__name__)
+        await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
+    except asyncio.CancelledError:
+        job.phase = "finished"
+        raise
+    except Exception as exc:  # never a traceback to the person; the log line has no personal data
+        log.error("styling failed: %s at %s", type(exc).__name__, where(exc))
+        await show_status(ctx, job, t("photo.failed", language), final=True)
+    finally:
+        if not keep_for_ttl:
+            for buffer in buffers:
+                buffer.release()
+        for picture in pictures:
+            picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
+        job.held_input = None
+
+
+def style_label(ctx: Context, key: str, language: str) -> str:
+    if key == PICTURE:
+        return t("photo.your_picture", language)
+    style = ctx.catalogue.find(key)
+    return style.display_name(language) if style else key
+
+
+def _rejection_text(ctx: Context, exc: ImageRejected, language: str) -> str:
+    key = {
+        "empty": "photo.corrupt",
+        "too_many_bytes": "photo.too_large",
+        "too_many_pixels": "photo.too_many_pixels",
+        "unsupported_format": "photo.unsupported",
+        "corrupt": "photo.corrupt",
+        "too_small": "photo.too_small",
+    }.get(exc.reason, "photo.corrupt")
+    return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))

@@ -1,0 +1,114 @@
+"""What the conversation needs from the outside world, as protocols.
+
+`bot/` implements these (Telegram and WeChat adapters, SQLite storage, the fair job queue);
+tests implement them with small fakes. Nothing here names a platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from .events import Address, Chat, MessageRef, Person, PhotoRef
+from .replies import Reply
+
+
+class DeliveryFailed(Exception):
+    """The platform would not take a reply even after retries (logged without personal data)."""
+
+
+class FetchFailed(Exception):
+    """A photo could not be downloaded from the platform."""
+
+
+class PhotoTooLarge(FetchFailed):
+    """The platform says (or the download shows) that the file exceeds our byte limit."""
+
+
+class Platform(Protocol):
+    name: str
+    has_buttons: bool  # False: buttons are shown as typed choices
+    can_delete_user_messages: bool
+
+    async def send(self, chat: Address, reply: Reply) -> MessageRef | None: ...
+
+    async def fetch(self, photo: PhotoRef, max_bytes: int) -> bytearray:
+        """Download into memory only. Raises PhotoTooLarge or FetchFailed."""
+        ...
+
+    async def is_admin(self, chat: Chat, person: Person) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    version: str
+    text_sha256: str
+    language: str
+    given_at: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class Preferences:
+    style: str | None = None
+    strength: float = 1.0
+    keep_colours: bool = False
+
+
+class Store(Protocol):
+    async def consent(self, person: str) -> ConsentRecord | None: ...
+
+    async def record_consent(self, person: str, record: ConsentRecord) -> None: ...
+
+    async def consent_history(self, person: str) -> list[ConsentRecord]: ...
+
+    async def preferences(self, person: str) -> Preferences: ...
+
+    async def set_preferences(self, person: str, preferences: Preferences) -> None: ...
+
+    async def group_enabled(self, chat: str) -> bool: ...
+
+    async def set_group_enabled(self, chat: str, enabled: bool) -> None: ...
+
+    async def delete_person(self, person: str) -> dict[str, int]:
+        """Remove every row linked to ``person``; returns what was removed, per kind."""
+        ...
+
+    async def delete_group(self, chat: str) -> int: ...
+
+
+class QueueRefused(Exception):
+    """Base for a job the queue will not take; ``reason`` picks the message."""
+
+    reason = "busy"
+
+    def __init__(self, retry_after: float = 0.0) -> None:
+        super().__init__(self.reason)
+        self.retry_after = retry_after
+
+
+class QueueFull(QueueRefused):
+    reason = "busy"
+
+
+class RateLimited(QueueRefused):
+    reason = "rate_limited"
+
+
+class TooManyPending(QueueRefused):
+    reason = "too_many_pending"
+
+
+Work = Callable[[], Awaitable[None]]
+PositionCallback = Callable[[int], Awaitable[None]]
+
+
+class JobQueue(Protocol):
+    def submit(self, owner: str, work: Work, on_position: PositionCallback | None = None) -> int:
+        """Queue ``work`` for ``owner``; returns its position (1 = next). Raises QueueRefused."""
+        ...
+
+    def cancel_owner(self, owner: str) -> int:
+        """Cancel every queued and running job of ``owner``; returns how many."""
+        ...
+
+    def pending(self, owner: str) -> int: ...

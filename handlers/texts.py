@@ -1,0 +1,228 @@
+"""Every word the bot says, in English and Simplified Chinese, in one place.
+
+The consent notice lives here too (one text per language); its version is the hash of what it
+says with the running configuration filled in, so changing the text, the input TTL, the age
+limit or the operator makes everyone re-consent at their next photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+LANGUAGES = ("en", "zh")
+
+
+def language_of(code: str | None) -> str:
+    """Map a platform language code ("zh-hans", "zh-CN", "en-GB", ...) to "en" or "zh"."""
+    return "zh" if code and code.lower().startswith("zh") else "en"
+
+
+CONSENT_NOTICE = {
+    "en": (
+        "Hi! I'm Darkroom. I turn a selfie into a styled picture, right here on this server.\n\n"
+        "Before you send a photo:\n"
+        "• Your photo is styled on this server only. It is never saved to disk, never used for "
+        "training, and it is deleted from memory {release}.\n"
+        "• I keep only a record that you agreed and your favourite style, under a pseudonym "
+        "(not your name or account). Nothing else.\n"
+        "• Withdraw at any time with /delete_my_data: it erases everything I hold about you.\n"
+        "• You must be {min_age} or older.\n"
+        "{operator}"
+        "\nDo you agree?"
+    ),
+    "zh": (
+        "你好！我是 Darkroom，在这台服务器上把你的自拍变成风格化的图片。\n\n"
+        "发送照片之前请先了解：\n"
+        "• 照片只在这台服务器上处理，从不写入磁盘，从不用于训练，{release}从内存中删除。\n"
+        "• 我只保存你同意过的记录和你喜欢的风格，并且使用化名（不是你的名字或账号），除此之外什么都不保存。\n"
+        "• 随时发送 /delete_my_data 撤回同意：我会删除关于你的全部数据。\n"
+        "• 你必须年满 {min_age} 岁。\n"
+        "{operator}"
+        "\n你同意吗？"
+    ),
+}
+
+_RELEASE = {
+    "en": {0: "as soon as your picture is sent back", "ttl": "{ttl} seconds after your picture is sent back (so you can try another style without sending it again)"},
+    "zh": {0: "在图片发回给你后立即", "ttl": "在图片发回给你 {ttl} 秒后（方便你不重新发送就换一种风格）"},
+}
+
+_OPERATOR = {
+    "en": "• This bot is run by {operator}.\n",
+    "zh": "• 本机器人的运营者：{operator}。\n",
+}
+
+
+def consent_notice(language: str, min_age: int, input_ttl: int, operator: str) -> str:
+    release = _RELEASE[language][0] if input_ttl <= 0 else _RELEASE[language]["ttl"].format(ttl=input_ttl)
+    operator_line = _OPERATOR[language].format(operator=operator) if operator else ""
+    return CONSENT_NOTICE[language].format(release=release, min_age=min_age, operator=operator_line)
+
+
+def notice_version(min_age: int, input_ttl: int, operator: str) -> str:
+    """The notice's version: a hash of every language's text as it is shown right now."""
+    digest = hashlib.sha256()
+    for language in LANGUAGES:
+        digest.update(consent_notice(language, min_age, input_ttl, operator).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+TEXTS: dict[str, dict[str, str]] = {
+    # consent
+    "consent.agree": {"en": "I agree ({min_age}+)", "zh": "我同意（已满 {min_age} 岁）"},
+    "consent.under_age": {"en": "I'm under {min_age}", "zh": "我未满 {min_age} 岁"},
+    "consent.decline": {"en": "No thanks", "zh": "不了，谢谢"},
+    "consent.thanks": {"en": "Thank you! You agreed. Send me a selfie any time.", "zh": "谢谢！你已同意。随时发自拍给我吧。"},
+    "consent.thanks_with_photo": {"en": "Thank you! Now for your photo…", "zh": "谢谢！现在来处理你的照片……"},
+    "consent.recorded": {"en": "✓ You agreed (notice version {version}).", "zh": "✓ 你已同意（告知版本 {version}）。"},
+    "consent.declined": {
+        "en": "No problem. I kept nothing: any photo you sent has been dropped without being opened.",
+        "zh": "没问题。我什么都没有保存：你发来的照片未被打开就已丢弃。",
+    },
+    "consent.under_age_refused": {
+        "en": "Thanks for being honest. Darkroom is only for people aged {min_age} and over, so I won't style photos for you. Nothing about you was stored.",
+        "zh": "谢谢你的诚实。Darkroom 只面向 {min_age} 岁及以上的用户，所以我不能为你处理照片。关于你的任何信息都没有被保存。",
+    },
+    "consent.needed_first": {
+        "en": "Before I can style your photo, please read this and agree. Your photo waits (unopened) for up to 10 minutes.",
+        "zh": "处理照片前请先阅读并同意以下内容。你的照片会（在未打开的状态下）最多等待 10 分钟。",
+    },
+    "consent.already": {"en": "You have already agreed. Send me a selfie!", "zh": "你已经同意过了。发自拍给我吧！"},
+    "consent.not_for_you": {"en": "This question is for someone else.", "zh": "这个问题不是问你的。"},
+    # help
+    "help": {
+        "en": (
+            "Send me a selfie and pick a style: I style it on this server and send it back, then forget it.\n\n"
+            "/styles – the styles, with where each model comes from\n"
+            "/style NAME – set your favourite style (or /style to choose)\n"
+            "/style_from – reply to any picture to use it as the style\n"
+            "/privacy – what happens to your data, and what I hold right now\n"
+            "/my_data – a copy of everything I hold about you\n"
+            "/delete_my_data – erase everything about you\n"
+            "/revoke – withdraw your consent\n\n"
+            "Tip: add a style name as the caption, e.g. “ink”, or “oil 0.6 keep colours”."
+        ),
+        "zh": (
+            "发一张自拍并选一种风格：我在这台服务器上处理后发回给你，然后忘掉它。\n\n"
+            "/styles – 全部风格及每个模型的来源\n"
+            "/style 名称 – 设置你喜欢的风格（或发送 /style 来选择）\n"
+            "/style_from – 回复任意一张图片，用它作为风格\n"
+            "/privacy – 你的数据会怎样处理，以及我现在保存了什么\n"
+            "/my_data – 获取我保存的关于你的全部数据\n"
+            "/delete_my_data – 删除关于你的全部数据\n"
+            "/revoke – 撤回同意\n\n"
+            "小提示：在照片说明里写上风格名，例如“水墨”，或“油画 0.6 保留颜色”。"
+        ),
+    },
+    "help.group": {
+        "en": "In groups I only act on commands: reply /style [NAME] to a photo, or send a photo with the caption /style [NAME]. The person in the photo must have agreed first.",
+        "zh": "在群聊里我只响应命令：回复一张照片 /style [名称]，或发送说明为 /style [名称] 的照片。照片的主人需要先同意。",
+    },
+    "error.generic": {"en": "Sorry, something went wrong on my side. Please try again.", "zh": "抱歉，我这边出了问题，请重试。"},
+    "unknown_command": {"en": "I don't know that command.", "zh": "我不认识这个命令。"},
+    # styles
+    "styles.header": {"en": "Styles (send /style NAME to make one your favourite):", "zh": "风格（发送 /style 名称 设为常用风格）："},
+    "styles.faithful_header": {"en": "Faithful styles (made by Darkroom, no AI weights):", "zh": "写实风格（Darkroom 自己编写，不含 AI 权重）："},
+    "styles.neural_header": {"en": "Neural styles:", "zh": "神经网络风格："},
+    "styles.licence_line": {"en": "Models: {models}. Full list with checksums: /privacy.", "zh": "模型：{models}。完整列表及校验值见 /privacy。"},
+    "styles.pick": {"en": "Pick a style for your photo:", "zh": "为你的照片选一种风格："},
+    "styles.pick_default": {"en": "Pick your favourite style:", "zh": "选择你常用的风格："},
+    "styles.more": {"en": "More…", "zh": "更多……"},
+    "styles.fewer": {"en": "« Back", "zh": "« 返回"},
+    "styles.always_ask": {"en": "Ask me each time", "zh": "每次都问我"},
+    "styles.default_set": {"en": "Your favourite style is now {style}. Send a selfie!", "zh": "你的常用风格已设为 {style}。发自拍吧！"},
+    "styles.default_cleared": {"en": "OK, I'll ask for a style each time.", "zh": "好的，我每次都会问你要哪种风格。"},
+    "styles.unknown": {"en": "I don't know the style “{name}”. Send /styles to see them all.", "zh": "没有叫“{name}”的风格。发送 /styles 查看全部风格。"},
+    "styles.chosen": {"en": "Style: {style}", "zh": "风格：{style}"},
+    "styles.nothing_waiting": {"en": "There's no photo waiting any more. Please send it again.", "zh": "没有等待中的照片了，请重新发送。"},
+    "styles.type_choice": {"en": "Reply with a number or a name:", "zh": "回复数字或名称："},
+    # photos
+    "photo.queued": {"en": "Got it! You're number {position} in line.", "zh": "收到！你排在第 {position} 位。"},
+    "photo.received": {"en": "Got it! Getting ready…", "zh": "收到！正在准备……"},
+    "photo.styling": {"en": "Styling your photo ({style})…", "zh": "正在处理你的照片（{style}）……"},
+    "photo.done": {"en": "Done ✓ Your original has been deleted.", "zh": "完成 ✓ 你的原图已删除。"},
+    "photo.done_held": {"en": "Done ✓ Your original will be deleted in {ttl} seconds.", "zh": "完成 ✓ 你的原图将在 {ttl} 秒后删除。"},
+    "photo.caption": {"en": "{style} · styled on this server; your original was deleted.", "zh": "{style} · 在本服务器上处理；你的原图已删除。"},
+    "photo.caption_held": {
+        "en": "{style} · styled on this server; your original will be deleted in {ttl} s.",
+        "zh": "{style} · 在本服务器上处理；你的原图将在 {ttl} 秒后删除。",
+    },
+    "photo.another": {"en": "Another style", "zh": "换一种风格"},
+    "photo.album_limit": {"en": "I'll style the first {limit} photos of the album.", "zh": "我会处理相册里的前 {limit} 张照片。"},
+    "photo.not_image": {"en": "That doesn't look like a photo. Please send a JPEG, PNG, WebP or GIF picture.", "zh": "这看起来不是照片。请发送 JPEG、PNG、WebP 或 GIF 图片。"},
+    "photo.too_large": {"en": "That file is too large (limit {limit_mb} MB). Please send a smaller photo.", "zh": "文件太大了（上限 {limit_mb} MB），请发送小一些的照片。"},
+    "photo.too_many_pixels": {"en": "That picture has too many pixels for me. Please send a normal photo.", "zh": "这张图片的像素太多了，请发送一张普通照片。"},
+    "photo.corrupt": {"en": "I couldn't read that picture; it seems damaged. Could you send it again?", "zh": "我读不了这张图片，它似乎已损坏。可以重新发送吗？"},
+    "photo.too_small": {"en": "That picture is too small or too narrow to style. Please send a bigger photo.", "zh": "这张图片太小或太窄，无法处理。请发送大一些的照片。"},
+    "photo.unsupported": {"en": "I can only read JPEG, PNG, WebP and GIF pictures. Please send it as a normal photo.", "zh": "我只能读取 JPEG、PNG、WebP 和 GIF 图片，请以普通照片的方式发送。"},
+    "photo.fetch_failed": {"en": "I couldn't download your photo from the chat service. Please send it again.", "zh": "无法从聊天服务下载你的照片，请重新发送。"},
+    "photo.failed": {"en": "Sorry, something went wrong on my side. Your photo was deleted; please try again.", "zh": "抱歉，我这边出了问题。你的照片已删除，请重试。"},
+    "photo.busy": {"en": "I'm very busy right now. Please try again in a few minutes.", "zh": "我现在太忙了，请过几分钟再试。"},
+    "photo.rate_limited": {"en": "You've sent a lot of photos. Please try again in {minutes} minutes.", "zh": "你发送的照片太多了，请 {minutes} 分钟后再试。"},
+    "photo.too_many_pending": {"en": "You already have photos waiting. Please wait for them first.", "zh": "你已经有照片在等待处理，请先等它们完成。"},
+    "photo.cancelled": {"en": "Cancelled.", "zh": "已取消。"},
+    "photo.unsupported_message": {"en": "I can only style photos. Send me a selfie!", "zh": "我只能处理照片。发一张自拍给我吧！"},
+    "photo.style_picture_saved": {
+        "en": "Got your style picture. Now send the photo to style with it (within 10 minutes).",
+        "zh": "收到风格图片。现在请在 10 分钟内发送要处理的照片。",
+    },
+    "photo.style_from_usage": {
+        "en": "Reply /style_from to a picture (or send a picture with the caption /style_from), then send your photo.",
+        "zh": "用 /style_from 回复一张图片（或发送说明为 /style_from 的图片），然后发送你的照片。",
+    },
+    "photo.your_picture": {"en": "your picture", "zh": "你的图片"},
+    # privacy
+    "delete.receipt": {
+        "en": (
+            "Deleted. Receipt:\n"
+            "• consent records: {consents}\n"
+            "• preferences: {preferences}\n"
+            "• queued or running jobs cancelled: {jobs}\n"
+            "• photos held in memory released: {held}\n"
+            "• other records: {other}\n"
+            "Nothing about you is left on this server."
+        ),
+        "zh": (
+            "已删除。回执：\n"
+            "• 同意记录：{consents}\n"
+            "• 偏好设置：{preferences}\n"
+            "• 已取消的排队或进行中的任务：{jobs}\n"
+            "• 已释放的内存中照片：{held}\n"
+            "• 其他记录：{other}\n"
+            "这台服务器上已没有任何关于你的数据。"
+        ),
+    },
+    "privacy.header": {"en": "Privacy — what Darkroom does with your data", "zh": "隐私 —— Darkroom 如何处理你的数据"},
+    "privacy.now": {
+        "en": "What I hold about you right now: consent {consent}; favourite style {style}; jobs waiting {jobs}; photos in memory {held}.",
+        "zh": "我现在保存的关于你的数据：同意记录 {consent}；常用风格 {style}；等待中的任务 {jobs}；内存中的照片 {held}。",
+    },
+    "privacy.consent_yes": {"en": "given on {date} (version {version})", "zh": "已于 {date} 同意（版本 {version}）"},
+    "privacy.none": {"en": "none", "zh": "无"},
+    # groups
+    "group.off": {"en": "Darkroom is now off in this group. An admin can turn it back on with /darkroom_on.", "zh": "Darkroom 已在本群关闭。管理员可发送 /darkroom_on 重新开启。"},
+    "group.on": {"en": "Darkroom is now on in this group.", "zh": "Darkroom 已在本群开启。"},
+    "group.admins_only": {"en": "Only group admins can do that.", "zh": "只有群管理员可以这样做。"},
+    "group.reply_to_photo": {"en": "Reply /style [NAME] to a photo to style it.", "zh": "用 /style [名称] 回复一张照片来处理它。"},
+    "group.author_consent": {
+        "en": "The person who sent this photo needs to agree first. (Only their own answer counts.)",
+        "zh": "需要照片的发送者先同意。（只有本人的回答有效。）",
+    },
+    "group.ask_author": {"en": "Someone asked to style this photo. Is that OK with you? Only the sender of the photo can answer.", "zh": "有人想处理这张照片。你同意吗？只有照片的发送者可以回答。"},
+    "group.author_yes": {"en": "Yes, style it", "zh": "可以，处理吧"},
+    "group.author_no": {"en": "No", "zh": "不行"},
+    "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
+    "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},
+    "group.expired": {"en": "This request has expired.", "zh": "这个请求已过期。"},
+}
+
+
+def t(key: str, language: str, **values) -> str:
+    """The text ``key`` in ``language`` (English when missing), with ``values`` filled in."""
+    entry = TEXTS[key]
+    return entry.get(language, entry["en"]).format(**values)

@@ -1,0 +1,128 @@
+"""Shared fixtures: test portraits from installed wheels, one verified engine, the fake Bot API,
+and a running Darkroom wired to it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.app import Darkroom
+from bot.settings import from_environment
+from inference import Engine, EngineConfig
+from tests.fakes.telegram_api import FakeTelegram, User
+
+TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
+SECRET = "k" * 64
+ALICE = User(111111111, "Alice", "alice_private", "en")
+BOB = User(222222222, "Bob", "bob_the_builder", "zh-hans")
+CAROL = User(333333333, "Carol", "carol_admin", "en")
+GROUP = -1001234567890
+
+
+def portrait_path(name: str = "grace") -> Path:
+    if name == "grace":
+        import matplotlib
+
+        return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    import skimage
+
+    return Path(skimage.__file__).parent / "data" / "astronaut.png"
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 92, **save) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG", quality=quality, **save)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def grace_rgb() -> np.ndarray:
+    return np.asarray(Image.open(portrait_path("grace")).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    return np.asarray(Image.open(portrait_path("astronaut")).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def small_portrait(grace_rgb) -> bytes:
+    """A 256x300 JPEG portrait: quick to style, still has a detectable face."""
+    image = Image.fromarray(grace_rgb).resize((256, 300), Image.Resampling.LANCZOS)
+    return jpeg_bytes(np.asarray(image))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    engine = Engine(EngineConfig())
+    engine.verify()
+    return engine
+
+
+@pytest.fixture
+async def fake_telegram():
+    fake = await FakeTelegram(TOKEN).start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def bot_environment(fake: FakeTelegram, data_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": fake.url,
+        "TELEGRAM_MODE": "polling",
+        "DARKROOM_DATA_DIR": str(data_dir),
+        "DARKROOM_SECRET": SECRET,
+        "DARKROOM_HTTP_HOST": "127.0.0.1",
+        "DARKROOM_HTTP_PORT": "0",
+    }
+    env.update(overrides)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeTelegram, data_dir: Path, engine: Engine, **overrides: str):
+    settings = from_environment(bot_environment(fake, data_dir, **overrides), dotenv=None)
+    darkroom = Darkroom(settings, engine=engine)
+    await darkroom.start()
+    try:
+        yield darkroom
+    finally:
+        await darkroom.stop(grace=5.0)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def captured_logs():
+    """Everything logged at DEBUG, both as raw records and as the redacted text operators see."""
+    from bot import logs
+
+    stream = io.StringIO()
+    handler = logs.configure("DEBUG", [TOKEN, SECRET], stream=stream)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep(level=logging.DEBUG)
+    root = logging.getLogger()
+    root.handlers.insert(0, keep)  # before the redactor, so it sees records as they were made
+    try:
+        yield stream, records
+    finally:
+        root.removeHandler(keep)
+        root.removeHandler(handler)
+
