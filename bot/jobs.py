@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from handlers.context import where
 from handlers.ports import PositionCallback, QueueFull, RateLimited, TooManyPending, Work
 
 log = logging.getLogger("darkroom.jobs")
@@ -159,7 +160,7 @@ class FairQueue:
                 await asyncio.wait([ticket.task])  # returns (never raises) when the job is cancelled
                 if not ticket.task.cancelled() and ticket.task.exception() is not None:
                     exc = ticket.task.exception()
-                    log.error("a job failed: %s", type(exc).__name__)
+                    log.error("a job failed: %s at %s", type(exc).__name__, where(exc))
             except asyncio.CancelledError:
                 ticket.task.cancel()
                 raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import consent
+from . import consent, styles
 from .context import Context
 from .events import Chat, CommandEvent, Person, TextEvent
 from .registry import Routes
@@ -39,5 +39,7 @@ async def on_text(event: TextEvent, ctx: Context) -> None:
         return  # in groups the bot acts on commands only
     if not await consent.has_consent(ctx, event.person):
         await consent.ask(ctx, event.person, event.chat)
+        return
+    if await styles.typed_style(event, ctx):
         return
     await ctx.send(event.chat, SendText(t("help", event.person.language)))

@@ -8,7 +8,7 @@ from inference import Catalogue, Style
 
 from . import photos
 from .context import Context
-from .events import ButtonEvent, Chat, CommandEvent, Person
+from .events import ButtonEvent, Chat, CommandEvent, Person, TextEvent
 from .memory import Request
 from .ports import Preferences
 from .registry import Routes
@@ -181,6 +181,23 @@ async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
     preferences = await ctx.store.preferences(event.person.pseudonym)
     held.request = Request(style.key, preferences.strength, preferences.keep_colours)
     await photos.start(ctx, held)
+
+
+async def typed_style(event: TextEvent, ctx: Context) -> bool:
+    """A style typed by name (any page, with options: "oil 0.6 keep colours") for the photo
+    that is waiting for one. Returns False when nothing waits or the words name no style."""
+    held = ctx.memory.peek(ctx.memory.awaiting_style, event.person.pseudonym)
+    if held is None or held.chat.pseudonym != event.chat.pseudonym:
+        return False
+    preferences = await ctx.store.preferences(event.person.pseudonym)
+    request = parse_request(event.text, ctx.catalogue, preferences)
+    if request is None:
+        await ctx.send(event.chat, SendText(t("styles.unknown", event.person.language, name=event.text.strip()[:40])))
+        return True
+    ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
+    held.request = request
+    await photos.start(ctx, held)
+    return True
 
 
 @routes.button("again")

@@ -129,7 +129,8 @@ def decode(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
 
     if min(image.size) < limits.min_side:
         raise TooSmall(f"{image.size[0]}x{image.size[1]} after fitting to {limits.max_side}")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    # A writable array of our own, so the caller can zero it when the picture is released.
+    return np.array(image, dtype=np.uint8, order="C")
 
 
 def _apply_orientation(image: Image.Image) -> Image.Image:
