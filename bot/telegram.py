@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -460,7 +461,9 @@ class TelegramPlatform:
             try:
                 return await method(*args, **kwargs)
             except RetryAfter as exc:
-                wait = exc.retry_after
+                with warnings.catch_warnings():  # PTB 22 warns that the type will change
+                    warnings.simplefilter("ignore")
+                    wait = exc.retry_after
                 wait = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
                 log.warning("flood control: waiting %.0fs before %s", wait, method.__name__)
                 if attempt == attempts:

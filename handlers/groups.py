@@ -63,12 +63,19 @@ async def request_styling(
         photos=photo_refs[: ctx.settings.album_limit],
         message=message,
         request=request,
+        requester=requester,
     )
     if not await consent.has_consent(ctx, author):
         # Only the author's own press of "I agree" can let this photo through.
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
         return
+    await proceed(ctx, held)
+
+
+async def proceed(ctx: Context, held: HeldPhotos) -> None:
+    """The author has consented: style it, or first ask the author when someone else asked."""
+    author, requester = held.person, held.requester or held.person
     if requester.pseudonym != author.pseudonym:
         ask = ctx.memory.add_group_request(author, requester, held)
         language = author.language
@@ -78,7 +85,7 @@ async def request_styling(
                 Button(t("group.author_no", language), f"gconf:{ask.token}:n", ("no", "不行")),
             ),
         )
-        await ctx.send(chat, SendText(t("group.ask_author", language), buttons, reply_to=message))
+        await ctx.send(held.chat, SendText(t("group.ask_author", language), buttons, reply_to=held.message))
         return
     await photos.start(ctx, held)
 
@@ -101,6 +108,7 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
         if event.message is not None:
             await ctx.send(event.chat, EditText(event.message, t("group.author_declined", language)))
         return
+    request.held.requester = request.author  # the author said yes: no need to ask again
     if not await consent.has_consent(ctx, request.author):
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)

@@ -65,6 +65,7 @@ class HeldPhotos:
     expires: float = 0.0
     prompt: MessageRef | None = None  # the message that asked (consent notice, picker)
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album
+    requester: Person | None = None  # groups: who asked (may differ from the author)
 
 
 @dataclass

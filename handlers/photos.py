@@ -138,7 +138,11 @@ async def decide(ctx: Context, held: HeldPhotos) -> None:
 
 async def continue_after_consent(ctx: Context, held: HeldPhotos) -> None:
     """The photo that waited for "I agree" goes on without being sent again."""
-    if held.photos:
+    if not held.chat.private:
+        from . import groups
+
+        await groups.proceed(ctx, held)
+    elif held.photos:
         await decide(ctx, held)
     else:
         await ctx.send(held.chat, SendText(t("consent.thanks", held.person.language)))
