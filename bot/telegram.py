@@ -104,6 +104,7 @@ class _Album:
 class TelegramPlatform:
     name = PLATFORM
     has_buttons = True
+    can_edit = True
     can_delete_user_messages = True
 
     def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:

@@ -103,7 +103,4 @@ async def answer(event: ButtonEvent, ctx: Context) -> None:
     key = "consent.under_age_refused" if choice == "under" else "consent.declined"
     text = t(key, language, min_age=ctx.settings.min_age)
     await ctx.send(event.chat, AnswerButton(event.answer_handle))
-    if event.chat.private and event.message is not None:
-        await ctx.send(event.chat, EditText(event.message, text))
-    else:
-        await ctx.send(event.chat, SendText(text))
+    await ctx.edit_or_send(event.chat, event.message if event.chat.private else None, text)

@@ -11,7 +11,7 @@ from inference import AsyncEngine, Catalogue
 from .events import Address, Chat, MessageRef
 from .memory import Memory
 from .ports import DeliveryFailed, JobQueue, Platform, Store
-from .replies import Reply
+from .replies import EditText, Reply, SendText
 
 log = logging.getLogger("darkroom.handlers")
 
@@ -38,6 +38,12 @@ class Context:
     catalogue: Catalogue
     memory: Memory
     settings: ConversationSettings = field(default_factory=ConversationSettings)
+
+    async def edit_or_send(self, chat: Chat, target: MessageRef | None, text: str, buttons=()) -> MessageRef | None:
+        """Replace ``target``'s text where the platform can edit messages, else say it anew."""
+        if target is not None and self.platform.can_edit:
+            return await self.send(chat, EditText(target, text, buttons))
+        return await self.send(chat, SendText(text, buttons))
 
     async def send(self, chat: Chat | Address, reply: Reply) -> MessageRef | None:
         """Send a reply; a delivery failure is logged (no personal data) and swallowed, because

@@ -45,6 +45,7 @@ class StyleJob:
     status: MessageRef | None = None
     phase: str = "queued"  # queued → running → finished
     last_position_edit: float = field(default=0.0)
+    status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -196,39 +197,50 @@ async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
 
 async def submit(ctx: Context, job: StyleJob) -> None:
     language = job.person.language
-    job.status = await ctx.send(job.chat, SendText(t("photo.received", language), reply_to=job.reply_to))
-    try:
-        position = ctx.queue.submit(
-            job.person.pseudonym, partial(run, ctx, job), on_position=partial(show_position, ctx, job)
-        )
-    except QueueRefused as exc:
-        if job.held_input is not None:
-            job.held_input.release()
-        minutes = max(1, round(exc.retry_after / 60))
-        await show_status(ctx, job, t(f"photo.{exc.reason}", language, minutes=minutes), final=True)
-        return
-    if position > 1:
-        await show_position(ctx, job, position)
+    # The status lock is held until the one status message exists: the job may start as soon
+    # as this coroutine yields, and its own status updates must edit that message, not race it.
+    async with job.status_lock:
+        try:
+            position = ctx.queue.submit(
+                job.person.pseudonym, partial(run, ctx, job), on_position=partial(show_position, ctx, job)
+            )
+        except QueueRefused as exc:
+            if job.held_input is not None:
+                job.held_input.release()
+            job.phase = "finished"
+            minutes = max(1, round(exc.retry_after / 60))
+            await ctx.send(job.chat, SendText(t(f"photo.{exc.reason}", language, minutes=minutes), reply_to=job.reply_to))
+            return
+        first = t("photo.queued", language, position=position) if position > 1 else t("photo.received", language)
+        job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
+        job.last_position_edit = time.monotonic()
 
 
 async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
     """Edit the status message with the queue position, at most every few seconds."""
-    if job.phase != "queued" or position < 1:
+    if not ctx.platform.can_edit or time.monotonic() - job.last_position_edit < POSITION_EDIT_INTERVAL:
         return
-    now = time.monotonic()
-    if now - job.last_position_edit < POSITION_EDIT_INTERVAL:
-        return
-    job.last_position_edit = now
-    await show_status(ctx, job, t("photo.queued", job.person.language, position=position))
+    job.last_position_edit = time.monotonic()
+    await show_status(ctx, job, t("photo.queued", job.person.language, position=position), position=True)
 
 
-async def show_status(ctx: Context, job: StyleJob, text: str, final: bool = False) -> None:
-    if final:
-        job.phase = "finished"
-    if job.status is not None:
-        await ctx.send(job.chat, EditText(job.status, text))
-    else:
-        job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
+async def show_status(
+    ctx: Context, job: StyleJob, text: str, final: bool = False, success: bool = False, position: bool = False
+) -> None:
+    """Edit the job's one status message. Where messages cannot be edited, a new message is
+    sent only for what the person must know (a refusal or a failure), not for every step: the
+    styled photo and its caption already say that it is done."""
+    async with job.status_lock:
+        if position and job.phase != "queued":
+            return  # the job has started: its position is old news
+        if final:
+            job.phase = "finished"
+        if job.status is None:
+            job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
+        elif ctx.platform.can_edit:
+            await ctx.send(job.chat, EditText(job.status, text))
+        elif final and not success:
+            await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
 
 
 # -- the work -------------------------------------------------------------------------------------
@@ -271,7 +283,7 @@ async def run(ctx: Context, job: StyleJob) -> None:
         buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
         await ctx.send(job.chat, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
-        await show_status(ctx, job, done, final=True)
+        await show_status(ctx, job, done, final=True, success=True)
         log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, sum(r.seconds for r in results))
         if ttl > 0:
             ctx.memory.keep_input(

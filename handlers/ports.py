@@ -28,6 +28,7 @@ class PhotoTooLarge(FetchFailed):
 class Platform(Protocol):
     name: str
     has_buttons: bool  # False: buttons are shown as typed choices
+    can_edit: bool  # False: edits are not shown, so anything important is sent anew
     can_delete_user_messages: bool
 
     async def send(self, chat: Address, reply: Reply) -> MessageRef | None: ...

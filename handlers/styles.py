@@ -173,7 +173,8 @@ async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
     if held is None or held.chat.pseudonym != event.chat.pseudonym or style is None:
         if held is not None:
             ctx.memory.hold(ctx.memory.awaiting_style, held)
-        await ctx.send(event.chat, AnswerButton(event.answer_handle, t("styles.nothing_waiting", language)))
+        await ctx.send(event.chat, AnswerButton(event.answer_handle))
+        await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
         return
     await ctx.send(event.chat, AnswerButton(event.answer_handle))
     if event.message is not None:
@@ -214,9 +215,8 @@ async def choose_again(event: ButtonEvent, ctx: Context) -> None:
     if held is None or style is None or held.chat.pseudonym != event.chat.pseudonym:
         if held is not None:
             ctx.memory.keep_input(held)
-        await ctx.send(event.chat, AnswerButton(event.answer_handle, t("styles.nothing_waiting", language)))
-        if event.message is not None:
-            await ctx.send(event.chat, EditText(event.message, t("styles.nothing_waiting", language)))
+        await ctx.send(event.chat, AnswerButton(event.answer_handle))
+        await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
         return
     await ctx.send(event.chat, AnswerButton(event.answer_handle))
     if event.message is not None:

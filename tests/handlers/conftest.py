@@ -48,6 +48,7 @@ class Sent:
 class FakePlatform:
     name: str = "fake"
     has_buttons: bool = True
+    can_edit: bool = True
     can_delete_user_messages: bool = True
     photos: dict[str, bytes] = field(default_factory=dict)
     admins: set[str] = field(default_factory=set)  # person pseudonyms

@@ -163,8 +163,7 @@ async def test_queue_position_is_shown_and_people_take_turns(harness, small_port
     for person in people:
         await harness.photo(person, small_portrait, caption="ink")
     await harness.idle()
-    texts = [r.text for r in harness.platform.replies(EditText)]
-    assert any("in line" in t for t in texts)
+    assert any("in line" in t for t in harness.platform.texts())
     assert len(harness.platform.replies(SendPhotos)) == 4
 
 
