@@ -57,6 +57,7 @@ class Darkroom:
     router: Router | None = field(default=None, init=False)
     queue: FairQueue | None = field(default=None, init=False)
     telegram: object | None = field(default=None, init=False)
+    wechat: object | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
 
@@ -95,10 +96,16 @@ class Darkroom:
             from .telegram import TelegramPlatform
 
             self.telegram = TelegramPlatform(settings, pseudonymize, self.router.dispatch)
+        if settings.wechat_enabled:
+            from .wechat import WeChatPlatform
+
+            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch)
+            await self.wechat.start()
         if settings.needs_http:
             app = build_app(
                 telegram=self.telegram if settings.telegram_mode == "webhook" else None,
                 telegram_secret=settings.telegram_webhook_secret,
+                wechat=self.wechat,
                 health=self.health,
             )
             self.http = HttpServer(app, settings.http_host, settings.http_port)
@@ -117,12 +124,17 @@ class Darkroom:
     async def stop(self, grace: float = 10.0) -> None:
         if self.telegram is not None:
             await self.telegram.stop()
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         if self.queue is not None:
             await self.queue.stop(grace)
         if self.router is not None:
             await self.router.stop()
         if self.http is not None:
             await self.http.stop()
+        if self.wechat is not None:
+            await self.wechat.stop()
         if self.async_engine is not None:
             self.async_engine.close()
         if self.storage is not None:

@@ -33,11 +33,15 @@ async def has_consent(ctx: Context, person: Person) -> bool:
 
 def consent_buttons(settings: ConversationSettings, language: str):
     age = settings.min_age
+    zh = language == "zh"  # the first typed answer is the one shown where buttons are typed
+    agree = ("同意", "agree", "yes", "是", "1") if zh else ("agree", "同意", "yes", "是", "1")
+    under = ("未满", "under", "2") if zh else ("under", "未满", "2")
+    no = ("不同意", "no", "否", "3") if zh else ("no", "不同意", "否", "3")
     return (
-        (Button(t("consent.agree", language, min_age=age), "consent:agree", ("agree", "同意", "yes", "是", "1")),),
+        (Button(t("consent.agree", language, min_age=age), "consent:agree", agree),),
         (
-            Button(t("consent.under_age", language, min_age=age), "consent:under", ("under", "未满", "2")),
-            Button(t("consent.decline", language), "consent:no", ("no", "不同意", "否", "3")),
+            Button(t("consent.under_age", language, min_age=age), "consent:under", under),
+            Button(t("consent.decline", language), "consent:no", no),
         ),
     )
 

@@ -43,6 +43,7 @@ class StyleJob:
     held_input: HeldInput | None = None  # "another style": the input is already in memory
     style_picture: PhotoRef | None = None  # "any picture as style"
     status: MessageRef | None = None
+    status_sent: bool = False  # platforms that cannot edit return no reference to edit
     phase: str = "queued"  # queued → running → finished
     last_position_edit: float = field(default=0.0)
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -213,6 +214,7 @@ async def submit(ctx: Context, job: StyleJob) -> None:
             return
         first = t("photo.queued", language, position=position) if position > 1 else t("photo.received", language)
         job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
+        job.status_sent = True
         job.last_position_edit = time.monotonic()
 
 
@@ -235,12 +237,11 @@ async def show_status(
             return  # the job has started: its position is old news
         if final:
             job.phase = "finished"
-        if job.status is None:
-            job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
-        elif ctx.platform.can_edit:
+        if ctx.platform.can_edit and job.status is not None:
             await ctx.send(job.chat, EditText(job.status, text))
-        elif final and not success:
-            await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
+        elif not job.status_sent or (final and not success):
+            job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
+            job.status_sent = True
 
 
 # -- the work -------------------------------------------------------------------------------------

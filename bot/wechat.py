@@ -1,0 +1,452 @@
+"""WeChat Official Account adapter: callbacks → neutral events, neutral replies → the
+customer-service message API. The only module that imports wechatpy.
+
+wechatpy does what it is good at: signatures, AES safe mode, message parsing. The outbound calls
+(access token, media/get, media/upload, message/custom/send) go through aiohttp on our own event
+loop instead of wechatpy's client, because that client is built on `requests` (it would block the
+loop or need a thread per call) and because every call, the token request included, must use the
+configurable WECHAT_API_URL.
+
+WeChat waits 5 seconds for an answer and retries three times, while styling takes longer: the
+callback is answered at once with "success", duplicates are dropped by MsgId (events by sender and
+CreateTime), and the result is delivered later as a customer-service image message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+
+import aiohttp
+from aiohttp import web
+from defusedxml import ElementTree as SafeXML
+from defusedxml.common import DefusedXmlException
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.utils import check_signature
+
+from handlers.context import where
+from handlers.events import (
+    Address,
+    Chat,
+    ChatKind,
+    CommandEvent,
+    Event,
+    Membership,
+    MembershipEvent,
+    MessageRef,
+    Person,
+    PhotoEvent,
+    PhotoRef,
+    TextEvent,
+    UnsupportedEvent,
+)
+from handlers.ports import DeliveryFailed, FetchFailed, PhotoTooLarge
+from handlers.replies import (
+    AnswerButton,
+    ChatAction,
+    DeleteMessage,
+    EditText,
+    Keyboard,
+    Reply,
+    SendDocument,
+    SendPhotos,
+    SendText,
+)
+
+from .logs import REDACTOR
+from .pseudonym import Pseudonymizer
+from .settings import Settings
+
+log = logging.getLogger("darkroom.wechat")
+PLATFORM = "wechat"
+SERVICE_WINDOW = 48 * 3600  # customer-service messages may be sent 48 h after the person's last message
+TOKEN_ERRORS = {40001, 40014, 42001}  # invalid, malformed or expired access token: refresh once
+WINDOW_ERRORS = {45015, 45047}  # outside the 48 h window / too many messages in a row
+DEDUP_SECONDS = 600
+TEXT_LIMIT = 1800  # bytes per customer-service text (WeChat allows 2048)
+
+# Typed commands: WeChat has no command menu of its own, so people type them.
+ALIASES = {
+    "删除我的数据": "delete_my_data",
+    "删除数据": "delete_my_data",
+    "我的数据": "my_data",
+    "撤回同意": "revoke",
+    "隐私": "privacy",
+    "隐私说明": "privacy",
+    "风格": "styles",
+    "所有风格": "styles",
+    "帮助": "help",
+    "开始": "start",
+    "delete my data": "delete_my_data",
+    "my data": "my_data",
+    "privacy": "privacy",
+    "styles": "styles",
+    "help": "help",
+    "start": "start",
+    "revoke": "revoke",
+}
+ALIAS_WITH_ARGS = {"风格": "style", "设置风格": "style", "style": "style"}
+
+
+class WeChatPlatform:
+    name = PLATFORM
+    has_buttons = False
+    can_edit = False
+    can_delete_user_messages = False
+
+    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
+        self.settings = settings
+        self._pseudonymize = pseudonymize
+        self._dispatch = dispatch
+        self._crypto = (
+            WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
+            if settings.wechat_aes_key
+            else None
+        )
+        self._api = settings.wechat_api_url
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str = ""
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._last_message: dict[str, float] = {}  # pseudonym -> when they last wrote to us
+        self._language: dict[str, str] = {}  # pseudonym -> "zh" (default) or "en"
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=10))
+        log.info("WeChat callback ready at /wechat (%s mode)", "safe" if self._crypto else "plain")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the callback --------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """GET /wechat (URL verification) and POST /wechat (messages and events)."""
+        query = request.query
+        signature, timestamp, nonce = query.get("signature", ""), query.get("timestamp", ""), query.get("nonce", "")
+        try:
+            check_signature(self.settings.wechat_token, signature, timestamp, nonce)
+        except InvalidSignatureException:
+            log.warning("rejected a /wechat request with a bad signature")
+            return web.Response(status=403, text="forbidden")
+        if request.method == "GET":
+            return web.Response(text=query.get("echostr", ""))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("rejected an oversized /wechat request")
+            return web.Response(status=413, text="too large")
+        try:
+            _refuse_dangerous_xml(body)
+            if query.get("encrypt_type", "raw") == "aes":
+                if self._crypto is None:
+                    log.warning("an encrypted /wechat request arrived but WECHAT_AES_KEY is not set")
+                    return web.Response(status=400, text="safe mode not configured")
+                body = self._crypto.decrypt_message(body, query.get("msg_signature", ""), timestamp, nonce)
+                _refuse_dangerous_xml(body if isinstance(body, bytes) else body.encode())
+            message = parse_message(body)
+        except InvalidSignatureException:
+            log.warning("rejected a /wechat request with a bad message signature")
+            return web.Response(status=403, text="forbidden")
+        except Exception as exc:
+            log.warning("rejected a malformed /wechat request: %s", type(exc).__name__)
+            return web.Response(status=400, text="bad request")
+        if not self._first_time(message):
+            return web.Response(text="success")  # WeChat retrying: already being handled
+        event = self.translate(message)
+        if event is not None:
+            task = asyncio.create_task(self._dispatch_safely(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # Answer within WeChat's 5 s at once; the result arrives as a customer-service message.
+        return web.Response(text="success")
+
+    async def _dispatch_safely(self, event: Event) -> None:
+        try:
+            await self._dispatch(event, self)
+        except Exception as exc:
+            log.error("wechat event failed: %s at %s", type(exc).__name__, where(exc))
+
+    def _first_time(self, message) -> bool:
+        sender = getattr(message, "source", "") or ""
+        msg_id = getattr(message, "id", None)
+        raw = f"m:{msg_id}" if msg_id else f"e:{sender}:{getattr(message, 'create_time', '')}:{getattr(message, 'event', '')}"
+        key = self._pseudonymize(PLATFORM, "dedup", raw)  # no OpenID kept, even in memory
+        now = time.monotonic()
+        while self._seen and next(iter(self._seen.values())) < now - DEDUP_SECONDS:
+            self._seen.popitem(last=False)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+    # -- messages → events ----------------------------------------------------------------------
+
+    def translate(self, message) -> Event | None:
+        openid = getattr(message, "source", None)
+        if not openid:
+            return None
+        person_pseudonym = self._pseudonymize(PLATFORM, "user", openid)
+        kind = message.type
+        if kind == "event":
+            event_type = (getattr(message, "event", "") or "").lower()
+            if event_type.startswith("subscribe"):
+                change = Membership.SUBSCRIBED
+            elif event_type == "unsubscribe":
+                change = Membership.UNSUBSCRIBED
+            else:
+                return None
+            self._last_message[person_pseudonym] = time.time()
+            person, chat = self._person_and_chat(openid, person_pseudonym)
+            return MembershipEvent(person, chat, None, change=change)
+        self._last_message[person_pseudonym] = time.time()
+        if kind == "text":
+            content = (message.content or "").strip()
+            self._learn_language(person_pseudonym, content)
+            person, chat = self._person_and_chat(openid, person_pseudonym)
+            command = _command(content)
+            if command is not None:
+                name, args = command
+                return CommandEvent(person, chat, None, name=name, args=args)
+            return TextEvent(person, chat, None, text=content)
+        person, chat = self._person_and_chat(openid, person_pseudonym)
+        if kind == "image" and getattr(message, "media_id", None):
+            # By MediaId through media/get, never by scraping PicUrl.
+            return PhotoEvent(person, chat, None, photos=(PhotoRef(message.media_id, mime="image/jpeg"),))
+        return UnsupportedEvent(person, chat, None, what="message")
+
+    def _learn_language(self, pseudonym: str, content: str) -> None:
+        """Chinese by default; English once the person writes English commands or answers."""
+        if not content:
+            return
+        if any("\u4e00" <= ch <= "\u9fff" for ch in content):
+            self._language[pseudonym] = "zh"
+        elif content.startswith("/") or content.lower() in ALIASES or content.lower() in ("agree", "yes", "no"):
+            self._language[pseudonym] = "en"
+
+    def _person_and_chat(self, openid: str, pseudonym: str) -> tuple[Person, Chat]:
+        address = Address(PLATFORM, openid)
+        person = Person(pseudonym, self._language.get(pseudonym, "zh"), address)
+        chat = Chat(self._pseudonymize(PLATFORM, "chat", openid), ChatKind.PRIVATE, address)
+        return person, chat
+
+    # -- the Platform port ------------------------------------------------------------------------
+
+    async def fetch(self, photo: PhotoRef, max_bytes: int) -> bytearray:
+        """media/get by MediaId, into memory only, refusing more than ``max_bytes``."""
+        token = await self._access_token()
+        for attempt in range(2):
+            url = f"{self._api}/cgi-bin/media/get"
+            try:
+                async with self._http().get(url, params={"access_token": token, "media_id": photo.platform_ref}) as response:
+                    if response.status != 200:
+                        raise FetchFailed(f"HTTP {response.status}")
+                    content_type = response.headers.get("Content-Type", "")
+                    if "json" in content_type or "text/plain" in content_type:
+                        error = _errcode(await response.read())
+                        if error in TOKEN_ERRORS and attempt == 0:
+                            token = await self._access_token(stale=token)
+                            continue
+                        raise FetchFailed(f"errcode {error}")
+                    if response.content_length and response.content_length > max_bytes:
+                        raise PhotoTooLarge()
+                    data = bytearray()
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        data += chunk
+                        if len(data) > max_bytes:
+                            data[:] = bytes(len(data))
+                            raise PhotoTooLarge()
+                    return data
+            except aiohttp.ClientError as exc:
+                raise FetchFailed(type(exc).__name__) from None
+        raise FetchFailed("token refused twice")
+
+    async def is_admin(self, chat: Chat, person: Person) -> bool:
+        return False  # Official Accounts have no groups
+
+    async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
+        openid = chat.value
+        if isinstance(reply, SendText):
+            for part in _split(reply.text + _typed_choices(reply.buttons)):
+                await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
+            return None
+        if isinstance(reply, SendPhotos):
+            for photo in reply.photos:
+                media_id = await self._upload(photo.jpeg)
+                await self._custom_send(openid, {"msgtype": "image", "image": {"media_id": media_id}})
+            captions = "\n".join(p.caption for p in reply.photos if p.caption)
+            if captions or reply.buttons:
+                for part in _split(captions + _typed_choices(reply.buttons)):
+                    await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
+            return None
+        if isinstance(reply, SendDocument):
+            # Customer-service messages cannot carry files: the document goes as text.
+            text = f"{reply.caption}\n{reply.data.decode('utf-8', 'replace')}"
+            for part in _split(text):
+                await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
+            return None
+        if isinstance(reply, (EditText, DeleteMessage, ChatAction, AnswerButton)):
+            return None  # nothing to edit, delete or acknowledge on WeChat
+        raise TypeError(f"unknown reply {type(reply).__name__}")
+
+    # -- the WeChat API -----------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise DeliveryFailed("the WeChat adapter is not started")
+        return self._session
+
+    async def _access_token(self, stale: str | None = None) -> str:
+        """Cached in memory until shortly before it expires; never logged. ``stale`` is a token
+        WeChat just refused: it is replaced once, however many calls saw it fail."""
+        async with self._token_lock:
+            fresh = self._token and time.monotonic() < self._token_expires
+            if fresh and (stale is None or stale != self._token):
+                return self._token
+            params = {
+                "grant_type": "client_credential",
+                "appid": self.settings.wechat_appid,
+                "secret": self.settings.wechat_secret,
+            }
+            try:
+                async with self._http().get(f"{self._api}/cgi-bin/token", params=params) as response:
+                    data = json.loads(await response.read())
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise DeliveryFailed(f"access token: {type(exc).__name__}") from None
+            token = data.get("access_token")
+            if not token:
+                raise DeliveryFailed(f"access token refused (errcode {data.get('errcode')})")
+            REDACTOR.add(token)
+            self._token = token
+            lifetime = float(data.get("expires_in", 7200))
+            self._token_expires = time.monotonic() + max(60.0, lifetime - 300.0)
+            log.info("WeChat access token refreshed")
+            return token
+
+    async def _api_call(self, path: str, params: dict | None = None, body=None) -> dict:
+        """POST to the API with the access token; on an invalid-token error, refresh once.
+        ``body()`` builds the request body anew for each attempt (form data is single-use)."""
+        token = await self._access_token()
+        for attempt in range(2):
+            data, headers = body() if body is not None else (None, None)
+            try:
+                async with self._http().post(
+                    f"{self._api}{path}", params={"access_token": token, **(params or {})}, data=data, headers=headers
+                ) as response:
+                    result = json.loads(await response.read())
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise DeliveryFailed(type(exc).__name__) from None
+            error = int(result.get("errcode", 0) or 0)
+            if error in TOKEN_ERRORS and attempt == 0:
+                log.info("WeChat access token rejected (errcode %d); refreshing once", error)
+                token = await self._access_token(stale=token)
+                continue
+            if error:
+                raise DeliveryFailed(f"errcode {error}")
+            return result
+        raise DeliveryFailed("token refused twice")
+
+    async def _custom_send(self, openid: str, message: dict) -> None:
+        pseudonym = self._pseudonymize(PLATFORM, "user", openid)
+        last = self._last_message.get(pseudonym)
+        if last is not None and time.time() - last > SERVICE_WINDOW:
+            log.info("a reply was dropped: outside the 48-hour customer-service window")
+            return
+        payload = json.dumps({"touser": openid, **message}, ensure_ascii=False).encode("utf-8")
+        try:
+            await self._api_call(
+                "/cgi-bin/message/custom/send",
+                body=lambda: (payload, {"Content-Type": "application/json; charset=utf-8"}),
+            )
+        except DeliveryFailed as exc:
+            if any(f"errcode {code}" in str(exc) for code in WINDOW_ERRORS):
+                log.info("a reply was dropped: WeChat says the customer-service window is closed")
+                return
+            raise
+
+    async def _upload(self, jpeg: bytes) -> str:
+        """Temporary media (kept by WeChat for 3 days), never permanent material."""
+        def form():
+            data = aiohttp.FormData()
+            data.add_field("media", jpeg, filename="darkroom.jpg", content_type="image/jpeg")
+            return data, None
+
+        data = await self._api_call("/cgi-bin/media/upload", params={"type": "image"}, body=form)
+        media_id = data.get("media_id")
+        if not media_id:
+            raise DeliveryFailed("media/upload returned no media_id")
+        return media_id
+
+
+def _refuse_dangerous_xml(body: bytes) -> None:
+    """Parse once with defusedxml: DTDs, entity declarations (billion laughs, external entities)
+    are refused before wechatpy's parser ever sees the document."""
+    try:
+        SafeXML.fromstring(body, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise ValueError(f"unsafe XML: {type(exc).__name__}") from None
+
+
+def _command(content: str) -> tuple[str, str] | None:
+    if content.startswith("/"):
+        head, _, args = content[1:].partition(" ")
+        return head.lower(), args.strip()
+    lowered = content.lower()
+    if lowered in ALIASES:
+        return ALIASES[lowered], ""
+    head, _, args = content.partition(" ")
+    if head.lower() in ALIAS_WITH_ARGS and args.strip():
+        return ALIAS_WITH_ARGS[head.lower()], args.strip()
+    return None
+
+
+def _typed_choices(keyboard: Keyboard) -> str:
+    """Buttons as lines to type: "[1] Impressionist"."""
+    lines = []
+    for row in keyboard:
+        for button in row:
+            shown = button.typed[0] if button.typed else button.label
+            lines.append(f"[{shown}] {button.label}" if shown != button.label else f"[{shown}]")
+    return ("\n\n" + "\n".join(lines)) if lines else ""
+
+
+def _split(text: str) -> list[str]:
+    """Pieces of at most TEXT_LIMIT UTF-8 bytes, cut at line ends where possible."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate.encode()) <= TEXT_LIMIT:
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        while len(line.encode()) > TEXT_LIMIT:
+            cut = TEXT_LIMIT // 3
+            parts.append(line[:cut])
+            line = line[cut:]
+        current = line
+    if current:
+        parts.append(current)
+    return parts or [""]
+
+
+def _errcode(raw: bytes) -> int:
+    try:
+        return int(json.loads(raw).get("errcode", -1))
+    except (ValueError, AttributeError):
+        return -1

@@ -1,0 +1,197 @@
+"""WeChat Official Account end to end: callbacks built and signed (and encrypted) as WeChat's
+servers do, posted to the running aiohttp app; a fake WeChat API on 127.0.0.1 reached through
+WECHAT_API_URL; Telegram enabled in the same process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ALICE, running_bot
+from tests.e2e.test_telegram_modes import free_port
+from tests.fakes.wechat_api import AES_KEY, APPID, APPSECRET, TOKEN, FakeWeChatApi, WeChatSender
+
+OPENID = "oXyZ_openid_of_wang_li_12345"
+
+
+@pytest.fixture
+async def wechat_api():
+    api = await FakeWeChatApi().start()
+    try:
+        yield api
+    finally:
+        await api.stop()
+
+
+@contextlib.asynccontextmanager
+async def wechat_bot(fake_telegram, wechat_api, data_dir, engine, safe_mode: bool = False, **overrides):
+    port = free_port()
+    env = dict(
+        WECHAT_TOKEN=TOKEN,
+        WECHAT_APPID=APPID,
+        WECHAT_SECRET=APPSECRET,
+        WECHAT_API_URL=wechat_api.url,
+        DARKROOM_HTTP_PORT=str(port),
+    )
+    if safe_mode:
+        env["WECHAT_AES_KEY"] = AES_KEY
+    env.update(overrides)
+    async with running_bot(fake_telegram, data_dir, engine, **env) as bot:
+        sender = WeChatSender(f"http://127.0.0.1:{port}/wechat", aes_key=AES_KEY if safe_mode else None)
+        yield bot, sender
+
+
+async def consent_by_typing(api, sender, openid=OPENID):
+    assert (await sender.post(sender.event_xml(openid, "subscribe"), openid))[0] == 200
+    notice = await api.wait_for_text("你同意吗", openid)
+    assert "[同意]" in notice
+    await sender.post(sender.text_xml(openid, "同意"), openid)
+    await api.wait_for_text("谢谢", openid)
+
+
+async def test_url_verification_and_forged_signatures(fake_telegram, wechat_api, data_dir, engine):
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
+        assert await sender.verify_url("echo-12345") == (200, "echo-12345")
+        forged = {**sender.signed_query(), "signature": "0" * 40}
+        assert (await sender.verify_url("echo", query=forged))[0] == 403
+        status, _ = await sender.post(sender.text_xml(OPENID, "/start"), OPENID, query=forged)
+        assert status == 403
+    assert wechat_api.calls == [], "a forged request reached the API"
+
+
+async def test_plain_mode_consent_by_typing_then_styled_image(fake_telegram, wechat_api, data_dir, engine, small_portrait):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        api.media["MEDIA_1"] = small_portrait
+        # A photo before consent: the notice, and no media/get.
+        assert (await sender.post(sender.image_xml(OPENID, "MEDIA_1"), OPENID)) == (200, "success")
+        await api.wait_for_text("你同意吗", OPENID)
+        assert "/cgi-bin/media/get" not in api.paths()
+        await sender.post(sender.text_xml(OPENID, "同意"), OPENID)
+        picker = await api.wait_for_text("[1] 印象派", OPENID)
+        assert "[15] 胶片" in picker  # every style can be typed, no paging
+        assert "/cgi-bin/media/get" not in api.paths()
+        await sender.post(sender.text_xml(OPENID, "3"), OPENID)
+        await api.wait_for(lambda: any(m["msgtype"] == "image" for m in api.sent(OPENID)))
+        await api.wait_for_text("水墨", OPENID)
+    [image] = [m for m in api.sent(OPENID) if m["msgtype"] == "image"]
+    out = api.uploads[image["image"]["media_id"]]
+    styled = np.asarray(Image.open(io.BytesIO(out)).convert("RGB"), dtype=np.int16)
+    original = np.asarray(Image.open(io.BytesIO(small_portrait)).convert("RGB"), dtype=np.int16)
+    assert styled.shape == original.shape and np.abs(styled - original).mean() > 8
+    uploads = [c for c in api.calls if c.path.endswith("media/upload")]
+    assert all(c.params["type"] == "image" for c in uploads)  # temporary media, never permanent
+    texts = api.texts(OPENID)
+    assert not any("正在处理" in t for t in texts), "status steps must not become a stream of messages"
+
+
+async def test_retried_msgid_is_styled_once(fake_telegram, wechat_api, data_dir, engine, small_portrait):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        await sender.post(sender.text_xml(OPENID, "/style ink"), OPENID)
+        await api.wait_for_text("Ink wash", OPENID)
+        api.media["MEDIA_R"] = small_portrait
+        xml = sender.image_xml(OPENID, "MEDIA_R", msg_id=424242)
+        for _ in range(3):  # WeChat's retries of one message
+            assert await sender.post(xml, OPENID) == (200, "success")
+        await api.wait_for(lambda: any(m["msgtype"] == "image" for m in api.sent(OPENID)))
+        await api.wait_for_text("deleted", OPENID)
+    assert [c.path for c in api.calls].count("/cgi-bin/media/get") == 1
+    assert [m["msgtype"] for m in api.sent(OPENID)].count("image") == 1
+
+
+async def test_safe_mode_encrypted_callbacks(fake_telegram, wechat_api, data_dir, engine, small_portrait):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine, safe_mode=True) as (bot, sender):
+        await consent_by_typing(api, sender)
+        api.media["MEDIA_S"] = small_portrait
+        await sender.post(sender.text_xml(OPENID, "/style pencil"), OPENID)
+        await sender.post(sender.image_xml(OPENID, "MEDIA_S"), OPENID)
+        await api.wait_for(lambda: any(m["msgtype"] == "image" for m in api.sent(OPENID)))
+        # A forged message signature on an encrypted body is refused.
+        query = sender.signed_query()
+        encrypted = sender.crypto.encrypt_message(sender.text_xml(OPENID, "/delete_my_data"), query["nonce"], query["timestamp"])
+        forged = {**query, "encrypt_type": "aes", "msg_signature": "f" * 40}
+        status, _ = await sender.post("", OPENID, query=forged, raw_body=encrypted.encode())
+        assert status == 403
+        assert not any("回执" in t for t in api.texts(OPENID))
+
+
+async def test_expired_token_is_refreshed_once(fake_telegram, wechat_api, data_dir, engine):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        assert api.tokens_issued == 1
+        api.expire_tokens()
+        await sender.post(sender.text_xml(OPENID, "/styles"), OPENID)
+        await api.wait_for_text("Faithful styles", OPENID)
+    assert api.tokens_issued == 2
+
+
+async def test_delete_my_data_by_chinese_alias_and_unsubscribe(fake_telegram, wechat_api, data_dir, engine):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        await sender.post(sender.text_xml(OPENID, "风格 水墨"), OPENID)
+        await api.wait_for_text("水墨", OPENID)
+        assert await bot.storage.dump() != []
+        await sender.post(sender.text_xml(OPENID, "删除我的数据"), OPENID)
+        receipt = await api.wait_for_text("回执", OPENID)
+        assert "同意记录：2" in receipt and "偏好设置：1" in receipt
+        assert await bot.storage.dump() == []
+        await consent_by_typing(api, sender, "oAnother_openid_987")
+        assert await bot.storage.dump() != []
+        await sender.post(sender.event_xml("oAnother_openid_987", "unsubscribe"), "oAnother_openid_987")
+        for _ in range(100):
+            if await bot.storage.dump() == []:
+                break
+            import asyncio
+
+            await asyncio.sleep(0.05)
+        assert await bot.storage.dump() == []
+
+
+async def test_english_when_the_person_writes_english_commands(fake_telegram, wechat_api, data_dir, engine):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await sender.post(sender.text_xml(OPENID, "/start"), OPENID)
+        notice = await api.wait_for_text("Do you agree?", OPENID)
+        assert "[agree]" in notice
+        await sender.post(sender.text_xml(OPENID, "agree"), OPENID)
+        await api.wait_for_text("Thank you", OPENID)
+
+
+async def test_xml_bombs_and_malformed_xml_are_rejected(fake_telegram, wechat_api, data_dir, engine):
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+        f"<xml><ToUserName>a</ToUserName><FromUserName>{OPENID}</FromUserName><CreateTime>1</CreateTime>"
+        "<MsgType>text</MsgType><Content>&lol3;</Content><MsgId>1</MsgId></xml>"
+    )
+    external = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        f"<xml><FromUserName>{OPENID}</FromUserName><MsgType>text</MsgType><Content>&e;</Content></xml>"
+    )
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
+        for body in (bomb, external, "<xml><unclosed>", "not xml at all"):
+            status, _ = await sender.post(body, OPENID)
+            assert status == 400
+    assert wechat_api.calls == []
+
+
+async def test_both_platforms_in_one_process(fake_telegram, wechat_api, data_dir, engine, small_portrait):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        await fake_telegram.send_photo_from(ALICE, small_portrait, caption="film")
+        await fake_telegram.wait_for_text("Do you agree?", chat_id=ALICE.id)
+        await fake_telegram.press(ALICE, "consent:agree")
+        await fake_telegram.wait_for("sendPhoto", chat_id=ALICE.id)
+        rows = await bot.storage.dump()
+    consents = [r for r in rows if r[0] == "consents"]
+    assert len(consents) == 2  # one person per platform, each under its own pseudonym
