@@ -195,3 +195,24 @@ async def test_both_platforms_in_one_process(fake_telegram, wechat_api, data_dir
         rows = await bot.storage.dump()
     consents = [r for r in rows if r[0] == "consents"]
     assert len(consents) == 2  # one person per platform, each under its own pseudonym
+
+
+async def test_outside_the_customer_service_window_replies_are_logged_and_dropped(
+    fake_telegram, wechat_api, data_dir, engine, captured_logs
+):
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        sent_before = len(api.sent(OPENID))
+        # The person's last message was 49 hours ago: a late reply must not be pushed.
+        from bot.wechat import PLATFORM
+        from handlers.events import Address
+        from handlers.replies import SendText
+
+        pseudonym = bot.wechat._pseudonymize(PLATFORM, "user", OPENID)
+        bot.wechat._last_message[pseudonym] -= 49 * 3600
+        await bot.wechat.send(Address(PLATFORM, OPENID), SendText("late reply"))
+    assert len(api.sent(OPENID)) == sent_before
+    stream, _ = captured_logs
+    assert "outside the 48-hour customer-service window" in stream.getvalue()
+    assert OPENID not in stream.getvalue()
