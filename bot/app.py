@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, field, replace
 
 from handlers.context import Context, ConversationSettings
 from handlers.memory import Memory
+from handlers.replies import DeleteMessage, SendText
+from handlers.texts import t
 from inference import AsyncEngine, Engine, EngineConfig, __version__
 
 from .http import HttpServer, build_app
@@ -41,6 +44,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
     return ConversationSettings(
         min_age=settings.min_age,
         input_ttl=settings.input_ttl,
+        reply_ttl=settings.reply_ttl,
         delete_selfie=settings.delete_selfie,
         operator=settings.operator,
         default_style=default,
@@ -60,6 +64,8 @@ class Darkroom:
     wechat: object | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
+    janitor_interval: float = 5.0  # how often due reply deletions are looked for
+    _janitor: asyncio.Task | None = field(default=None, init=False)
 
     async def start(self) -> None:
         settings = self.settings
@@ -70,7 +76,7 @@ class Darkroom:
         if self.engine is None:
             self.engine = Engine(engine_config(settings))
             await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
-        self.storage = await Storage.open(settings.database)
+        self.storage = await Storage.open(settings.database, settings.secret)
         self.async_engine = AsyncEngine(self.engine)
         self.queue = FairQueue(
             workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles
@@ -112,7 +118,40 @@ class Darkroom:
             await self.http.start()
         if self.telegram is not None:
             await self.telegram.start()
+        await self._tell_people_about_lost_jobs()
+        self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
         log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
+
+    def platforms(self) -> dict:
+        return {p.name: p for p in (self.telegram, self.wechat) if p is not None}
+
+    async def _tell_people_about_lost_jobs(self) -> None:
+        """After a crash: tell each person whose photo was being styled to send it again. The
+        photo itself is gone (it only ever lived in memory); only the sealed address was kept."""
+        platforms = self.platforms()
+        for row, address, language in await self.storage.lost_jobs():
+            platform = platforms.get(address.platform)
+            if platform is not None:
+                ctx = self.router.context(platform)
+                await ctx.send(address, SendText(t("photo.lost", language)))
+            await self.storage.job_finished(row)
+            log.info("told a person that their photo was lost in a restart")
+
+    async def _delete_due_replies(self) -> None:
+        """DARKROOM_REPLY_TTL: delete the bot's styled-photo messages when their time comes."""
+        platforms = self.platforms()
+        while True:
+            try:
+                for row, message in await self.storage.due_replies(int(time.time())):
+                    platform = platforms.get(message.chat.platform)
+                    if platform is not None:
+                        await self.router.context(platform).send(message.chat, DeleteMessage(message))
+                    await self.storage.forget_reply(row)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("deleting due replies failed: %s", type(exc).__name__)
+            await asyncio.sleep(self.janitor_interval)
 
     def health(self) -> dict:
         return {
@@ -122,6 +161,9 @@ class Darkroom:
         }
 
     async def stop(self, grace: float = 10.0) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            await asyncio.gather(self._janitor, return_exceptions=True)
         if self.telegram is not None:
             await self.telegram.stop()
         if self.http is not None:

@@ -52,7 +52,7 @@ class ChoiceTrackingPlatform:
         self.name = inner.name
         self.has_buttons = inner.has_buttons
         self.can_edit = inner.can_edit
-        self.can_delete_user_messages = inner.can_delete_user_messages
+        self.can_delete_messages = inner.can_delete_messages
 
     async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
         buttons = getattr(reply, "buttons", ())

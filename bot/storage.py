@@ -1,19 +1,32 @@
-"""SQLite storage (aiosqlite): consent records, preferences and group switches. Nothing else.
+"""SQLite storage (aiosqlite): consent records, preferences, group switches, and two kinds of
+short-lived chat references. Nothing else.
 
 Rows are keyed by pseudonym; no raw id, name, caption, file id or photo byte is ever written.
+Where the bot must be able to reach a chat later (to delete its own reply after
+DARKROOM_REPLY_TTL, or to say "please send it again" after a crash), the chat address is stored
+sealed (AES-GCM under a key derived from the instance secret) and the row is deleted when used.
 `secure_delete` makes SQLite overwrite deleted content, and every deletion checkpoints the WAL,
 so an erased person cannot be read back from the file afterwards.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import logging
 import os
 import time
 from pathlib import Path
 
 import aiosqlite
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from handlers.events import Address, MessageRef
 from handlers.ports import ConsentRecord, Preferences
+
+log = logging.getLogger("darkroom.storage")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS consents (
@@ -42,20 +55,56 @@ CREATE TABLE IF NOT EXISTS groups (
     enabled INTEGER NOT NULL,
     changed_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reply_refs (
+    id INTEGER PRIMARY KEY,
+    person TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    delete_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reply_refs_due ON reply_refs (delete_at);
+CREATE TABLE IF NOT EXISTS inflight (
+    id INTEGER PRIMARY KEY,
+    person TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    started_at INTEGER NOT NULL
+);
 """
 
 # Tables with a `person` column: /delete_my_data empties each of them for that person.
-PERSON_TABLES = ("consents", "consent_history", "preferences")
-RECEIPT_NAMES = {"consents": "consent", "consent_history": "consent_history", "preferences": "preferences"}
+PERSON_TABLES = ("consents", "consent_history", "preferences", "reply_refs", "inflight")
+RECEIPT_NAMES = {
+    "consents": "consent",
+    "consent_history": "consent_history",
+    "preferences": "preferences",
+    "reply_refs": "reply_refs",
+    "inflight": "inflight",
+}
+
+
+class Sealer:
+    """Seals chat addresses (AES-GCM, key derived from the instance secret) so the database
+    holds no raw chat id, even for the few rows that must be able to reach a chat."""
+
+    def __init__(self, secret: bytes) -> None:
+        key = hmac.new(secret, b"darkroom:address-seal:v1", hashlib.sha256).digest()
+        self._aead = AESGCM(key)
+
+    def seal(self, person: str, value: dict) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, json.dumps(value).encode(), person.encode())
+
+    def open(self, person: str, sealed: bytes) -> dict:
+        return json.loads(self._aead.decrypt(sealed[:12], sealed[12:], person.encode()))
 
 
 class Storage:
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, sealer: Sealer) -> None:
         self._db = db
         self.path = path
+        self._sealer = sealer
 
     @classmethod
-    async def open(cls, path: Path) -> "Storage":
+    async def open(cls, path: Path, secret: bytes) -> "Storage":
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -66,7 +115,7 @@ class Storage:
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
         await db.commit()
-        return cls(db, path)
+        return cls(db, path, Sealer(secret))
 
     async def close(self) -> None:
         try:
@@ -143,6 +192,70 @@ class Storage:
         await self._db.commit()
         await self._checkpoint()
         return cursor.rowcount
+
+    # -- the bot's own replies, to delete later -------------------------------------------------
+
+    async def remember_reply(self, person: str, message: MessageRef, delete_at: int) -> None:
+        sealed = self._sealer.seal(person, {"p": message.chat.platform, "c": message.chat.value, "m": message.message_id})
+        await self._db.execute(
+            "INSERT INTO reply_refs (person, sealed, delete_at) VALUES (?, ?, ?)", (person, sealed, delete_at)
+        )
+        await self._db.commit()
+
+    async def due_replies(self, now: int) -> list[tuple[int, MessageRef]]:
+        async with self._db.execute(
+            "SELECT id, person, sealed FROM reply_refs WHERE delete_at <= ? ORDER BY delete_at LIMIT 100", (now,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return self._open_refs(rows)
+
+    async def replies_of(self, person: str) -> list[tuple[int, MessageRef]]:
+        async with self._db.execute("SELECT id, person, sealed FROM reply_refs WHERE person = ?", (person,)) as cursor:
+            rows = await cursor.fetchall()
+        return self._open_refs(rows)
+
+    def _open_refs(self, rows) -> list[tuple[int, MessageRef]]:
+        refs = []
+        for row_id, person, sealed in rows:
+            try:
+                value = self._sealer.open(person, sealed)
+            except (InvalidTag, ValueError):
+                log.warning("a reply reference could not be opened (was the secret changed?)")
+                continue
+            refs.append((row_id, MessageRef(Address(value["p"], value["c"]), value["m"])))
+        return refs
+
+    async def forget_reply(self, row: int) -> None:
+        await self._db.execute("DELETE FROM reply_refs WHERE id = ?", (row,))
+        await self._db.commit()
+
+    # -- jobs in flight ------------------------------------------------------------------------
+
+    async def job_started(self, person: str, chat: Address, language: str) -> int:
+        sealed = self._sealer.seal(person, {"p": chat.platform, "c": chat.value, "l": language})
+        cursor = await self._db.execute(
+            "INSERT INTO inflight (person, sealed, started_at) VALUES (?, ?, ?)", (person, sealed, int(time.time()))
+        )
+        await self._db.commit()
+        return cursor.lastrowid
+
+    async def job_finished(self, row: int) -> None:
+        await self._db.execute("DELETE FROM inflight WHERE id = ?", (row,))
+        await self._db.commit()
+
+    async def lost_jobs(self) -> list[tuple[int, Address, str]]:
+        """Jobs that were running when the process died (their rows were never finished)."""
+        async with self._db.execute("SELECT id, person, sealed FROM inflight ORDER BY id") as cursor:
+            rows = await cursor.fetchall()
+        lost = []
+        for row_id, person, sealed in rows:
+            try:
+                value = self._sealer.open(person, sealed)
+            except (InvalidTag, ValueError):
+                await self.job_finished(row_id)
+                continue
+            lost.append((row_id, Address(value["p"], value["c"]), value["l"]))
+        return lost
 
     # -- erasure ---------------------------------------------------------------------------
 

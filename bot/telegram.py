@@ -105,7 +105,7 @@ class TelegramPlatform:
     name = PLATFORM
     has_buttons = True
     can_edit = True
-    can_delete_user_messages = True
+    can_delete_messages = True
 
     def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
         """``dispatch(event, platform)`` is the router's entry point."""
@@ -403,8 +403,12 @@ class TelegramPlatform:
         if isinstance(reply, SendPhotos):
             return await self._send_photos(chat_id, reply)
         if isinstance(reply, DeleteMessage):
+            ids = [int(i) for i in reply.target.message_id.split(",")]  # an album is several messages
             try:
-                await self._call(bot.delete_message, int(reply.target.chat.value), int(reply.target.message_id))
+                if len(ids) == 1:
+                    await self._call(bot.delete_message, int(reply.target.chat.value), ids[0])
+                else:
+                    await self._call(bot.delete_messages, int(reply.target.chat.value), ids)
             except DeliveryFailed as exc:
                 # Older than 48 h, already gone, or no rights: tolerated, logged without data.
                 log.info("could not delete a message: %s", _reason(exc))
@@ -448,7 +452,10 @@ class TelegramPlatform:
         if reply.buttons:
             # An album cannot carry buttons: offer them right below it.
             await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons))
-        return self._sent(sent[0] if sent else None)
+        if not sent:
+            return None
+        # One reference for the whole album, so that deleting it later deletes every photo.
+        return MessageRef(_address(chat_id), ",".join(str(m.message_id) for m in sent))
 
     @staticmethod
     def _sent(message: Message | None) -> MessageRef | None:

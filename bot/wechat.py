@@ -97,7 +97,7 @@ class WeChatPlatform:
     name = PLATFORM
     has_buttons = False
     can_edit = False
-    can_delete_user_messages = False
+    can_delete_messages = False
 
     def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
         self.settings = settings

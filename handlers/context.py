@@ -20,6 +20,7 @@ log = logging.getLogger("darkroom.handlers")
 class ConversationSettings:
     min_age: int = 16
     input_ttl: int = 0  # seconds an input stays in memory after the reply
+    reply_ttl: int = 0  # seconds after which the bot deletes its own styled-photo messages
     delete_selfie: bool = True
     operator: str = ""
     default_style: str | None = None  # used by the group "/style" with no name

@@ -74,9 +74,10 @@ async def request_styling(
 
 
 async def proceed(ctx: Context, held: HeldPhotos) -> None:
-    """The author has consented: style it, or first ask the author when someone else asked."""
+    """The author has consented. In a group the author is always asked first, whoever made the
+    request: to agree to this styling, and to confirm that everyone pictured agreed."""
     author, requester = held.person, held.requester or held.person
-    if requester.pseudonym != author.pseudonym:
+    if not held.confirmed:
         ask = ctx.memory.add_group_request(author, requester, held)
         language = author.language
         buttons = (
@@ -109,6 +110,7 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
             await ctx.send(event.chat, EditText(event.message, t("group.author_declined", language)))
         return
     request.held.requester = request.author  # the author said yes: no need to ask again
+    request.held.confirmed = True
     if not await consent.has_consent(ctx, request.author):
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)

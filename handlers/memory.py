@@ -66,6 +66,7 @@ class HeldPhotos:
     prompt: MessageRef | None = None  # the message that asked (consent notice, picker)
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album
     requester: Person | None = None  # groups: who asked (may differ from the author)
+    confirmed: bool = False  # the author confirmed that everyone pictured agreed
 
 
 @dataclass
@@ -77,6 +78,7 @@ class HeldInput:
     buffers: list[InputBuffer]
     message: MessageRef | None
     expires: float
+    payload: object = None  # what to do with the input once the person answers
 
     def release(self) -> None:
         for buffer in self.buffers:
@@ -103,6 +105,8 @@ class Memory:
     awaiting_style: dict[str, HeldPhotos] = field(default_factory=dict)
     style_pictures: dict[str, HeldPhotos] = field(default_factory=dict)
     held_inputs: dict[str, HeldInput] = field(default_factory=dict)
+    # Downloaded photos with several faces, waiting for "everyone pictured agreed".
+    awaiting_confirmation: dict[str, HeldInput] = field(default_factory=dict)
     group_requests: dict[str, GroupRequest] = field(default_factory=dict)
 
     def hold(self, table: dict[str, HeldPhotos], held: HeldPhotos) -> HeldPhotos:
@@ -122,14 +126,15 @@ class Memory:
             return None
         return held
 
-    def keep_input(self, held: HeldInput) -> None:
-        previous = self.held_inputs.pop(held.person.pseudonym, None)
-        if previous is not None:
+    def keep_input(self, held: HeldInput, table: dict[str, HeldInput] | None = None) -> None:
+        table = self.held_inputs if table is None else table
+        previous = table.pop(held.person.pseudonym, None)
+        if previous is not None and previous is not held:
             previous.release()
-        self.held_inputs[held.person.pseudonym] = held
+        table[held.person.pseudonym] = held
 
-    def take_input(self, person: str) -> HeldInput | None:
-        held = self.held_inputs.pop(person, None)
+    def take_input(self, person: str, table: dict[str, HeldInput] | None = None) -> HeldInput | None:
+        held = (self.held_inputs if table is None else table).pop(person, None)
         if held is None:
             return None
         if held.expires < self.clock():
@@ -158,8 +163,9 @@ class Memory:
             for table in (self.awaiting_consent, self.awaiting_style, self.style_pictures)
             if person in table and table[person].expires >= now
         )
-        if person in self.held_inputs and self.held_inputs[person].expires >= now:
-            count += 1
+        for inputs in (self.held_inputs, self.awaiting_confirmation):
+            if person in inputs and inputs[person].expires >= now:
+                count += 1
         count += sum(
             1
             for r in self.group_requests.values()
@@ -173,10 +179,11 @@ class Memory:
         for table in (self.awaiting_consent, self.awaiting_style, self.style_pictures):
             if table.pop(person, None) is not None:
                 removed += 1
-        held = self.held_inputs.pop(person, None)
-        if held is not None:
-            held.release()
-            removed += 1
+        for inputs in (self.held_inputs, self.awaiting_confirmation):
+            held = inputs.pop(person, None)
+            if held is not None:
+                held.release()
+                removed += 1
         for token, request in list(self.group_requests.items()):
             if person in (request.author.pseudonym, request.requester.pseudonym):
                 del self.group_requests[token]
@@ -191,11 +198,12 @@ class Memory:
                 if held.chat.pseudonym == chat:
                     del table[person]
                     removed += 1
-        for person, held in list(self.held_inputs.items()):
-            if held.chat.pseudonym == chat:
-                held.release()
-                del self.held_inputs[person]
-                removed += 1
+        for inputs in (self.held_inputs, self.awaiting_confirmation):
+            for person, held in list(inputs.items()):
+                if held.chat.pseudonym == chat:
+                    held.release()
+                    del inputs[person]
+                    removed += 1
         for token, request in list(self.group_requests.items()):
             if request.held.chat.pseudonym == chat:
                 del self.group_requests[token]
@@ -211,11 +219,12 @@ class Memory:
                 if held.expires < now:
                     del table[person]
                     removed += 1
-        for person, held in list(self.held_inputs.items()):
-            if held.expires < now:
-                held.release()
-                del self.held_inputs[person]
-                removed += 1
+        for inputs in (self.held_inputs, self.awaiting_confirmation):
+            for person, held in list(inputs.items()):
+                if held.expires < now:
+                    held.release()
+                    del inputs[person]
+                    removed += 1
         for token, request in list(self.group_requests.items()):
             if request.expires < now:
                 del self.group_requests[token]

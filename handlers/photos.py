@@ -21,7 +21,7 @@ from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef
 from .memory import HeldInput, HeldPhotos, InputBuffer, Request
 from .ports import FetchFailed, PhotoTooLarge, QueueRefused
 from .registry import Routes
-from .replies import Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
+from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
 from .texts import t
 
 log = logging.getLogger("darkroom.photos")
@@ -42,6 +42,7 @@ class StyleJob:
     reply_to: MessageRef | None = None  # in groups the result answers the photo message
     held_input: HeldInput | None = None  # "another style": the input is already in memory
     style_picture: PhotoRef | None = None  # "any picture as style"
+    others_confirmed: bool = False  # everyone pictured agreed (asked when several faces are found)
     status: MessageRef | None = None
     status_sent: bool = False  # platforms that cannot edit return no reference to edit
     phase: str = "queued"  # queued → running → finished
@@ -178,6 +179,7 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
         more_selfies=held.more_messages if held.chat.private else (),
         reply_to=None if held.chat.private else held.message,
         style_picture=style_picture,
+        others_confirmed=held.confirmed,
     )
     await submit(ctx, job)
 
@@ -192,6 +194,38 @@ async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
         selfie=None,
         reply_to=None if held.chat.private else held.message,
         held_input=held,
+        others_confirmed=True,  # it was styled before, so any question was answered then
+    )
+    await submit(ctx, job)
+
+
+@routes.button("faces")
+async def everyone_agreed(event, ctx: Context) -> None:
+    """The answer to "did everyone pictured agree?" for a downloaded photo with several faces."""
+    language = event.person.language
+    held = ctx.memory.take_input(event.person.pseudonym, ctx.memory.awaiting_confirmation)
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    if held is None or held.chat.pseudonym != event.chat.pseudonym:
+        if held is not None:
+            ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
+        await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
+        return
+    waiting: StyleJob = held.payload
+    if event.data != "faces:yes":
+        held.release()
+        await ctx.edit_or_send(event.chat, event.message, t("photo.faces_declined", language))
+        return
+    await ctx.edit_or_send(event.chat, event.message, t("photo.faces_yes", language) + " ✓")
+    job = StyleJob(
+        person=waiting.person,
+        chat=waiting.chat,
+        photos=(),
+        request=waiting.request,
+        selfie=waiting.selfie,
+        more_selfies=waiting.more_selfies,
+        reply_to=waiting.reply_to,
+        held_input=held,
+        others_confirmed=True,
     )
     await submit(ctx, job)
 
@@ -254,6 +288,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
     buffers: list[InputBuffer] = job.held_input.buffers[:] if job.held_input else []
     pictures: list[Picture] = []
     keep_for_ttl = False
+    # Remember (sealed) that this person has a job running, so that if the process dies now the
+    # person can be told after the restart; the row goes when the job ends, however it ends.
+    inflight = await ctx.store.job_started(job.person.pseudonym, job.chat.address, language)
     try:
         if not await consent.has_consent(ctx, job.person):
             await show_status(ctx, job, t("photo.cancelled", language), final=True)
@@ -272,17 +309,25 @@ async def run(ctx: Context, job: StyleJob) -> None:
         for ref in job.photos:
             buffers.append(InputBuffer(await ctx.platform.fetch(ref, ctx.settings.max_input_bytes)))
         request = StyleRequest(job.request.style, job.request.strength, job.request.keep_colours)
-        results = []
+        loaded = []
         for buffer in buffers:
             picture = await ctx.engine.load(buffer.data)
             pictures.append(picture)
-            results.append(await ctx.engine.render(picture, request, style_picture))
+            loaded.append(picture)
+        faces = max(p.face_count for p in loaded)
+        if faces > 1 and not job.others_confirmed:
+            await ask_everyone_agreed(ctx, job, buffers, faces)
+            keep_for_ttl = True  # the downloaded photo waits (in memory, 10 minutes at most) for the answer
+            return
+        results = [await ctx.engine.render(picture, request, style_picture) for picture in loaded]
         await ctx.send(job.chat, ChatAction("upload_photo"))
         ttl = ctx.settings.input_ttl
         caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
         out = tuple(OutPhoto(r.jpeg, caption if i == 0 else "") for i, r in enumerate(results))
         buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
-        await ctx.send(job.chat, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+        sent = await ctx.send(job.chat, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+        if sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+            await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
         await show_status(ctx, job, done, final=True, success=True)
         log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, sum(r.seconds for r in results))
@@ -291,7 +336,7 @@ async def run(ctx: Context, job: StyleJob) -> None:
                 HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)
             )
             keep_for_ttl = True
-        if job.chat.private and ctx.settings.delete_selfie and ctx.platform.can_delete_user_messages:
+        if job.chat.private and ctx.settings.delete_selfie and ctx.platform.can_delete_messages:
             for message in (job.selfie, *job.more_selfies):
                 if message is not None:
                     await ctx.send(job.chat, DeleteMessage(message))
@@ -317,6 +362,23 @@ async def run(ctx: Context, job: StyleJob) -> None:
         for picture in pictures:
             picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
         job.held_input = None
+        await asyncio.shield(ctx.store.job_finished(inflight))
+
+
+async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBuffer], faces: int) -> None:
+    """Several people in the photo: the sender must confirm they all agreed before styling."""
+    language = job.person.language
+    held = HeldInput(job.person, job.chat, buffers, job.selfie, time.monotonic() + ctx.settings.pending_ttl, payload=job)
+    ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
+    buttons = (
+        (
+            Button(t("photo.faces_yes", language), "faces:yes", ("yes", "是", "1")),
+            Button(t("photo.faces_no", language), "faces:no", ("no", "否", "2")),
+        ),
+    )
+    await show_status(ctx, job, t("photo.faces_confirm", language, count=faces), final=True)
+    await ctx.send(job.chat, SendText(t("photo.faces_confirm", language, count=faces), buttons, reply_to=job.reply_to))
+    job.phase = "finished"
 
 
 def style_label(ctx: Context, key: str, language: str) -> str:

@@ -10,7 +10,7 @@ from . import consent
 from .context import Context
 from .events import CommandEvent, Person
 from .registry import Routes
-from .replies import SendDocument, SendText
+from .replies import DeleteMessage, SendDocument, SendText
 from .texts import t
 
 log = logging.getLogger("darkroom.privacy")
@@ -18,18 +18,24 @@ routes = Routes()
 
 
 async def erase(ctx: Context, person: Person) -> dict[str, int]:
-    """Remove every row, queued or running job and held photo of ``person``."""
+    """Remove every row, queued or running job and held photo of ``person``, and delete the
+    bot's styled-photo messages that were waiting for DARKROOM_REPLY_TTL right away."""
+    replies = 0
+    for _, message in await ctx.store.replies_of(person.pseudonym):
+        await ctx.send(message.chat, DeleteMessage(message))
+        replies += 1
     rows = await ctx.store.delete_person(person.pseudonym)
     jobs = ctx.queue.cancel_owner(person.pseudonym)
     held = ctx.memory.forget(person.pseudonym)
     log.info("erased a person's data: %d rows, %d jobs, %d held", sum(rows.values()), jobs, held)
-    return {**rows, "jobs": jobs, "held": held}
+    return {**rows, "jobs": jobs, "held": held, "replies_deleted": replies}
 
 
 def receipt(language: str, removed: dict[str, int]) -> str:
     consents = removed.get("consent", 0) + removed.get("consent_history", 0)
     preferences = removed.get("preferences", 0)
-    other = sum(v for k, v in removed.items() if k not in ("consent", "consent_history", "preferences", "jobs", "held"))
+    shown = ("consent", "consent_history", "preferences", "jobs", "held", "replies_deleted", "reply_refs")
+    other = sum(v for k, v in removed.items() if k not in shown)
     return t(
         "delete.receipt",
         language,
@@ -37,6 +43,7 @@ def receipt(language: str, removed: dict[str, int]) -> str:
         preferences=preferences,
         jobs=removed.get("jobs", 0),
         held=removed.get("held", 0),
+        replies=removed.get("replies_deleted", 0),
         other=other,
     )
 

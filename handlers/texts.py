@@ -165,6 +165,17 @@ TEXTS: dict[str, dict[str, str]] = {
     "photo.busy": {"en": "I'm very busy right now. Please try again in a few minutes.", "zh": "我现在太忙了，请过几分钟再试。"},
     "photo.rate_limited": {"en": "You've sent a lot of photos. Please try again in {minutes} minutes.", "zh": "你发送的照片太多了，请 {minutes} 分钟后再试。"},
     "photo.too_many_pending": {"en": "You already have photos waiting. Please wait for them first.", "zh": "你已经有照片在等待处理，请先等它们完成。"},
+    "photo.lost": {
+        "en": "Sorry, Darkroom restarted while styling your photo, and it kept no copy of it. Please send it again.",
+        "zh": "抱歉，Darkroom 在处理你的照片时重启了，而且没有保留任何副本。请重新发送。",
+    },
+    "photo.faces_confirm": {
+        "en": "I can see {count} faces in this photo. Before I style it, please confirm that everyone in it agreed. (The rules on deep synthesis ask for this.)",
+        "zh": "这张照片里我看到 {count} 张脸。处理之前，请确认照片中的每个人都同意。（深度合成相关规定要求这样做。）",
+    },
+    "photo.faces_yes": {"en": "Yes, everyone agreed", "zh": "是的，大家都同意"},
+    "photo.faces_no": {"en": "No, don't style it", "zh": "不，不要处理"},
+    "photo.faces_declined": {"en": "OK, I won't style it. The photo has been deleted.", "zh": "好的，我不会处理它。照片已删除。"},
     "photo.cancelled": {"en": "Cancelled.", "zh": "已取消。"},
     "photo.unsupported_message": {"en": "I can only style photos. Send me a selfie!", "zh": "我只能处理照片。发一张自拍给我吧！"},
     "photo.style_picture_saved": {
@@ -184,6 +195,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• preferences: {preferences}\n"
             "• queued or running jobs cancelled: {jobs}\n"
             "• photos held in memory released: {held}\n"
+            "• styled photos of mine deleted from the chat: {replies}\n"
             "• other records: {other}\n"
             "Nothing about you is left on this server."
         ),
@@ -193,6 +205,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• 偏好设置：{preferences}\n"
             "• 已取消的排队或进行中的任务：{jobs}\n"
             "• 已释放的内存中照片：{held}\n"
+            "• 已从聊天中删除的我发出的图片：{replies}\n"
             "• 其他记录：{other}\n"
             "这台服务器上已没有任何关于你的数据。"
         ),
@@ -213,8 +226,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "The person who sent this photo needs to agree first. (Only their own answer counts.)",
         "zh": "需要照片的发送者先同意。（只有本人的回答有效。）",
     },
-    "group.ask_author": {"en": "Someone asked to style this photo. Is that OK with you? Only the sender of the photo can answer.", "zh": "有人想处理这张照片。你同意吗？只有照片的发送者可以回答。"},
-    "group.author_yes": {"en": "Yes, style it", "zh": "可以，处理吧"},
+    "group.ask_author": {
+        "en": "Style this photo? Say yes only if everyone in it agreed. Only the sender of the photo can answer.",
+        "zh": "要处理这张照片吗？只有在照片中每个人都同意时才回答“可以”。只有照片的发送者可以回答。",
+    },
+    "group.author_yes": {"en": "Yes, everyone agreed", "zh": "可以，大家都同意"},
     "group.author_no": {"en": "No", "zh": "不行"},
     "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
     "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},

@@ -126,3 +126,12 @@ def captured_logs():
         root.removeHandler(keep)
         root.removeHandler(handler)
 
+
+
+@pytest.fixture(scope="session")
+def two_faces(grace_rgb, astronaut_rgb) -> bytes:
+    """Two people side by side (both faces are found by the detector)."""
+    canvas = Image.new("RGB", (650, 350), "white")
+    canvas.paste(Image.fromarray(grace_rgb).resize((300, 350)), (0, 0))
+    canvas.paste(Image.fromarray(astronaut_rgb).resize((350, 350)), (300, 0))
+    return jpeg_bytes(np.asarray(canvas))

@@ -126,3 +126,20 @@ async def test_token_is_only_in_api_paths(fake_telegram, data_dir, engine):
     async with running_bot(fake_telegram, data_dir, engine):
         await fake_telegram.wait_for("setMyCommands")
     assert fake_telegram.token == TOKEN
+
+
+async def test_reply_ttl_deletes_the_styled_album_and_keeps_no_reference(fake_telegram, data_dir, engine, small_portrait):
+    fake = fake_telegram
+    async with running_bot(fake, data_dir, engine, DARKROOM_REPLY_TTL="1") as bot:
+        bot.janitor_interval = 0.2
+        await fake.send_text_from(ALICE, "/start")
+        await fake.wait_for_text("Do you agree?")
+        await fake.press(ALICE, "consent:agree")
+        await fake.wait_for_text("Thank you")
+        for _ in range(2):
+            await fake.push({"message": fake.photo_message(ALICE, ALICE.id, small_portrait, caption="ink", media_group_id="a2")})
+        [album] = await fake.wait_for("sendMediaGroup", chat_id=ALICE.id)
+        [deleted] = await fake.wait_for("deleteMessages", chat_id=ALICE.id, timeout=15)
+        rows = await bot.storage.dump()
+    assert sorted(deleted.params["message_ids"]) == sorted(m["message_id"] for m in album.result)
+    assert [r for r in rows if r[0] == "reply_refs"] == []

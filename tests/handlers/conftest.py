@@ -49,7 +49,7 @@ class FakePlatform:
     name: str = "fake"
     has_buttons: bool = True
     can_edit: bool = True
-    can_delete_user_messages: bool = True
+    can_delete_messages: bool = True
     photos: dict[str, bytes] = field(default_factory=dict)
     admins: set[str] = field(default_factory=set)  # person pseudonyms
     sent: list[Sent] = field(default_factory=list)
@@ -186,7 +186,7 @@ def conversation_settings() -> ConversationSettings:
 
 @pytest.fixture
 async def harness(tmp_path, engine, conversation_settings):
-    storage = await Storage.open(tmp_path / "db.sqlite3")
+    storage = await Storage.open(tmp_path / "db.sqlite3", b"s" * 32)
     queue = FairQueue(workers=2, max_waiting=10, per_person=5, rate_per_hour=50)
     platform = FakePlatform()
     async_engine = AsyncEngine(engine)

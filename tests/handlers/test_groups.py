@@ -20,6 +20,10 @@ async def test_author_without_consent_is_asked_and_photo_waits(harness, small_po
     assert "needs to agree first" in notice.text
     assert harness.platform.fetched == []
     await harness.agree(alice, chat=group)
+    ask = harness.platform.last(SendText)
+    assert "Say yes only if everyone in it agreed" in ask.text  # in groups: always asked
+    assert harness.platform.fetched == []
+    await harness.press(alice, ask.buttons[0][0].data, chat=group)
     await harness.idle()
     reply = harness.platform.last(SendPhotos)
     assert "Ink wash" in reply.photos[0].caption
