@@ -121,6 +121,11 @@ class Darkroom:
         await self._tell_people_about_lost_jobs()
         self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
         log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
+        log.debug(
+            "telegram=%s (%s), wechat=%s, input_ttl=%ds, reply_ttl=%ds, max_side=%d, queue_limit=%d",
+            settings.telegram_enabled, settings.telegram_mode, settings.wechat_enabled, settings.input_ttl,
+            settings.reply_ttl, settings.max_side, settings.queue_limit,
+        )
 
     def platforms(self) -> dict:
         return {p.name: p for p in (self.telegram, self.wechat) if p is not None}
@@ -161,20 +166,22 @@ class Darkroom:
         }
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking new work, give running jobs ``grace`` seconds, tell the people whose
+        photos were not done, then close the platforms and the database cleanly."""
         if self._janitor is not None:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
         if self.telegram is not None:
-            await self.telegram.stop()
+            await self.telegram.stop_receiving()
         if self.http is not None:
             await self.http.stop()
             self.http = None
         if self.queue is not None:
-            await self.queue.stop(grace)
+            await self.queue.stop(grace)  # jobs still use the platforms to reply or to apologise
         if self.router is not None:
             await self.router.stop()
-        if self.http is not None:
-            await self.http.stop()
+        if self.telegram is not None:
+            await self.telegram.close()
         if self.wechat is not None:
             await self.wechat.stop()
         if self.async_engine is not None:

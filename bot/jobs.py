@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from handlers.context import where
-from handlers.ports import PositionCallback, QueueFull, RateLimited, TooManyPending, Work
+from handlers.ports import DropCallback, PositionCallback, QueueFull, RateLimited, TooManyPending, Work
 
 log = logging.getLogger("darkroom.jobs")
 HOUR = 3600.0
@@ -30,6 +30,7 @@ class Ticket:
     owner: str
     work: Work
     on_position: PositionCallback | None = None
+    on_drop: DropCallback | None = None
     position: int = 0
     task: asyncio.Task | None = field(default=None, repr=False)
 
@@ -56,10 +57,13 @@ class FairQueue:
         self._tasks: list[asyncio.Task] = []
         self._callbacks: set[asyncio.Task] = set()
         self._closed = False
+        self.stopping = False
 
     # -- the JobQueue port -------------------------------------------------------------------
 
-    def submit(self, owner: str, work: Work, on_position: PositionCallback | None = None) -> int:
+    def submit(
+        self, owner: str, work: Work, on_position: PositionCallback | None = None, on_drop: DropCallback | None = None
+    ) -> int:
         if self._closed:
             raise QueueFull()
         now = self._clock()
@@ -73,7 +77,7 @@ class FairQueue:
         if self.waiting >= self.max_waiting:
             raise QueueFull()
         recent.append(now)
-        ticket = Ticket(owner, work, on_position)
+        ticket = Ticket(owner, work, on_position, on_drop)
         self._waiting.setdefault(owner, deque()).append(ticket)
         if owner not in self._rotation:
             self._rotation.append(owner)
@@ -129,16 +133,24 @@ class FairQueue:
         """Stop taking work, drop what waits, give running jobs ``grace`` seconds, then cancel
         them. Returns the owners whose jobs did not finish (so they can be told)."""
         self._closed = True
-        affected = [t.owner for q in self._waiting.values() for t in q]
+        dropped = [t for q in self._waiting.values() for t in q]
+        affected = [t.owner for t in dropped]
         self._waiting.clear()
         self._rotation.clear()
+        for ticket in dropped:
+            if ticket.on_drop is not None:
+                try:
+                    await asyncio.wait_for(ticket.on_drop(), timeout=5.0)
+                except Exception as exc:
+                    log.warning("could not tell a person their job was dropped: %s", type(exc).__name__)
         running = [t.task for t in self._running.values() if t.task is not None]
         if running:
             done, pending = await asyncio.wait(running, timeout=grace)
+            self.stopping = True  # jobs cancelled from here on apologise before they end
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=2.0)
+                await asyncio.wait(pending, timeout=5.0)
             affected += [t.owner for t in list(self._running.values()) if t.task in pending]
         for task in self._tasks:
             task.cancel()

@@ -74,6 +74,7 @@ class Router:
         self._base = base
         self._contexts: dict[str, Context] = {}
         self._choices: dict[Address, Choices] = {}
+        self._chat_locks: dict[Address, tuple[asyncio.Lock, int]] = {}
         self._choice_ttl = choice_ttl
         self.commands: dict[str, Handler] = {}
         self.buttons: dict[str, Handler] = {}
@@ -99,7 +100,26 @@ class Router:
         return ctx
 
     async def dispatch(self, event: Event, platform: Platform) -> None:
+        """Handle one event. Events of one chat are handled one at a time, in arrival order
+        (adapters may deliver them concurrently): "a photo, then /style_from on it" must not be
+        read the other way round. Different chats never wait for each other."""
         ctx = self.context(platform)
+        key = event.chat.address
+        lock, users = self._chat_locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._chat_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._dispatch_safely(event, ctx)
+        finally:
+            lock, users = self._chat_locks[key]
+            if users <= 1:
+                del self._chat_locks[key]
+            else:
+                self._chat_locks[key] = (lock, users - 1)
+
+    async def _dispatch_safely(self, event: Event, ctx: Context) -> None:
         try:
             await self._dispatch(event, ctx)
         except asyncio.CancelledError:

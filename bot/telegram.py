@@ -152,11 +152,17 @@ class TelegramPlatform:
             await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, error_callback=self._polling_error)
             log.info("polling for updates")
 
-    async def stop(self) -> None:
+    async def stop_receiving(self) -> None:
+        """No new updates; the bot can still send (jobs finishing, apologies)."""
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+
+    async def close(self) -> None:
+        await self.stop_receiving()
+        for task in list(self._album_tasks):
+            task.cancel()
         await self.app.shutdown()
 
     async def _cosmetics(self) -> None:

@@ -103,6 +103,10 @@ async def style_from(event: CommandEvent, ctx: Context) -> None:
 async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: tuple[PhotoRef, ...], message: MessageRef | None) -> None:
     """Remember (by reference only) the picture whose look the next photo should take."""
     language = person.language
+    for table in (ctx.memory.awaiting_consent, ctx.memory.awaiting_style):
+        waiting = ctx.memory.peek(table, person.pseudonym)
+        if waiting is not None and message is not None and waiting.message == message:
+            ctx.memory.take(table, person.pseudonym)  # that picture is a style, not a photo to style
     ctx.memory.hold(ctx.memory.style_pictures, HeldPhotos(person=person, chat=chat, photos=photos, message=message))
     if not await consent.has_consent(ctx, person):
         await consent.ask(ctx, person, chat)
@@ -237,7 +241,10 @@ async def submit(ctx: Context, job: StyleJob) -> None:
     async with job.status_lock:
         try:
             position = ctx.queue.submit(
-                job.person.pseudonym, partial(run, ctx, job), on_position=partial(show_position, ctx, job)
+                job.person.pseudonym,
+                partial(run, ctx, job),
+                on_position=partial(show_position, ctx, job),
+                on_drop=partial(tell_shutdown, ctx, job),
             )
         except QueueRefused as exc:
             if job.held_input is not None:
@@ -250,6 +257,13 @@ async def submit(ctx: Context, job: StyleJob) -> None:
         job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
         job.status_sent = True
         job.last_position_edit = time.monotonic()
+
+
+async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
+    """The bot is shutting down before this job could run (or finish)."""
+    if job.held_input is not None:
+        job.held_input.release()
+    await show_status(ctx, job, t("photo.shutdown", job.person.language), final=True)
 
 
 async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
@@ -350,6 +364,8 @@ async def run(ctx: Context, job: StyleJob) -> None:
         log.warning("photo download failed on %s: %s", ctx.platform.name, type(exc).__name__)
         await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
     except asyncio.CancelledError:
+        if getattr(ctx.queue, "stopping", False):
+            await asyncio.shield(show_status(ctx, job, t("photo.shutdown", language), final=True))
         job.phase = "finished"
         raise
     except Exception as exc:  # never a traceback to the person; the log line has no personal data

@@ -117,11 +117,17 @@ class TooManyPending(QueueRefused):
 
 Work = Callable[[], Awaitable[None]]
 PositionCallback = Callable[[int], Awaitable[None]]
+DropCallback = Callable[[], Awaitable[None]]
 
 
 class JobQueue(Protocol):
-    def submit(self, owner: str, work: Work, on_position: PositionCallback | None = None) -> int:
-        """Queue ``work`` for ``owner``; returns its position (1 = next). Raises QueueRefused."""
+    stopping: bool  # True while the bot shuts down: running jobs are being cancelled
+
+    def submit(
+        self, owner: str, work: Work, on_position: PositionCallback | None = None, on_drop: DropCallback | None = None
+    ) -> int:
+        """Queue ``work`` for ``owner``; returns its position (1 = next). Raises QueueRefused.
+        ``on_drop`` is awaited if the job is dropped unstarted because the bot shuts down."""
         ...
 
     def cancel_owner(self, owner: str) -> int:

@@ -176,6 +176,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "photo.faces_yes": {"en": "Yes, everyone agreed", "zh": "是的，大家都同意"},
     "photo.faces_no": {"en": "No, don't style it", "zh": "不，不要处理"},
     "photo.faces_declined": {"en": "OK, I won't style it. The photo has been deleted.", "zh": "好的，我不会处理它。照片已删除。"},
+    "photo.shutdown": {
+        "en": "Sorry, Darkroom is restarting and could not style your photo. It kept no copy: please send it again in a minute.",
+        "zh": "抱歉，Darkroom 正在重启，没能处理你的照片。照片没有保留任何副本，请一分钟后重新发送。",
+    },
     "photo.cancelled": {"en": "Cancelled.", "zh": "已取消。"},
     "photo.unsupported_message": {"en": "I can only style photos. Send me a selfie!", "zh": "我只能处理照片。发一张自拍给我吧！"},
     "photo.style_picture_saved": {

@@ -41,6 +41,19 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 92, **save) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def network_guard():
+    """No test may reach beyond loopback: the bot's only network is the (fake) platform API."""
+    from tests.network_guard import NetworkGuard
+
+    guard = NetworkGuard().install()
+    try:
+        yield guard
+    finally:
+        guard.uninstall()
+    assert guard.refused == [], f"unexpected network use: {guard.refused}"
+
+
 @pytest.fixture(scope="session")
 def grace_rgb() -> np.ndarray:
     return np.asarray(Image.open(portrait_path("grace")).convert("RGB"))

@@ -67,6 +67,7 @@ class FakeTelegram:
         self.webhook_url = ""
         self.webhook_secret = ""
         self.failures: list[Failure] = []
+        self.delays: dict[str, float] = {}  # method or "file" -> seconds to wait before answering
         self.down = False
         self._updates: list[dict] = []
         self._new_update = asyncio.Condition()
@@ -118,6 +119,8 @@ class FakeTelegram:
             if failure.kind == "bad_request":
                 return web.json_response({"ok": False, "error_code": 400, "description": failure.description}, status=400)
             return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"}, status=500)
+        if method in self.delays:
+            await asyncio.sleep(self.delays[method])
         handler = getattr(self, f"_m_{method}", None)
         result: Any = True if handler is None else await handler(params, files)
         if method != "getUpdates":
@@ -142,6 +145,8 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
+        if "file" in self.delays:
+            await asyncio.sleep(self.delays["file"])
         for data, file_path in self.files.values():
             if file_path == path:
                 self.file_downloads.append(path)
