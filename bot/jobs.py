@@ -147,11 +147,11 @@ class FairQueue:
         if running:
             done, pending = await asyncio.wait(running, timeout=grace)
             self.stopping = True  # jobs cancelled from here on apologise before they end
+            affected += [t.owner for t in self._running.values() if t.task in pending]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
-            affected += [t.owner for t in list(self._running.values()) if t.task in pending]
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
