@@ -99,6 +99,12 @@ class FakeTelegram:
             await self._runner.cleanup()
             self._runner = None
 
+    async def outage(self, seconds: float) -> None:
+        """The API goes away entirely (connections refused) and comes back on the same port."""
+        await self.stop()
+        await asyncio.sleep(seconds)
+        await self.start()
+
     async def _api(self, request: web.Request) -> web.Response:
         if self.down:
             return web.json_response({"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502)
