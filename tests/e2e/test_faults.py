@@ -53,3 +53,26 @@ async def test_wechat_api_down_then_back(fake_telegram, wechat_api, data_dir, en
         api.media["M10"] = small_portrait
         await sender.post(sender.image_xml(OPENID, "M10"), OPENID)
         await api.wait_for(lambda: any(m["msgtype"] == "image" for m in api.sent(OPENID)), timeout=60)
+
+
+async def test_a_reply_that_cannot_be_delivered_is_dropped_and_the_input_released(
+    fake_telegram, data_dir, engine, small_portrait, captured_logs
+):
+    from tests.fakes.telegram_api import Failure
+
+    fake = fake_telegram
+    async with running_bot(fake, data_dir, engine) as bot:
+        await fake.send_text_from(ALICE, "/start")
+        await fake.wait_for_text("Do you agree?", chat_id=ALICE.id)
+        await fake.press(ALICE, "consent:agree")
+        await fake.wait_for_text("Thank you", chat_id=ALICE.id)
+        fake.failures.append(Failure("sendPhoto", "bad_request", times=1, description="Bad Request: PHOTO_INVALID_DIMENSIONS"))
+        await fake.send_photo_from(ALICE, small_portrait, caption="ink")
+        await fake.wait_for("sendPhoto!bad_request")
+        await fake.wait_for_edit("Done", chat_id=ALICE.id)
+        assert bot.router.memory.held_inputs == {}
+        # ... and the next photo is delivered.
+        await fake.send_photo_from(ALICE, small_portrait, caption="ink")
+        await fake.wait_for("sendPhoto", chat_id=ALICE.id)
+    stream, _ = captured_logs
+    assert "could not deliver SendPhotos on telegram" in stream.getvalue()
