@@ -19,7 +19,7 @@ from . import consent
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
 from .memory import HeldInput, HeldPhotos, InputBuffer, Request
-from .ports import FetchFailed, PhotoTooLarge, QueueRefused
+from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused
 from .registry import Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
 from .texts import t
@@ -339,7 +339,13 @@ async def run(ctx: Context, job: StyleJob) -> None:
         caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
         out = tuple(OutPhoto(r.jpeg, caption if i == 0 else "") for i, r in enumerate(results))
         buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
-        sent = await ctx.send(job.chat, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+        try:
+            sent = await ctx.platform.send(job.chat.address, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+        except DeliveryFailed as exc:
+            # Given up after the adapter's retries: the photo is dropped (and released below).
+            log.warning("could not deliver a styled photo on %s: %s", ctx.platform.name, exc)
+            await show_status(ctx, job, t("photo.failed", language), final=True)
+            return
         if sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
             await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)

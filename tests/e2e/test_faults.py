@@ -69,10 +69,11 @@ async def test_a_reply_that_cannot_be_delivered_is_dropped_and_the_input_release
         fake.failures.append(Failure("sendPhoto", "bad_request", times=1, description="Bad Request: PHOTO_INVALID_DIMENSIONS"))
         await fake.send_photo_from(ALICE, small_portrait, caption="ink")
         await fake.wait_for("sendPhoto!bad_request")
-        await fake.wait_for_edit("Done", chat_id=ALICE.id)
+        await fake.wait_for_edit("something went wrong", chat_id=ALICE.id)
         assert bot.router.memory.held_inputs == {}
         # ... and the next photo is delivered.
         await fake.send_photo_from(ALICE, small_portrait, caption="ink")
         await fake.wait_for("sendPhoto", chat_id=ALICE.id)
     stream, _ = captured_logs
-    assert "could not deliver SendPhotos on telegram" in stream.getvalue()
+    assert "could not deliver a styled photo on telegram: PHOTO_INVALID_DIMENSIONS" not in stream.getvalue()
+    assert "could not deliver a styled photo on telegram" in stream.getvalue()
