@@ -195,7 +195,11 @@ class Darkroom:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop(grace=1.0)  # release what did start (server socket, database)
+            raise
         try:
             await stop.wait()
         finally:

@@ -85,7 +85,7 @@ def _run() -> int:
 
     from . import logs
     from .app import Darkroom
-    from .settings import SettingsError, from_environment
+    from .settings import SettingsError, StartupError, from_environment
 
     try:
         settings = from_environment()
@@ -98,7 +98,7 @@ def _run() -> int:
         return EXIT_USAGE
     try:
         asyncio.run(Darkroom(settings).run_forever())
-    except ModelIntegrityError as exc:
+    except (ModelIntegrityError, StartupError) as exc:
         _error(str(exc))
         return EXIT_USAGE
     return EXIT_OK

@@ -19,6 +19,11 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the key, never its value."""
 
 
+class StartupError(RuntimeError):
+    """The bot cannot start (a platform refuses us or cannot be reached): a clear message for the
+    operator, never a traceback, never a secret."""
+
+
 @dataclass(frozen=True)
 class Settings:
     # Telegram

@@ -25,7 +25,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from handlers.context import where
@@ -60,7 +60,7 @@ from handlers.replies import (
 from handlers.texts import language_of
 
 from .pseudonym import Pseudonymizer
-from .settings import Settings
+from .settings import Settings, StartupError
 
 log = logging.getLogger("darkroom.telegram")
 PLATFORM = "telegram"
@@ -136,21 +136,41 @@ class TelegramPlatform:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.app.initialize()
+        await self._initialize()
         self.username = (self.app.bot.username or "").lower()
         await self._cosmetics()
         if self.settings.telegram_mode == "webhook":
-            await self._call(
-                self.app.bot.set_webhook,
-                url=self.settings.telegram_webhook_url,
-                secret_token=self.settings.telegram_webhook_secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            try:
+                await self._call(
+                    self.app.bot.set_webhook,
+                    url=self.settings.telegram_webhook_url,
+                    secret_token=self.settings.telegram_webhook_secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+            except DeliveryFailed as exc:
+                raise StartupError(f"Telegram refused the webhook URL ({exc}); check TELEGRAM_WEBHOOK_URL") from None
             log.info("webhook registered")
         await self.app.start()
         if self.settings.telegram_mode == "polling":
             await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, error_callback=self._polling_error)
             log.info("polling for updates")
+
+    async def _initialize(self, attempts: int = 5) -> None:
+        """getMe, retried with back-off while the Bot API cannot be reached."""
+        api = self.settings.telegram_api_url
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.app.initialize()
+                return
+            except InvalidToken:
+                raise StartupError(f"the Bot API at {api} rejected TELEGRAM_BOT_TOKEN; check the token from @BotFather") from None
+            except (NetworkError, TimedOut) as exc:
+                if attempt == attempts:
+                    raise StartupError(
+                        f"could not reach the Bot API at {api} ({type(exc).__name__}); check TELEGRAM_API_URL and the network"
+                    ) from None
+                log.warning("the Bot API cannot be reached yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(2.0 ** attempt)
 
     async def stop_receiving(self) -> None:
         """No new updates; the bot can still send (jobs finishing, apologies)."""

@@ -143,3 +143,18 @@ async def test_reply_ttl_deletes_the_styled_album_and_keeps_no_reference(fake_te
         rows = await bot.storage.dump()
     assert sorted(deleted.params["message_ids"]) == sorted(m["message_id"] for m in album.result)
     assert [r for r in rows if r[0] == "reply_refs"] == []
+
+
+async def test_a_rejected_token_stops_start_up_with_a_clear_message(fake_telegram, data_dir, engine):
+    import pytest
+
+    from bot.app import Darkroom
+    from bot.settings import StartupError, from_environment
+    from tests.conftest import bot_environment
+
+    settings = from_environment(bot_environment(fake_telegram, data_dir, TELEGRAM_BOT_TOKEN="999:wrong-token-xyz"), dotenv=None)
+    darkroom = Darkroom(settings, engine=engine)
+    with pytest.raises(StartupError, match="rejected TELEGRAM_BOT_TOKEN") as refused:
+        await darkroom.start()
+    await darkroom.stop(grace=1.0)
+    assert "wrong-token" not in str(refused.value)
