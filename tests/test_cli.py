@@ -1,0 +1,60 @@
+"""The offline CLI: `darkroom styles`, `stylize` and `sheet` (no bot, no network)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from bot.cli import main
+from inference import load_catalogue
+
+
+def test_styles_prints_every_style_and_every_model_with_licence_and_checksum(capsys):
+    assert main(["styles"]) == 0
+    out = capsys.readouterr().out
+    catalogue = load_catalogue()
+    for style in catalogue.styles:
+        assert style.key in out and style.name in out and style.name_zh in out and style.recipe in out
+    for model in catalogue.models.values():
+        assert model.sha256 in out and model.key in out
+    assert "Apache-2.0" in out and "trained on" in out
+
+
+def test_stylize_writes_a_labelled_jpeg(tmp_path, small_portrait, capsys):
+    source = tmp_path / "me.jpg"
+    source.write_bytes(small_portrait)
+    assert main(["stylize", str(source), "-o", str(tmp_path / "out"), "--style", "Ink wash", "--strength", "0.7", "--keep-colours"]) == 0
+    result = tmp_path / "out" / "me-ink.jpg"
+    data = result.read_bytes()
+    assert Image.open(io.BytesIO(data)).size == Image.open(io.BytesIO(small_portrait)).size
+    assert b"compositeWithTrainedAlgorithmicMedia" in data
+    assert "1 face(s)" in capsys.readouterr().out
+
+
+def test_stylize_with_a_picture_as_style(tmp_path, small_portrait, astronaut_rgb):
+    from tests.conftest import jpeg_bytes
+
+    (tmp_path / "me.jpg").write_bytes(small_portrait)
+    (tmp_path / "painting.jpg").write_bytes(jpeg_bytes(astronaut_rgb))
+    code = main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out"), "--style", "x", "--style-image", str(tmp_path / "painting.jpg")])
+    assert code == 0
+    assert (tmp_path / "out" / "me-picture.jpg").exists()
+
+
+def test_unknown_style_and_bad_strength_are_one_line_errors(tmp_path, small_portrait, capsys):
+    (tmp_path / "me.jpg").write_bytes(small_portrait)
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path), "--style", "vaporwave"]) == 2
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path), "--style", "ink", "--strength", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
+    assert "unknown style 'vaporwave'" in err
+
+
+def test_sheet_shows_every_style_labelled(tmp_path, small_portrait):
+    (tmp_path / "me.jpg").write_bytes(small_portrait)
+    assert main(["sheet", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "sheet.jpg")]) == 0
+    sheet = Image.open(tmp_path / "sheet.jpg")
+    tiles = len(load_catalogue().styles) + 1
+    rows = -(-tiles // 4)
+    assert sheet.width > 4 * 200 and sheet.height > rows * 200
