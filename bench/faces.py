@@ -11,14 +11,12 @@ Needs scikit-image (installed by the `test` extra) for SSIM and the portraits.
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 
 def portraits() -> dict[str, bytes]:

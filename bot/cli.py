@@ -60,7 +60,7 @@ def _error(message: str) -> None:
 
 
 def _engine():
-    from inference import Engine, EngineConfig, ModelIntegrityError
+    from inference import Engine, ModelIntegrityError
 
     from .settings import SettingsError, from_environment
     from .app import engine_config

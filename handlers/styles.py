@@ -166,22 +166,32 @@ async def choose_favourite(event: ButtonEvent, ctx: Context) -> None:
 @routes.button("pick")
 async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
     """A style chosen for the photo that is waiting for one."""
-    language = event.person.language
     key = event.data.partition(":")[2]
     style = ctx.catalogue.find(key)
     held = ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
     if held is None or held.chat.pseudonym != event.chat.pseudonym or style is None:
         if held is not None:
             ctx.memory.hold(ctx.memory.awaiting_style, held)
-        await ctx.send(event.chat, AnswerButton(event.answer_handle))
-        await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
+        await _nothing_waiting(event, ctx)
         return
+    held.request = await _chosen(event, ctx, style)
+    await photos.start(ctx, held)
+
+
+async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
+
+
+async def _chosen(event: ButtonEvent, ctx: Context, style) -> Request:
+    """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
+    person's own strength and colour preferences."""
+    language = event.person.language
     await ctx.send(event.chat, AnswerButton(event.answer_handle))
     if event.message is not None:
         await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
     preferences = await ctx.store.preferences(event.person.pseudonym)
-    held.request = Request(style.key, preferences.strength, preferences.keep_colours)
-    await photos.start(ctx, held)
+    return Request(style.key, preferences.strength, preferences.keep_colours)
 
 
 async def typed_style(event: TextEvent, ctx: Context) -> bool:
@@ -215,11 +225,6 @@ async def choose_again(event: ButtonEvent, ctx: Context) -> None:
     if held is None or style is None or held.chat.pseudonym != event.chat.pseudonym:
         if held is not None:
             ctx.memory.keep_input(held)
-        await ctx.send(event.chat, AnswerButton(event.answer_handle))
-        await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
+        await _nothing_waiting(event, ctx)
         return
-    await ctx.send(event.chat, AnswerButton(event.answer_handle))
-    if event.message is not None:
-        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
-    preferences = await ctx.store.preferences(event.person.pseudonym)
-    await photos.start_again(ctx, held, Request(style.key, preferences.strength, preferences.keep_colours))
+    await photos.start_again(ctx, held, await _chosen(event, ctx, style))

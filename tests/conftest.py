@@ -13,8 +13,14 @@ import pytest
 from PIL import Image
 
 from bot.app import Darkroom
+from bot.jobs import FairQueue
+from bot.router import Router
 from bot.settings import from_environment
-from inference import Engine, EngineConfig
+from bot.storage import Storage
+from handlers.context import Context, ConversationSettings
+from handlers.memory import Memory
+from inference import AsyncEngine, Engine, EngineConfig
+from tests.fakes.platform import FakePlatform, Harness
 from tests.fakes.telegram_api import FakeTelegram, User
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
@@ -148,3 +154,47 @@ def two_faces(grace_rgb, astronaut_rgb) -> bytes:
     canvas.paste(Image.fromarray(grace_rgb).resize((300, 350)), (0, 0))
     canvas.paste(Image.fromarray(astronaut_rgb).resize((350, 350)), (300, 0))
     return jpeg_bytes(np.asarray(canvas))
+
+
+# -- handler harness (neutral events, real storage, queue and engine; fake platform) -------------
+
+
+@pytest.fixture
+def conversation_settings() -> ConversationSettings:
+    return ConversationSettings()
+
+
+@pytest.fixture
+async def harness(tmp_path, engine, conversation_settings):
+    storage = await Storage.open(tmp_path / "db.sqlite3", b"s" * 32)
+    queue = FairQueue(workers=2, max_waiting=10, per_person=5, rate_per_hour=50)
+    platform = FakePlatform()
+    async_engine = AsyncEngine(engine)
+    ctx = Context(
+        platform=platform,
+        store=storage,
+        queue=queue,
+        engine=async_engine,
+        catalogue=engine.catalogue,
+        memory=Memory(),
+        settings=conversation_settings,
+    )
+    router = Router(ctx)
+    queue.start()
+    try:
+        yield Harness(router.context(platform), router, platform, storage, queue)
+    finally:
+        await queue.stop(grace=2.0)
+        async_engine.close()
+        await storage.close()
+
+
+@pytest.fixture
+async def wechat_api():
+    from tests.fakes.wechat_api import FakeWeChatApi
+
+    api = await FakeWeChatApi().start()
+    try:
+        yield api
+    finally:
+        await api.stop()

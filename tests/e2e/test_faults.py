@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import ALICE, BOB, running_bot
-from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_api, wechat_bot  # noqa: F401
+from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_bot
 
 
 async def test_telegram_api_outage_then_recovery(fake_telegram, data_dir, engine, small_portrait, captured_logs):
@@ -38,7 +38,7 @@ async def test_telegram_api_errors_during_a_job_then_the_next_photo_works(fake_t
         await fake.wait_for("sendPhoto", chat_id=BOB.id, timeout=60)
 
 
-async def test_wechat_api_down_then_back(fake_telegram, wechat_api, data_dir, engine, small_portrait):  # noqa: F811
+async def test_wechat_api_down_then_back(fake_telegram, wechat_api, data_dir, engine, small_portrait):
     api = wechat_api
     async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
         await consent_by_typing(api, sender)

@@ -8,23 +8,13 @@ import contextlib
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.conftest import ALICE, running_bot
 from tests.e2e.test_telegram_modes import free_port
-from tests.fakes.wechat_api import AES_KEY, APPID, APPSECRET, TOKEN, FakeWeChatApi, WeChatSender
+from tests.fakes.wechat_api import AES_KEY, APPID, APPSECRET, TOKEN, WeChatSender
 
 OPENID = "oXyZ_openid_of_wang_li_12345"
-
-
-@pytest.fixture
-async def wechat_api():
-    api = await FakeWeChatApi().start()
-    try:
-        yield api
-    finally:
-        await api.stop()
 
 
 @contextlib.asynccontextmanager

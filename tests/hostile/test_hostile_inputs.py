@@ -27,7 +27,6 @@ from handlers.texts import t
 from inference import StyleRequest
 from inference.errors import CorruptImage, EmptyImage, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat
 from inference.imageio import decode
-from tests.handlers.conftest import conversation_settings, harness  # noqa: F401  (fixtures)
 from tests.hostile.corpus import CORPUS_NAMES, Case, corpus
 from tests.privacy_scan import SKIP_DIRS
 

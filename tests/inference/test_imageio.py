@@ -20,6 +20,7 @@ from PIL import Image, ImageCms
 from inference import Engine, EngineConfig, StyleRequest
 from inference.errors import CorruptImage, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat
 from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, encode_jpeg
+from tests.hostile.corpus import encoded, png_chunk
 
 LABEL = AILabel(SOURCE_FILTER, "Test style", "Darkroom test")
 IPTC_EXT = "{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}"
@@ -29,16 +30,6 @@ RDF_NS = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
 
 # -- builders ---------------------------------------------------------------------------------
-
-
-def encoded(image: Image.Image, fmt: str, **save) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **save)
-    return out.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 def png_claiming(width: int, height: int) -> bytes:

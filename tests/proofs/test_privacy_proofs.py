@@ -17,7 +17,7 @@ from PIL import Image
 
 from bot.pseudonym import Pseudonymizer
 from tests.conftest import ALICE, BOB, GROUP, TOKEN, running_bot
-from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_api, wechat_bot  # noqa: F401 (fixture)
+from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_bot
 from tests.fakes.wechat_api import AES_KEY, APPSECRET
 from tests.privacy_scan import make_canary, now, rest_roots, scan_files, scan_text
 
@@ -25,7 +25,7 @@ from tests.privacy_scan import make_canary, now, rest_roots, scan_files, scan_te
 
 
 async def test_wechat_canary_leaves_no_trace_and_no_identifier_is_logged_or_stored(
-    fake_telegram, wechat_api, data_dir, engine, grace_rgb, captured_logs  # noqa: F811
+    fake_telegram, wechat_api, data_dir, engine, grace_rgb, captured_logs
 ):
     api = wechat_api
     canary = make_canary(grace_rgb)
@@ -104,7 +104,7 @@ async def test_no_download_before_consent_on_any_telegram_path(path, fake_telegr
         assert all(c.at >= consent_press.at for c in fake.calls_to("getFile"))
 
 
-async def test_no_download_before_consent_on_wechat(fake_telegram, wechat_api, data_dir, engine, small_portrait):  # noqa: F811
+async def test_no_download_before_consent_on_wechat(fake_telegram, wechat_api, data_dir, engine, small_portrait):
     api = wechat_api
     async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
         api.media["M1"] = small_portrait
@@ -122,7 +122,7 @@ async def test_no_download_before_consent_on_wechat(fake_telegram, wechat_api, d
 
 
 async def test_only_the_configured_platform_apis_are_contacted(
-    fake_telegram, wechat_api, data_dir, engine, small_portrait, network_guard  # noqa: F811
+    fake_telegram, wechat_api, data_dir, engine, small_portrait, network_guard
 ):
     api_ports = {fake_telegram.port, int(wechat_api.url.rsplit(":", 1)[1])}
     async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):

@@ -1,5 +1,7 @@
 """A harness for handler tests: neutral events in, neutral replies recorded, no platform at all.
 
+The `harness` fixture (tests/conftest.py) builds one.
+
 Storage is the real SQLite store (in a temp dir), the queue is the real fair queue and the engine
 is the real engine; only the platform is a recording fake.
 """
@@ -10,12 +12,10 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
-import pytest
-
 from bot.jobs import FairQueue
 from bot.router import Router
 from bot.storage import Storage
-from handlers.context import Context, ConversationSettings
+from handlers.context import Context
 from handlers.events import (
     Address,
     ButtonEvent,
@@ -31,10 +31,8 @@ from handlers.events import (
     TextEvent,
     UnsupportedEvent,
 )
-from handlers.memory import Memory
 from handlers.ports import FetchFailed, PhotoTooLarge
 from handlers.replies import Reply
-from inference import AsyncEngine
 
 
 @dataclass
@@ -177,33 +175,3 @@ class Harness:
                 raise AssertionError("the queue did not drain")
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def conversation_settings() -> ConversationSettings:
-    return ConversationSettings()
-
-
-@pytest.fixture
-async def harness(tmp_path, engine, conversation_settings):
-    storage = await Storage.open(tmp_path / "db.sqlite3", b"s" * 32)
-    queue = FairQueue(workers=2, max_waiting=10, per_person=5, rate_per_hour=50)
-    platform = FakePlatform()
-    async_engine = AsyncEngine(engine)
-    ctx = Context(
-        platform=platform,
-        store=storage,
-        queue=queue,
-        engine=async_engine,
-        catalogue=engine.catalogue,
-        memory=Memory(),
-        settings=conversation_settings,
-    )
-    router = Router(ctx)
-    queue.start()
-    try:
-        yield Harness(router.context(platform), router, platform, storage, queue)
-    finally:
-        await queue.stop(grace=2.0)
-        async_engine.close()
-        await storage.close()
