@@ -62,10 +62,7 @@ async def test_a_reply_that_cannot_be_delivered_is_dropped_and_the_input_release
 
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine) as bot:
-        await fake.send_text_from(ALICE, "/start")
-        await fake.wait_for_text("Do you agree?", chat_id=ALICE.id)
-        await fake.press(ALICE, "consent:agree")
-        await fake.wait_for_text("Thank you", chat_id=ALICE.id)
+        await fake.consent(ALICE)
         fake.failures.append(Failure("sendPhoto", "bad_request", times=1, description="Bad Request: PHOTO_INVALID_DIMENSIONS"))
         await fake.send_photo_from(ALICE, small_portrait, caption="ink")
         await fake.wait_for("sendPhoto!bad_request")

@@ -63,10 +63,7 @@ async def test_cosmetic_start_up_failures_do_not_stop_the_bot(fake_telegram, dat
 async def test_flood_control_is_waited_out_and_the_reply_arrives(fake_telegram, data_dir, engine, small_portrait):
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine):
-        await fake.send_text_from(ALICE, "/start")
-        await fake.wait_for_text("Do you agree?")
-        await fake.press(ALICE, "consent:agree")
-        await fake.wait_for_text("Thank you")
+        await fake.consent(ALICE)
         fake.failures.append(Failure("sendPhoto", "retry_after", times=1, retry_after=1))
         fake.failures.append(Failure("editMessageText", "server_error", times=1))
         await fake.send_photo_from(ALICE, small_portrait, caption="pencil")
@@ -79,10 +76,7 @@ async def test_selfie_that_cannot_be_deleted_is_tolerated(fake_telegram, data_di
     fake = fake_telegram
     fake.failures.append(Failure("deleteMessage", "bad_request", times=5, description="Bad Request: message can't be deleted"))
     async with running_bot(fake, data_dir, engine):
-        await fake.send_text_from(ALICE, "/start")
-        await fake.wait_for_text("Do you agree?")
-        await fake.press(ALICE, "consent:agree")
-        await fake.wait_for_text("Thank you")
+        await fake.consent(ALICE)
         await fake.send_photo_from(ALICE, small_portrait, caption="ink")
         await fake.wait_for("sendPhoto", chat_id=ALICE.id)
         await fake.wait_for_edit("Done", chat_id=ALICE.id)
@@ -95,10 +89,7 @@ async def test_selfie_that_cannot_be_deleted_is_tolerated(fake_telegram, data_di
 async def test_album_is_styled_with_one_choice_and_answered_as_one_album(fake_telegram, data_dir, engine, small_portrait):
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine):
-        await fake.send_text_from(ALICE, "/start")
-        await fake.wait_for_text("Do you agree?")
-        await fake.press(ALICE, "consent:agree")
-        await fake.wait_for_text("Thank you")
+        await fake.consent(ALICE)
         parts = [fake.photo_message(ALICE, ALICE.id, small_portrait, media_group_id="album1") for _ in range(3)]
         for part in parts:
             await fake.push({"message": part})
@@ -132,10 +123,7 @@ async def test_reply_ttl_deletes_the_styled_album_and_keeps_no_reference(fake_te
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine, DARKROOM_REPLY_TTL="1") as bot:
         bot.janitor_interval = 0.2
-        await fake.send_text_from(ALICE, "/start")
-        await fake.wait_for_text("Do you agree?")
-        await fake.press(ALICE, "consent:agree")
-        await fake.wait_for_text("Thank you")
+        await fake.consent(ALICE)
         for _ in range(2):
             await fake.push({"message": fake.photo_message(ALICE, ALICE.id, small_portrait, caption="ink", media_group_id="a2")})
         [album] = await fake.wait_for("sendMediaGroup", chat_id=ALICE.id)

@@ -346,6 +346,15 @@ class FakeTelegram:
         }
         return await self.push({"callback_query": query})
 
+    async def consent(self, user: User) -> None:
+        """/start, the notice, "I agree", the thanks: a person who has consented in private."""
+        notice = "你同意吗" if user.language_code.startswith("zh") else "Do you agree?"
+        thanks = "谢谢" if user.language_code.startswith("zh") else "Thank you"
+        await self.send_text_from(user, "/start")
+        await self.wait_for_text(notice, chat_id=user.id)
+        await self.press(user, "consent:agree")
+        await self.wait_for_text(thanks, chat_id=user.id)
+
     def message_with_button(self, data: str, chat_id: int) -> dict:
         for call in reversed(self.calls):
             markup = call.params.get("reply_markup")

@@ -59,13 +59,6 @@ async def test_wechat_canary_leaves_no_trace_and_no_identifier_is_logged_or_stor
 # -- proof 3: consent before processing, for every path ----------------------------------------------
 
 
-async def _consent_in_private(fake, user):
-    await fake.send_text_from(user, "/start")
-    await fake.wait_for_text("Do you agree?", chat_id=user.id)
-    await fake.press(user, "consent:agree")
-    await fake.wait_for_text("Thank you", chat_id=user.id)
-
-
 @pytest.mark.parametrize("path", ["private", "album", "group", "style_from", "style_from_caption"])
 async def test_no_download_before_consent_on_any_telegram_path(path, fake_telegram, data_dir, engine, small_portrait):
     fake = fake_telegram
@@ -128,7 +121,7 @@ async def test_only_the_configured_platform_apis_are_contacted(
     async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
         own_port = bot.http.port
         network_guard.connections.clear()
-        await _consent_in_private(fake_telegram, ALICE)
+        await fake_telegram.consent(ALICE)
         await fake_telegram.send_photo_from(ALICE, small_portrait, caption="ink")
         await fake_telegram.wait_for("sendPhoto", chat_id=ALICE.id)
         await consent_by_typing(wechat_api, sender)
@@ -151,7 +144,7 @@ async def test_delete_my_data_removes_everything_and_the_receipt_counts_it(fake_
     async with running_bot(fake, data_dir, engine, DARKROOM_INPUT_TTL="300", DARKROOM_REPLY_TTL="3600") as bot:
         memory = bot.router.memory
         alice = Pseudonymizer(bot.settings.secret)("telegram", "user", ALICE.id)
-        await _consent_in_private(fake, ALICE)
+        await fake.consent(ALICE)
         await fake.send_text_from(ALICE, "/style oil 0.8")
         await fake.wait_for_text("favourite style", chat_id=ALICE.id)
         # A styled reply (its reference kept for DARKROOM_REPLY_TTL) and its input (kept for
