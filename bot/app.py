@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from handlers.context import Context, ConversationSettings
 from handlers.memory import Memory
@@ -37,6 +38,25 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+def software_version() -> str:
+    """The package version, and the git commit when running from a checkout (read from .git,
+    no subprocess)."""
+    root = Path(__file__).resolve().parent.parent / ".git"
+    try:
+        head = (root / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            path = root / ref
+            if path.exists():
+                head = path.read_text().strip()
+            else:
+                packed = (root / "packed-refs").read_text().splitlines()
+                head = next(line.split()[0] for line in packed if line.endswith(" " + ref))
+        return f"{__version__} (commit {head[:12]})"
+    except (OSError, StopIteration):
+        return __version__
+
+
 def conversation_settings(settings: Settings, engine: Engine) -> ConversationSettings:
     default = settings.default_style or None
     if default is not None:
@@ -49,7 +69,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         operator=settings.operator,
         default_style=default,
         max_input_bytes=settings.max_input_bytes,
-        version=__version__,
+        version=software_version(),
     )
 
 

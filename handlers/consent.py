@@ -21,8 +21,8 @@ def current_version(settings: ConversationSettings) -> str:
     return notice_version(settings.min_age, settings.input_ttl, settings.operator)
 
 
-def notice(settings: ConversationSettings, language: str) -> str:
-    return consent_notice(language, settings.min_age, settings.input_ttl, settings.operator)
+def notice(settings: ConversationSettings, language: str, question: bool = True) -> str:
+    return consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
 
 
 async def has_consent(ctx: Context, person: Person) -> bool:

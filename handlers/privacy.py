@@ -83,7 +83,7 @@ async def privacy_text(ctx: Context, person: Person) -> str:
     lines = [
         t("privacy.header", language),
         "",
-        consent.notice(settings, language),
+        consent.notice(settings, language, question=False),
         "",
         t(
             "privacy.now",

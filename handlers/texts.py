@@ -53,10 +53,13 @@ _OPERATOR = {
 }
 
 
-def consent_notice(language: str, min_age: int, input_ttl: int, operator: str) -> str:
+def consent_notice(language: str, min_age: int, input_ttl: int, operator: str, question: bool = True) -> str:
+    """The notice as shown when asking; ``question=False`` leaves out the closing question
+    (for /privacy, where nothing is being asked)."""
     release = _RELEASE[language][0] if input_ttl <= 0 else _RELEASE[language]["ttl"].format(ttl=input_ttl)
     operator_line = _OPERATOR[language].format(operator=operator) if operator else ""
-    return CONSENT_NOTICE[language].format(release=release, min_age=min_age, operator=operator_line)
+    text = CONSENT_NOTICE[language].format(release=release, min_age=min_age, operator=operator_line)
+    return text if question else text.rsplit("\n\n", 1)[0]
 
 
 def notice_version(min_age: int, input_ttl: int, operator: str) -> str:

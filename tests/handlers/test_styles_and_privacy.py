@@ -175,3 +175,12 @@ async def test_free_text_gets_help_not_silence(harness):
     alice = await consented(harness)
     await harness.text(alice, "hello?")
     assert "Send me a selfie" in harness.platform.last(SendText).text
+
+
+def test_software_version_names_the_commit_in_a_checkout():
+    from bot.app import software_version
+    from inference import __version__
+
+    version = software_version()
+    assert version.startswith(__version__)
+    assert "commit " in version  # the tests run from a git checkout
