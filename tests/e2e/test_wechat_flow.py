@@ -206,3 +206,27 @@ async def test_outside_the_customer_service_window_replies_are_logged_and_droppe
     stream, _ = captured_logs
     assert "outside the 48-hour customer-service window" in stream.getvalue()
     assert OPENID not in stream.getvalue()
+
+
+async def test_my_data_and_privacy_on_wechat(fake_telegram, wechat_api, data_dir, engine):
+    import json
+
+    api = wechat_api
+    async with wechat_bot(fake_telegram, api, data_dir, engine) as (bot, sender):
+        await consent_by_typing(api, sender)
+        await sender.post(sender.text_xml(OPENID, "我的数据"), OPENID)
+        text = await api.wait_for_text("Darkroom 保存的关于你的全部数据", OPENID)
+        document = json.loads(text.split("\n", 1)[1])
+        assert document["consent"]["valid_now"] is True and document["pseudonym"] != OPENID
+        await sender.post(sender.text_xml(OPENID, "隐私"), OPENID)
+        await api.wait_for_text("保存期限", OPENID)
+        await sender.post(sender.text_xml(OPENID, "撤回同意"), OPENID)
+        await api.wait_for_text("已撤回同意", OPENID)
+        assert await bot.storage.dump() == []
+
+
+async def test_oversized_wechat_body_is_refused(fake_telegram, wechat_api, data_dir, engine):
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
+        status, _ = await sender.post("", OPENID, raw_body=b"<xml>" + b"a" * (2 * 1024 * 1024) + b"</xml>")
+        assert status == 413
+    assert wechat_api.calls == []
