@@ -67,6 +67,9 @@ class ChoiceTrackingPlatform:
     async def is_admin(self, chat, person) -> bool:
         return await self._inner.is_admin(chat, person)
 
+    def forget(self, person) -> None:
+        self._inner.forget(person)
+
 
 class Router:
     def __init__(self, base: Context, routes=handlers.ROUTES, choice_ttl: float = 600.0) -> None:

@@ -390,6 +390,9 @@ class TelegramPlatform:
             raise PhotoTooLarge()
         return data
 
+    def forget(self, person: Person) -> None:
+        pass  # nothing about a person is kept in this adapter
+
     async def is_admin(self, chat: Chat, person: Person) -> bool:
         try:
             member = await self._call(self.app.bot.get_chat_member, int(chat.address.value), int(person.address.value))

@@ -214,6 +214,7 @@ class WeChatPlatform:
             person, chat = self._person_and_chat(openid, person_pseudonym)
             return MembershipEvent(person, chat, None, change=change)
         self._last_message[person_pseudonym] = time.time()
+        self._prune()
         if kind == "text":
             content = (message.content or "").strip()
             self._learn_language(person_pseudonym, content)
@@ -228,6 +229,15 @@ class WeChatPlatform:
             # By MediaId through media/get, never by scraping PicUrl.
             return PhotoEvent(person, chat, None, photos=(PhotoRef(message.media_id, mime="image/jpeg"),))
         return UnsupportedEvent(person, chat, None, what="message")
+
+    def _prune(self) -> None:
+        """Forget people whose customer-service window closed long ago (bounded memory)."""
+        if len(self._last_message) < 10_000:
+            return
+        cutoff = time.time() - SERVICE_WINDOW
+        for pseudonym in [p for p, seen in self._last_message.items() if seen < cutoff]:
+            del self._last_message[pseudonym]
+            self._language.pop(pseudonym, None)
 
     def _learn_language(self, pseudonym: str, content: str) -> None:
         """Chinese by default; English once the person writes English commands or answers."""
@@ -277,6 +287,11 @@ class WeChatPlatform:
 
     async def is_admin(self, chat: Chat, person: Person) -> bool:
         return False  # Official Accounts have no groups
+
+    def forget(self, person: Person) -> None:
+        """Erasure: drop the person's language and last-message time (kept in memory only)."""
+        self._last_message.pop(person.pseudonym, None)
+        self._language.pop(person.pseudonym, None)
 
     async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
         openid = chat.value

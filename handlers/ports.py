@@ -39,6 +39,10 @@ class Platform(Protocol):
 
     async def is_admin(self, chat: Chat, person: Person) -> bool: ...
 
+    def forget(self, person: Person) -> None:
+        """Drop whatever the adapter keeps in memory about ``person`` (erasure)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConsentRecord:

@@ -27,6 +27,7 @@ async def erase(ctx: Context, person: Person) -> dict[str, int]:
     rows = await ctx.store.delete_person(person.pseudonym)
     jobs = ctx.queue.cancel_owner(person.pseudonym)
     held = ctx.memory.forget(person.pseudonym)
+    ctx.platform.forget(person)
     log.info("erased a person's data: %d rows, %d jobs, %d held", sum(rows.values()), jobs, held)
     return {**rows, "jobs": jobs, "held": held, "replies_deleted": replies}
 

@@ -134,6 +134,8 @@ async def test_delete_my_data_by_chinese_alias_and_unsubscribe(fake_telegram, we
         receipt = await api.wait_for_text("回执", OPENID)
         assert "同意记录：2" in receipt and "偏好设置：1" in receipt
         assert await bot.storage.dump() == []
+        pseudonym = bot.wechat._pseudonymize("wechat", "user", OPENID)
+        assert pseudonym not in bot.wechat._language and pseudonym not in bot.wechat._last_message
         await consent_by_typing(api, sender, "oAnother_openid_987")
         assert await bot.storage.dump() != []
         await sender.post(sender.event_xml("oAnother_openid_987", "unsubscribe"), "oAnother_openid_987")

@@ -53,6 +53,7 @@ class FakePlatform:
     sent: list[Sent] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     buffers: list[bytearray] = field(default_factory=list)  # every buffer handed out, to check release
+    forgotten: list[str] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
@@ -73,6 +74,9 @@ class FakePlatform:
 
     async def is_admin(self, chat: Chat, person: Person) -> bool:
         return person.pseudonym in self.admins
+
+    def forget(self, person: Person) -> None:
+        self.forgotten.append(person.pseudonym)
 
     # -- looking at what was said --------------------------------------------------------------
 
