@@ -174,8 +174,11 @@ class WeChatPlatform:
         if request.method == "GET":
             # URL verification consumes its pair too: a GET's signature in a log must not carry a POST.
             echo = query.get("echostr", "")
-            if await self._first_use(timestamp, nonce, b"GET\n" + echo.encode()) == "replay":
-                return _refuse(403, "a replayed timestamp and nonce")
+            try:
+                if await self._first_use(timestamp, nonce, b"GET\n" + echo.encode()) == "replay":
+                    return _refuse(403, "a replayed timestamp and nonce")
+            except Refused as refused:
+                return _refuse(refused.status, refused.reason)
             return web.Response(text=echo)
         try:
             body = await request.read()
@@ -189,17 +192,20 @@ class WeChatPlatform:
             return _refuse(403, "a bad message signature")
         except Exception as exc:
             return _refuse(400, f"malformed XML ({type(exc).__name__})")
-        use = await self._first_use(timestamp, nonce, content)
-        if use == "replay":
-            return _refuse(403, "a replayed timestamp and nonce")
-        if use == "repeat":
-            return web.Response(text="success")  # WeChat retrying with the same pair: already handled
         try:
-            message = parse_message(content)
-        except Exception as exc:
-            return _refuse(400, f"a malformed message ({type(exc).__name__})")
-        if not await self._first_time(message):
-            return web.Response(text="success")  # WeChat retrying with a fresh pair: already handled
+            use = await self._first_use(timestamp, nonce, content)
+            if use == "replay":
+                return _refuse(403, "a replayed timestamp and nonce")
+            if use == "repeat":
+                return web.Response(text="success")  # WeChat retrying with the same pair: already handled
+            try:
+                message = parse_message(content)
+            except Exception as exc:
+                return _refuse(400, f"a malformed message ({type(exc).__name__})")
+            if not await self._first_time(message):
+                return web.Response(text="success")  # WeChat retrying with a fresh pair: already handled
+        except Refused as refused:
+            return _refuse(refused.status, refused.reason)
         event = self.translate(message)
         if event is not None:
             task = asyncio.create_task(self._dispatch_safely(event))
@@ -243,7 +249,7 @@ class WeChatPlatform:
         timestamp: a retry, or a replay that changes nothing) or "replay" (anything else)."""
         key = self._pseudonymize(PLATFORM, "callback", f"{timestamp}:{nonce}")
         digest = self._pseudonymize(PLATFORM, "callback-body", hashlib.sha256(content).hexdigest())
-        first = await self._seen.first_sight(key, digest, int(timestamp) + self._window + 1)
+        first = await self._remember(key, digest, int(timestamp) + self._window + 1)
         if first is None:
             return "new"
         if first == digest and time.time() - int(timestamp) <= RETRY_GRACE:
@@ -263,7 +269,15 @@ class WeChatPlatform:
         msg_id = getattr(message, "id", None)
         raw = f"m:{msg_id}" if msg_id else f"e:{sender}:{getattr(message, 'create_time', '')}:{getattr(message, 'event', '')}"
         key = self._pseudonymize(PLATFORM, "dedup", raw)
-        return await self._seen.first_sight(key, "", int(time.time()) + self._window + RETRY_GRACE) is None
+        return await self._remember(key, "", int(time.time()) + self._window + RETRY_GRACE) is None
+
+    async def _remember(self, key: str, digest: str, expires_at: int) -> str | None:
+        """The replay guard fails closed: a callback it cannot record is not processed (WeChat
+        retries it)."""
+        try:
+            return await self._seen.first_sight(key, digest, expires_at)
+        except Exception as exc:
+            raise Refused(503, f"the replay guard could not record it ({type(exc).__name__})") from None
 
     # -- messages → events ----------------------------------------------------------------------
 
@@ -480,7 +494,7 @@ class WeChatPlatform:
 
 def _refuse(status: int, reason: str) -> web.Response:
     log.warning("rejected a /wechat request: %s", reason)
-    return web.Response(status=status, text={403: "forbidden", 413: "too large"}.get(status, "bad request"))
+    return web.Response(status=status, text={403: "forbidden", 413: "too large", 503: "unavailable"}.get(status, "bad request"))
 
 
 def _parse_safely(body: bytes):

@@ -182,6 +182,23 @@ async def test_genuine_retries_are_answered_and_acted_on_once(fake_telegram, wec
     assert sum("保存期限" in t for t in api.texts(VICTIM)) == 1
 
 
+async def test_the_replay_guard_fails_closed(fake_telegram, wechat_api, data_dir, engine, captured_logs):
+    import sqlite3
+
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
+
+        async def broken(*args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        bot.storage.first_sight = broken
+        assert (await sender.post(sender.text_xml(VICTIM, "开始"), VICTIM))[0] == 503
+        assert (await sender.verify_url("echo"))[0] == 503
+        assert await quiet(wechat_api) == 0
+    stream, _ = captured_logs
+    assert "the replay guard could not record it (OperationalError)" in stream.getvalue()
+    assert "Traceback" not in stream.getvalue() and VICTIM not in stream.getvalue()
+
+
 # -- encryption modes ----------------------------------------------------------------------------------
 
 
