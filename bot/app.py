@@ -125,7 +125,7 @@ class Darkroom:
         if settings.wechat_enabled:
             from .wechat import WeChatPlatform
 
-            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch)
+            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch, self.storage)
             await self.wechat.start()
         if settings.needs_http:
             app = build_app(

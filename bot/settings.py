@@ -37,6 +37,8 @@ class Settings:
     wechat_appid: str = field(default="", repr=False)
     wechat_secret: str = field(default="", repr=False)
     wechat_aes_key: str = field(default="", repr=False)
+    wechat_encryption: str = "plain"  # "safe" (default when an AES key is set), "compatible" or "plain"
+    wechat_timestamp_window: int = 300  # callbacks signed further than this from now are refused
     wechat_api_url: str = "https://api.weixin.qq.com"
     # HTTP server (webhooks, /healthz)
     http_host: str = "127.0.0.1"
@@ -111,6 +113,14 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
     mode = get("TELEGRAM_MODE", "polling").strip().lower()
     if mode not in ("polling", "webhook"):
         raise SettingsError("TELEGRAM_MODE must be 'polling' or 'webhook'")
+    aes_key = get("WECHAT_AES_KEY", "").strip()
+    if aes_key and len(aes_key) != 43:
+        raise SettingsError("WECHAT_AES_KEY must be the 43-character EncodingAESKey from the Official Account console")
+    encryption = get("WECHAT_ENCRYPTION", "").strip().lower() or ("safe" if aes_key else "plain")
+    if encryption not in ("safe", "compatible", "plain"):
+        raise SettingsError("WECHAT_ENCRYPTION must be 'safe', 'compatible' or 'plain'")
+    if encryption != "plain" and not aes_key:
+        raise SettingsError(f"WECHAT_ENCRYPTION={encryption} needs WECHAT_AES_KEY")
     settings = Settings(
         telegram_bot_token=get("TELEGRAM_BOT_TOKEN", "").strip(),
         telegram_api_url=_url(get("TELEGRAM_API_URL", "https://api.telegram.org"), "TELEGRAM_API_URL"),
@@ -120,7 +130,9 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         wechat_token=get("WECHAT_TOKEN", "").strip(),
         wechat_appid=get("WECHAT_APPID", "").strip(),
         wechat_secret=get("WECHAT_SECRET", "").strip(),
-        wechat_aes_key=get("WECHAT_AES_KEY", "").strip(),
+        wechat_aes_key=aes_key,
+        wechat_encryption=encryption,
+        wechat_timestamp_window=_int(get, "WECHAT_TIMESTAMP_WINDOW", 300, 30, 3600),
         wechat_api_url=_url(get("WECHAT_API_URL", "https://api.weixin.qq.com"), "WECHAT_API_URL"),
         http_host=get("DARKROOM_HTTP_HOST", "127.0.0.1").strip(),
         http_port=_int(get, "DARKROOM_HTTP_PORT", 8080, 0, 65535),

@@ -68,10 +68,21 @@ CREATE TABLE IF NOT EXISTS inflight (
     sealed BLOB NOT NULL,
     started_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS callbacks_seen (
+    key TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_seen_expiry ON callbacks_seen (expires_at);
 """
 
 # Tables with a `person` column: /delete_my_data empties each of them for that person.
 PERSON_TABLES = ("consents", "consent_history", "preferences", "reply_refs", "inflight")
+# The replay guard of webhook callbacks: keyed hashes (HMAC under the instance key) of each
+# callback's (timestamp, nonce) and message id, each row deleted once it expires (minutes). It
+# belongs to no person and holds no identifier; it must outlive /delete_my_data, or a captured
+# erasure request could be replayed.
+REPLAY_TABLES = ("callbacks_seen",)
 RECEIPT_NAMES = {
     "consents": "consent",
     "consent_history": "consent_history",
@@ -257,6 +268,25 @@ class Storage:
             lost.append((row_id, Address(value["p"], value["c"]), value["l"]))
         return lost
 
+    # -- replay guard --------------------------------------------------------------------------
+
+    async def first_sight(self, key: str, digest: str, expires_at: int, now: int | None = None) -> str | None:
+        """Record ``key`` (a keyed hash) until ``expires_at``. None when it is new; otherwise the
+        ``digest`` recorded when it was first seen. Expired keys are pruned first, so a key seen
+        again after it expired counts as new."""
+        now = int(time.time()) if now is None else now
+        await self._db.execute("DELETE FROM callbacks_seen WHERE expires_at < ?", (now,))
+        cursor = await self._db.execute(
+            "INSERT INTO callbacks_seen (key, digest, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
+            (key, digest, expires_at),
+        )
+        await self._db.commit()
+        if cursor.rowcount == 1:
+            return None
+        async with self._db.execute("SELECT digest FROM callbacks_seen WHERE key = ?", (key,)) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else ""  # expired meanwhile: matches no digest, so never "new"
+
     # -- erasure ---------------------------------------------------------------------------
 
     async def delete_person(self, person: str) -> dict[str, int]:
@@ -293,10 +323,13 @@ class Storage:
         async with self._db.execute(f"PRAGMA table_info({table})") as cursor:
             return [row[1] async for row in cursor]
 
-    async def dump(self) -> list[tuple]:
-        """Every row of every table (tests scan it for identifiers)."""
+    async def dump(self, replay_guard: bool = True) -> list[tuple]:
+        """Every row of every table (tests scan it for identifiers); without the replay guard's
+        rows when ``replay_guard`` is False (tests that prove a person's rows are all gone)."""
         rows: list[tuple] = []
         for table in await self.tables():
+            if not replay_guard and table in REPLAY_TABLES:
+                continue
             async with self._db.execute(f"SELECT * FROM {table}") as cursor:
                 rows += [(table, *row) async for row in cursor]
         return rows

@@ -10,15 +10,24 @@ configurable WECHAT_API_URL.
 WeChat waits 5 seconds for an answer and retries three times, while styling takes longer: the
 callback is answered at once with "success", duplicates are dropped by MsgId (events by sender and
 CreateTime), and the result is delivered later as a customer-service image message.
+
+Every callback must be signed, carry a timestamp within WECHAT_TIMESTAMP_WINDOW of now, and use a
+(timestamp, nonce) pair not used before: plain mode's signature covers only (token, timestamp,
+nonce), not the body, so a leaked signature could otherwise carry any XML. Used pairs and message
+ids are kept as keyed hashes in the database (they survive a restart) until the window closes.
+WeChat's documentation does not say whether a retry reuses the pair, so both are handled: a retry
+with a fresh pair is caught by its MsgId, and an identical repeat of a used pair within RETRY_GRACE
+of its timestamp is answered "success" and does nothing. Any other reuse of a pair is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections import OrderedDict
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -67,7 +76,8 @@ PLATFORM = "wechat"
 SERVICE_WINDOW = 48 * 3600  # customer-service messages may be sent 48 h after the person's last message
 TOKEN_ERRORS = {40001, 40014, 42001}  # invalid, malformed or expired access token: refresh once
 WINDOW_ERRORS = {45015, 45047}  # outside the 48 h window / too many messages in a row
-DEDUP_SECONDS = 600
+RETRY_GRACE = 30  # WeChat retries three times, 5 s apart, after the first attempt
+NONCE_LIMIT = 64  # WeChat's nonces are ten digits or so
 TEXT_LIMIT = 1800  # bytes per customer-service text (WeChat allows 2048)
 
 # Typed commands: WeChat has no command menu of its own, so people type them.
@@ -93,19 +103,35 @@ ALIASES = {
 ALIAS_WITH_ARGS = {"风格": "style", "设置风格": "style", "style": "style"}
 
 
+class SeenCallbacks(Protocol):
+    """The replay guard's store (bot.storage.Storage): keyed hashes with an expiry."""
+
+    async def first_sight(self, key: str, digest: str, expires_at: int) -> str | None: ...
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class WeChatPlatform:
     name = PLATFORM
     has_buttons = False
     can_edit = False
     can_delete_messages = False
 
-    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
+    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, seen: SeenCallbacks) -> None:
         self.settings = settings
         self._pseudonymize = pseudonymize
         self._dispatch = dispatch
+        self._seen = seen
+        self._window = settings.wechat_timestamp_window
+        self._encryption = settings.wechat_encryption
         self._crypto = (
             WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
-            if settings.wechat_aes_key
+            if settings.wechat_encryption != "plain"
             else None
         )
         self._api = settings.wechat_api_url
@@ -113,7 +139,6 @@ class WeChatPlatform:
         self._token: str = ""
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
-        self._seen: OrderedDict[str, float] = OrderedDict()
         self._last_message: dict[str, float] = {}  # pseudonym -> when they last wrote to us
         self._language: dict[str, str] = {}  # pseudonym -> "zh" (default) or "en"
         self._tasks: set[asyncio.Task] = set()
@@ -122,7 +147,7 @@ class WeChatPlatform:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=10))
-        log.info("WeChat callback ready at /wechat (%s mode)", "safe" if self._crypto else "plain")
+        log.info("WeChat callback ready at /wechat (%s mode, timestamps within %d s)", self._encryption, self._window)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -141,32 +166,46 @@ class WeChatPlatform:
         try:
             check_signature(self.settings.wechat_token, signature, timestamp, nonce)
         except InvalidSignatureException:
-            log.warning("rejected a /wechat request with a bad signature")
-            return web.Response(status=403, text="forbidden")
+            return _refuse(403, "a bad signature")
+        if not self._fresh(timestamp):
+            return _refuse(403, f"a timestamp that is not a number or not within {self._window} s of now")
+        if not 0 < len(nonce) <= NONCE_LIMIT:
+            return _refuse(403, "a missing or oversized nonce")
         if request.method == "GET":
-            return web.Response(text=query.get("echostr", ""))
+            # URL verification consumes its pair too: a GET's signature in a log must not carry a POST.
+            echo = query.get("echostr", "")
+            try:
+                if await self._first_use(timestamp, nonce, b"GET\n" + echo.encode()) == "replay":
+                    return _refuse(403, "a replayed timestamp and nonce")
+            except Refused as refused:
+                return _refuse(refused.status, refused.reason)
+            return web.Response(text=echo)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            log.warning("rejected an oversized /wechat request")
-            return web.Response(status=413, text="too large")
+            return _refuse(413, "an oversized body")
         try:
-            _refuse_dangerous_xml(body)
-            if query.get("encrypt_type", "raw") == "aes":
-                if self._crypto is None:
-                    log.warning("an encrypted /wechat request arrived but WECHAT_AES_KEY is not set")
-                    return web.Response(status=400, text="safe mode not configured")
-                body = self._crypto.decrypt_message(body, query.get("msg_signature", ""), timestamp, nonce)
-                _refuse_dangerous_xml(body if isinstance(body, bytes) else body.encode())
-            message = parse_message(body)
+            content = self._authenticated_content(query, body, timestamp, nonce)
+        except Refused as refused:
+            return _refuse(refused.status, refused.reason)
         except InvalidSignatureException:
-            log.warning("rejected a /wechat request with a bad message signature")
-            return web.Response(status=403, text="forbidden")
+            return _refuse(403, "a bad message signature")
         except Exception as exc:
-            log.warning("rejected a malformed /wechat request: %s", type(exc).__name__)
-            return web.Response(status=400, text="bad request")
-        if not self._first_time(message):
-            return web.Response(text="success")  # WeChat retrying: already being handled
+            return _refuse(400, f"malformed XML ({type(exc).__name__})")
+        try:
+            use = await self._first_use(timestamp, nonce, content)
+            if use == "replay":
+                return _refuse(403, "a replayed timestamp and nonce")
+            if use == "repeat":
+                return web.Response(text="success")  # WeChat retrying with the same pair: already handled
+            try:
+                message = parse_message(content)
+            except Exception as exc:
+                return _refuse(400, f"a malformed message ({type(exc).__name__})")
+            if not await self._first_time(message):
+                return web.Response(text="success")  # WeChat retrying with a fresh pair: already handled
+        except Refused as refused:
+            return _refuse(refused.status, refused.reason)
         event = self.translate(message)
         if event is not None:
             task = asyncio.create_task(self._dispatch_safely(event))
@@ -175,24 +214,70 @@ class WeChatPlatform:
         # Answer within WeChat's 5 s at once; the result arrives as a customer-service message.
         return web.Response(text="success")
 
+    def _fresh(self, timestamp: str) -> bool:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            return False
+        return abs(time.time() - int(timestamp)) <= self._window
+
+    def _authenticated_content(self, query, body: bytes, timestamp: str, nonce: str) -> bytes:
+        """The message XML, as far as it can be authenticated. Safe mode: only an encrypted body
+        whose msg_signature covers it. Compatible mode: the encrypted part, verified, whenever it
+        is present; a plaintext-only body otherwise. Plain mode: the body as it came (its
+        signature covers only token, timestamp and nonce)."""
+        document = _parse_safely(body)
+        encrypted = document.find("Encrypt")
+        says_aes = query.get("encrypt_type", "raw") == "aes"
+        if self._crypto is None:
+            if says_aes or encrypted is not None:
+                raise Refused(400, "an encrypted request, but WECHAT_ENCRYPTION is plain")
+            return body
+        if encrypted is None:
+            if says_aes:
+                raise Refused(400, "encrypt_type=aes without an Encrypt element")
+            if self._encryption == "safe":
+                raise Refused(403, "a plaintext request while WECHAT_ENCRYPTION is safe")
+            return body
+        plaintext = self._crypto.decrypt_message(
+            {"Encrypt": encrypted.text or ""}, query.get("msg_signature", ""), timestamp, nonce
+        )
+        content = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        _parse_safely(content)
+        return content
+
+    async def _first_use(self, timestamp: str, nonce: str, content: bytes) -> str:
+        """"new", "repeat" (the same authenticated content under a used pair, soon after its
+        timestamp: a retry, or a replay that changes nothing) or "replay" (anything else)."""
+        key = self._pseudonymize(PLATFORM, "callback", f"{timestamp}:{nonce}")
+        digest = self._pseudonymize(PLATFORM, "callback-body", hashlib.sha256(content).hexdigest())
+        first = await self._remember(key, digest, int(timestamp) + self._window + 1)
+        if first is None:
+            return "new"
+        if first == digest and time.time() - int(timestamp) <= RETRY_GRACE:
+            return "repeat"
+        return "replay"
+
     async def _dispatch_safely(self, event: Event) -> None:
         try:
             await self._dispatch(event, self)
         except Exception as exc:
             log.error("wechat event failed: %s at %s", type(exc).__name__, where(exc))
 
-    def _first_time(self, message) -> bool:
+    async def _first_time(self, message) -> bool:
+        """WeChat's retry rule: MsgId for messages, sender and CreateTime for events. Kept as a
+        keyed hash (no OpenID, even in the database) until the timestamp window closes."""
         sender = getattr(message, "source", "") or ""
         msg_id = getattr(message, "id", None)
         raw = f"m:{msg_id}" if msg_id else f"e:{sender}:{getattr(message, 'create_time', '')}:{getattr(message, 'event', '')}"
-        key = self._pseudonymize(PLATFORM, "dedup", raw)  # no OpenID kept, even in memory
-        now = time.monotonic()
-        while self._seen and next(iter(self._seen.values())) < now - DEDUP_SECONDS:
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
+        key = self._pseudonymize(PLATFORM, "dedup", raw)
+        return await self._remember(key, "", int(time.time()) + self._window + RETRY_GRACE) is None
+
+    async def _remember(self, key: str, digest: str, expires_at: int) -> str | None:
+        """The replay guard fails closed: a callback it cannot record is not processed (WeChat
+        retries it)."""
+        try:
+            return await self._seen.first_sight(key, digest, expires_at)
+        except Exception as exc:
+            raise Refused(503, f"the replay guard could not record it ({type(exc).__name__})") from None
 
     # -- messages → events ----------------------------------------------------------------------
 
@@ -407,11 +492,16 @@ class WeChatPlatform:
         return media_id
 
 
-def _refuse_dangerous_xml(body: bytes) -> None:
-    """Parse once with defusedxml: DTDs, entity declarations (billion laughs, external entities)
-    are refused before wechatpy's parser ever sees the document."""
+def _refuse(status: int, reason: str) -> web.Response:
+    log.warning("rejected a /wechat request: %s", reason)
+    return web.Response(status=status, text={403: "forbidden", 413: "too large", 503: "unavailable"}.get(status, "bad request"))
+
+
+def _parse_safely(body: bytes):
+    """Parse with defusedxml: DTDs, entity declarations (billion laughs, external entities) are
+    refused before wechatpy's parser ever sees the document."""
     try:
-        SafeXML.fromstring(body, forbid_dtd=True)
+        return SafeXML.fromstring(body, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise ValueError(f"unsafe XML: {type(exc).__name__}") from None
 

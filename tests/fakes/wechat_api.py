@@ -161,12 +161,18 @@ class FakeWeChatApi:
 class WeChatSender:
     """Builds callbacks as WeChat's servers do and posts them to /wechat."""
 
-    def __init__(self, callback_url: str, token: str = TOKEN, aes_key: str | None = None, appid: str = APPID):
+    def __init__(
+        self, callback_url: str, token: str = TOKEN, aes_key: str | None = None, appid: str = APPID, compatible: bool = False
+    ):
         self.url = callback_url
         self.token = token
         self.crypto = WeChatCrypto(token, aes_key, appid) if aes_key else None
+        self.compatible = compatible  # compatible mode: the plaintext fields and the Encrypt element
         self._ids = itertools.count(int(time.time()) * 1000)
         self.account = "gh_darkroom"
+        # Every request as it went over the wire (query, body): what an eavesdropper or a reverse
+        # proxy's access log (the query) would hold.
+        self.requests: list[tuple[dict[str, str], bytes]] = []
 
     def signed_query(self, timestamp: str | None = None, nonce: str | None = None) -> dict[str, str]:
         timestamp = timestamp or str(int(time.time()))
@@ -203,11 +209,19 @@ class WeChatSender:
         if self.crypto is not None and raw_body is None:
             nonce = params["nonce"]
             encrypted = self.crypto.encrypt_message(xml, nonce, params["timestamp"])
-            body = encrypted.encode()
             import xmltodict
 
             envelope = xmltodict.parse(encrypted)["xml"]
+            if self.compatible:
+                body = xml.replace("</xml>", f"<Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt></xml>").encode()
+            else:
+                body = encrypted.encode()
             params.update({"encrypt_type": "aes", "msg_signature": envelope["MsgSignature"]})
+        return await self.send_raw(params, body)
+
+    async def send_raw(self, params: dict[str, str], body: bytes) -> tuple[int, str]:
+        """POST exactly this query and body (a replay, when they were captured before)."""
+        self.requests.append((dict(params), body))
         async with aiohttp.ClientSession() as session:
             async with session.post(self.url, params=params, data=body) as response:
                 return response.status, await response.text()
