@@ -167,8 +167,14 @@ class Harness:
     async def removed_from(self, chat: Chat, by: Person) -> None:
         await self.dispatch(MembershipEvent(by, chat, None, change=Membership.BOT_REMOVED))
 
+    def consent_data(self, choice: str, person: Person, language: str | None = None) -> str:
+        """What the consent button for ``choice`` carries under the notice as it reads now."""
+        from handlers import consent
+
+        return consent.answer_data(choice, consent.current_version(self.ctx.settings), language or person.language)
+
     async def agree(self, person: Person, chat: Chat | None = None) -> None:
-        await self.press(person, "consent:agree", chat)
+        await self.press(person, self.consent_data("agree", person), chat)
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until the queue has nothing waiting or running."""
