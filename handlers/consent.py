@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import replace
 
-from . import photos
 from .context import Context, ConversationSettings
 from .erasure import erase, receipt_for, stored_anything
 from .events import ButtonEvent, Chat, CommandEvent, MessageRef, Person
@@ -112,16 +111,17 @@ async def agree(event: ButtonEvent, ctx: Context, version: str, shown_language: 
             ConsentRecord(version=current, text_sha256=text_sha256(shown), language=shown_language, given_at=int(time.time())),
         )
         log.info("consent recorded (version %s)", current)
-    held = ctx.memory.take(ctx.memory.awaiting_consent, person.pseudonym)
-    if held is not None and held.chat.pseudonym != event.chat.pseudonym:
-        ctx.memory.hold(ctx.memory.awaiting_consent, held)  # a photo waiting in another chat waits for an answer there
-        held = None
+    held = ctx.memory.peek(ctx.memory.awaiting_consent, person.pseudonym)
+    if held is not None and held.chat.pseudonym == event.chat.pseudonym:
+        ctx.memory.take(ctx.memory.awaiting_consent, person.pseudonym)
+    else:
+        held = None  # a photo waiting in another chat waits for an answer there
     await ctx.send(event.chat, AnswerButton(event.answer_handle, t("consent.already" if already else "consent.thanks", language)))
     if event.chat.private and event.message is not None and not already:
         await ctx.send(event.chat, EditText(event.message, shown + "\n\n" + t("consent.recorded", language, version=current)))
-    if held is not None:
+    if held is not None and held.resume is not None:
         held.person = replace(held.person, language=language)  # the language the person just answered in
-        await photos.continue_after_consent(ctx, held)
+        await held.resume(ctx, held)
     elif event.chat.private:
         await ctx.send(event.chat, SendText(t("consent.already" if already else "consent.thanks", language)))
 

@@ -76,6 +76,7 @@ async def request_styling(
     )
     if not await consent.has_consent(ctx, author):
         # Only the author's own press of "I agree" can let this photo through.
+        held.resume = proceed
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
         return
@@ -121,6 +122,7 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
     request.held.requester = request.author  # the author said yes: no need to ask again
     request.held.confirmed = True
     if not await consent.has_consent(ctx, request.author):
+        request.held.resume = proceed
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .events import Chat, MessageRef, Person, PhotoRef
 
@@ -69,6 +69,9 @@ class HeldPhotos:
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album
     requester: Person | None = None  # groups: who asked (may differ from the author)
     confirmed: bool = False  # the author confirmed that everyone pictured agreed
+    # What happens once the person agrees, set by whoever holds the photo for consent: so the
+    # consent module completes the pending action without knowing (importing) photos or groups.
+    resume: Callable[..., Awaitable[None]] | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -89,6 +89,7 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     if not await consent.has_consent(ctx, person):
         # Hold the reference only (not the photo) while the person reads the notice.
         held.request = _caption_request(ctx, event.caption, None)
+        held.resume = decide
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, person, event.chat, lead=t("consent.needed_first", language))
         return
@@ -153,18 +154,6 @@ async def decide(ctx: Context, held: HeldPhotos) -> None:
         held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
         return
     await start(ctx, held)
-
-
-async def continue_after_consent(ctx: Context, held: HeldPhotos) -> None:
-    """The photo that waited for "I agree" goes on without being sent again."""
-    if not held.chat.private:
-        from . import groups
-
-        await groups.proceed(ctx, held)
-    elif held.photos:
-        await decide(ctx, held)
-    else:
-        await ctx.send(held.chat, SendText(t("consent.thanks", held.person.language)))
 
 
 # -- queueing -----------------------------------------------------------------------------------
