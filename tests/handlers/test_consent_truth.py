@@ -208,3 +208,18 @@ async def test_selfie_is_kept_when_the_operator_says_so(harness, small_portrait)
     await harness.photo(alice, small_portrait, caption="ink")
     await harness.idle()
     assert deleted(harness) == []
+
+
+async def test_selfie_is_deleted_when_refused_as_too_large_or_busy(harness, small_portrait):
+    harness.ctx.settings = dataclasses.replace(harness.ctx.settings, max_input_bytes=1024)
+    alice = await consented(harness)
+    too_large = await harness.photo(alice, small_portrait, caption="ink")
+    await harness.idle()
+    assert "too large" in harness.platform.last(SendText).text
+    assert deleted(harness) == [too_large.message]
+    harness.ctx.settings = dataclasses.replace(harness.ctx.settings, max_input_bytes=20 * 1024 * 1024)
+    bob = await consented(harness, "bob")
+    await harness.queue.stop(grace=0)  # a closed queue takes nothing: the next photo is refused as "busy"
+    busy = await harness.photo(bob, small_portrait, caption="ink")
+    assert "very busy" in harness.platform.last(SendText).text
+    assert deleted(harness) == [too_large.message, busy.message]
