@@ -359,13 +359,13 @@ class TelegramPlatform:
         """A caption with the bot's own @name taken off its command ("/style@darkroom_bot ink"
         reads "/style ink"); None when the command is addressed to another bot."""
         caption = caption or ""
-        head, space, rest = caption.lstrip().partition(" ")
-        if not head.startswith("/") or "@" not in head:
+        words = caption.split(maxsplit=1)
+        if not words or not words[0].startswith("/") or "@" not in words[0]:
             return caption
-        command, _, target = head.partition("@")
-        if not self.username or target.lower() != self.username:
+        command, _, target = words[0].partition("@")
+        if target.lower() != self.username:
             return None
-        return command + space + rest
+        return " ".join([command, *words[1:]])
 
     def _person(self, user) -> Person:
         return Person(

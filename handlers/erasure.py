@@ -34,7 +34,6 @@ async def erase(ctx: Context, person: Person) -> dict[str, int]:
         await ctx.send(message.chat, DeleteMessage(message))
         replies += 1
     rows = await ctx.store.delete_person(person.pseudonym)
-    jobs += ctx.queue.cancel_owner(person.pseudonym)  # anything queued while the rows went
     held = ctx.memory.forget(person.pseudonym)
     ctx.platform.forget(person)
     log.info("erased a person's data: %d rows, %d jobs, %d held", sum(rows.values()), jobs, held)

@@ -155,7 +155,9 @@ async def test_erasure_while_the_styled_photo_uploads_deletes_it_when_it_lands(h
     photo = await harness.photo(alice, small_portrait, caption="ink")
     await asyncio.wait_for(harness.platform.started.setdefault(SendPhotos, asyncio.Event()).wait(), 30)
     await harness.command(alice, "/delete_my_data")
-    assert "Nothing about you is left" in harness.platform.last(SendText).text
+    receipt = harness.platform.last(SendText).text
+    assert "Nothing about you is left" in receipt
+    assert "queued or running jobs cancelled: 1" in receipt and "your photo messages deleted from our chat: 1" in receipt
     await harness.idle()
     await asyncio.sleep(1.5)  # the upload lands after the receipt
     [delivered] = [s for s in harness.platform.sent if isinstance(s.reply, SendPhotos)]
