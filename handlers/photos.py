@@ -75,6 +75,7 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
         # The sender is not the photo's author, and only the author can agree to its styling.
         await ctx.send(event.chat, SendText(t("photo.forwarded", language), reply_to=event.message))
         return
+    await _drop_waiting(ctx, person, event.chat)
     ctx.track_selfies(event.chat, person.pseudonym, (event.message, *event.more_messages))
     limit = ctx.settings.album_limit
     if len(event.photos) > limit:
@@ -111,6 +112,16 @@ async def style_from(event: CommandEvent, ctx: Context) -> None:
         await ctx.send(event.chat, SendText(t("photo.style_from_usage", event.person.language)))
         return
     await save_style_picture(ctx, event.person, event.chat, event.replied_photos[:1], event.replied_message)
+
+
+async def _drop_waiting(ctx: Context, person: Person, chat: Chat) -> None:
+    """A new photo replaces one still waiting for consent or a style in this chat: the bot is
+    done with the earlier one, so its message goes too."""
+    for table in (ctx.memory.awaiting_consent, ctx.memory.awaiting_style):
+        waiting = ctx.memory.peek(table, person.pseudonym)
+        if waiting is not None and waiting.chat.pseudonym == chat.pseudonym:
+            ctx.memory.take(table, person.pseudonym)
+            await ctx.delete_selfies(person.pseudonym, (waiting.message, *waiting.more_messages))
 
 
 async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: tuple[PhotoRef, ...], message: MessageRef | None) -> None:

@@ -225,3 +225,13 @@ async def test_selfie_is_deleted_when_refused_as_too_large_or_busy(harness, smal
     busy = await harness.photo(bob, small_portrait, caption="ink")
     assert "very busy" in harness.platform.last(SendText).text
     assert deleted(harness) == [too_large.message, busy.message]
+
+
+async def test_selfie_is_deleted_when_a_new_photo_replaces_it(harness, small_portrait):
+    alice = await consented(harness)
+    first = await harness.photo(alice, small_portrait)  # waits for a style
+    await harness.photo(alice, small_portrait)
+    assert deleted(harness) == [first.message]
+    await harness.press(alice, "pick:ink")
+    await harness.idle()
+    assert len(harness.platform.fetched) == 1
