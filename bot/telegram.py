@@ -21,6 +21,7 @@ from telegram import (
     InlineKeyboardMarkup,
     InputMediaPhoto,
     Message,
+    MessageOriginUser,
     ReplyParameters,
     Update,
 )
@@ -240,7 +241,17 @@ class TelegramPlatform:
         person = self._person(message.from_user)
         ref = self._ref(message)
         if message.photo or (message.document and _is_image(message.document.mime_type)):
-            return PhotoEvent(person, chat, ref, photos=(self._photo_ref(message),), caption=message.caption or "")
+            caption = self._own_caption(message.caption)
+            if caption is None:
+                return None  # "/style@other_bot" as a caption: for another bot
+            return PhotoEvent(
+                person,
+                chat,
+                ref,
+                photos=(self._photo_ref(message),),
+                caption=caption,
+                from_someone_else=_from_someone_else(message),
+            )
         if message.document is not None:
             return UnsupportedEvent(person, chat, ref, what="document")
         text = message.text
@@ -255,14 +266,16 @@ class TelegramPlatform:
     def _command(self, message: Message, person: Person, chat: Chat, ref: MessageRef) -> CommandEvent | None:
         head, _, args = message.text.partition(" ")
         name, _, target = head[1:].partition("@")
-        if target and self.username and target.lower() != self.username:
+        if target and target.lower() != self.username:
             return None  # addressed to another bot in the group
         replied = message.reply_to_message
         replied_photos: tuple[PhotoRef, ...] = ()
         replied_author = replied_message = None
+        replied_from_someone_else = False
         if replied is not None:
             if replied.photo or (replied.document and _is_image(replied.document.mime_type)):
                 replied_photos = (self._photo_ref(replied),)
+                replied_from_someone_else = _from_someone_else(replied)
             if replied.from_user is not None and not replied.from_user.is_bot and replied.sender_chat is None:
                 replied_author = self._person(replied.from_user)
             replied_message = self._ref(replied)
@@ -275,6 +288,7 @@ class TelegramPlatform:
             replied_photos=replied_photos,
             replied_author=replied_author,
             replied_message=replied_message,
+            replied_from_someone_else=replied_from_someone_else,
         )
 
     def _button(self, update: Update) -> ButtonEvent | None:
@@ -322,7 +336,9 @@ class TelegramPlatform:
         chat = self._chat(first.chat)
         if chat is None:
             return
-        caption = next((m.caption for m in parts if m.caption), "")
+        caption = self._own_caption(next((m.caption for m in parts if m.caption), ""))
+        if caption is None:
+            return
         event = PhotoEvent(
             self._person(first.from_user),
             chat,
@@ -330,6 +346,7 @@ class TelegramPlatform:
             photos=tuple(self._photo_ref(m) for m in parts),
             caption=caption,
             more_messages=tuple(self._ref(m) for m in parts[1:]),
+            from_someone_else=any(_from_someone_else(m) for m in parts),
         )
         try:
             await self._dispatch(event, self)
@@ -337,6 +354,18 @@ class TelegramPlatform:
             log.error("album handling failed: %s at %s", type(exc).__name__, where(exc))
 
     # -- translation helpers -------------------------------------------------------------------
+
+    def _own_caption(self, caption: str | None) -> str | None:
+        """A caption with the bot's own @name taken off its command ("/style@darkroom_bot ink"
+        reads "/style ink"); None when the command is addressed to another bot."""
+        caption = caption or ""
+        words = caption.split(maxsplit=1)
+        if not words or not words[0].startswith("/") or "@" not in words[0]:
+            return caption
+        command, _, target = words[0].partition("@")
+        if target.lower() != self.username:
+            return None
+        return " ".join([command, *words[1:]])
 
     def _person(self, user) -> Person:
         return Person(
@@ -521,6 +550,16 @@ class TelegramPlatform:
 
 def _address(raw_id: int) -> Address:
     return Address(PLATFORM, str(raw_id))
+
+
+def _from_someone_else(message: Message) -> bool:
+    """Forwarded from anyone but the sender: another person, a hidden account, a group or a
+    channel. Only a forward of the sender's own message keeps them the author."""
+    origin = message.forward_origin
+    if origin is None:
+        return False
+    sender = message.from_user
+    return not (isinstance(origin, MessageOriginUser) and sender is not None and origin.sender_user.id == sender.id)
 
 
 def _is_image(mime: str | None) -> bool:

@@ -100,6 +100,7 @@ ALIASES = {
     "start": "start",
     "revoke": "revoke",
 }
+ENGLISH_ANSWERS = ("agree", "yes", "no", "under", "again")  # typed answers that show English
 ALIAS_WITH_ARGS = {"风格": "style", "设置风格": "style", "style": "style"}
 
 
@@ -325,12 +326,14 @@ class WeChatPlatform:
             self._language.pop(pseudonym, None)
 
     def _learn_language(self, pseudonym: str, content: str) -> None:
-        """Chinese by default; English once the person writes English commands or answers."""
+        """Chinese by default; English once the person writes English commands or answers.
+        The answer itself already counts: after typing "agree" under a Chinese notice, the
+        replies are in English (while the consent record keeps the Chinese text that was shown)."""
         if not content:
             return
         if any("\u4e00" <= ch <= "\u9fff" for ch in content):
             self._language[pseudonym] = "zh"
-        elif content.startswith("/") or content.lower() in ALIASES or content.lower() in ("agree", "yes", "no"):
+        elif content.startswith("/") or content.lower() in ALIASES or content.lower() in ENGLISH_ANSWERS:
             self._language[pseudonym] = "en"
 
     def _person_and_chat(self, openid: str, pseudonym: str) -> tuple[Person, Chat]:

@@ -11,7 +11,7 @@ from inference import AsyncEngine, Catalogue
 from .events import Address, Chat, MessageRef
 from .memory import Memory
 from .ports import DeliveryFailed, JobQueue, Platform, Store
-from .replies import EditText, Reply, SendText
+from .replies import DeleteMessage, EditText, Reply, SendText
 
 log = logging.getLogger("darkroom.handlers")
 
@@ -45,6 +45,20 @@ class Context:
         if target is not None and self.platform.can_edit:
             return await self.send(chat, EditText(target, text, buttons))
         return await self.send(chat, SendText(text, buttons))
+
+    def track_selfies(self, chat: Chat, person: str, messages) -> None:
+        """Remember the person's photo messages in a private chat, to delete them once the bot
+        is done with them (only with DARKROOM_DELETE_SELFIE, where the platform can delete)."""
+        if chat.private and self.settings.delete_selfie and self.platform.can_delete_messages:
+            self.memory.track_selfies(person, messages)
+
+    async def delete_selfies(self, person: str, messages=None) -> int:
+        """The bot is done with these photo messages of ``person`` (all of them when None):
+        delete those still tracked. Returns how many were deleted."""
+        taken = self.memory.take_selfies(person, messages)
+        for message in taken:
+            await self.send(message.chat, DeleteMessage(message))
+        return len(taken)
 
     async def send(self, chat: Chat | Address, reply: Reply) -> MessageRef | None:
         """Send a reply; a delivery failure is logged (no personal data) and swallowed, because

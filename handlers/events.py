@@ -76,6 +76,8 @@ class CommandEvent(Event):
     replied_photos: tuple[PhotoRef, ...] = ()
     replied_author: Person | None = None
     replied_message: MessageRef | None = None
+    # The replied photo was forwarded from someone other than its sender (see PhotoEvent).
+    replied_from_someone_else: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class PhotoEvent(Event):
     photos: tuple[PhotoRef, ...] = ()
     caption: str = field(default="", repr=False)
     more_messages: tuple[MessageRef, ...] = ()  # the other messages of an album
+    # Forwarded from another person, a hidden account, a group or a channel: the sender is not
+    # the photo's author, so the sender's consent cannot stand for it. A photo the person
+    # forwards from their own message is theirs (False).
+    from_someone_else: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 
 from . import consent, photos
 from .context import Context
+from .erasure import erase
 from .events import ButtonEvent, Chat, CommandEvent, MembershipEvent, Membership, MessageRef, Person, PhotoEvent, PhotoRef
 from .memory import HeldPhotos, Request
 from .registry import Routes
@@ -21,9 +22,13 @@ async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
     """A photo in a group is only looked at when its caption starts with /style."""
     caption = event.caption.strip()
     words = caption.split(maxsplit=1)
-    if not words or words[0].split("@")[0].lower() != "/style":
+    # Adapters strip the bot's own @name; "/style@other_bot" is for another bot.
+    if not words or words[0].lower() != "/style":
         return
     if not await ctx.store.group_enabled(event.chat.pseudonym):
+        return
+    if event.from_someone_else:
+        await ctx.send(event.chat, SendText(t("photo.forwarded_group", event.person.language), reply_to=event.message))
         return
     args = words[1] if len(words) > 1 else ""
     await request_styling(ctx, event.person, event.person, event.chat, event.photos, event.message, args)
@@ -34,6 +39,10 @@ async def style_in_group(event: CommandEvent, ctx: Context) -> None:
         return
     if not event.replied_photos or event.replied_author is None:
         await ctx.send(event.chat, SendText(t("group.reply_to_photo", event.person.language), reply_to=event.message))
+        return
+    if event.replied_from_someone_else:
+        # The one who forwarded it is not its author: their yes cannot stand for the author's.
+        await ctx.send(event.chat, SendText(t("photo.forwarded_group", event.person.language), reply_to=event.message))
         return
     await request_styling(
         ctx, event.person, event.replied_author, event.chat, event.replied_photos, event.replied_message, event.args
@@ -67,6 +76,7 @@ async def request_styling(
     )
     if not await consent.has_consent(ctx, author):
         # Only the author's own press of "I agree" can let this photo through.
+        held.resume = proceed
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
         return
@@ -112,6 +122,7 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
     request.held.requester = request.author  # the author said yes: no need to ask again
     request.held.confirmed = True
     if not await consent.has_consent(ctx, request.author):
+        request.held.resume = proceed
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
@@ -141,8 +152,6 @@ async def membership(event: MembershipEvent, ctx: Context) -> None:
         held = ctx.memory.forget_chat(event.chat.pseudonym)
         log.info("removed from a group: deleted %d rows, released %d held items", rows, held)
     elif event.change is Membership.UNSUBSCRIBED:
-        from .privacy import erase
-
         await erase(ctx, event.person)  # the person left: keep nothing
     elif event.change is Membership.SUBSCRIBED:
         from . import help as help_module

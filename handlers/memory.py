@@ -11,9 +11,11 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .events import Chat, MessageRef, Person, PhotoRef
+
+SELFIE_DELETABLE = 48 * 3600.0
 
 
 class InputBuffer:
@@ -67,6 +69,9 @@ class HeldPhotos:
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album
     requester: Person | None = None  # groups: who asked (may differ from the author)
     confirmed: bool = False  # the author confirmed that everyone pictured agreed
+    # What happens once the person agrees, set by whoever holds the photo for consent: so the
+    # consent module completes the pending action without knowing (importing) photos or groups.
+    resume: Callable[..., Awaitable[None]] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -108,6 +113,33 @@ class Memory:
     # Downloaded photos with several faces, waiting for "everyone pictured agreed".
     awaiting_confirmation: dict[str, HeldInput] = field(default_factory=dict)
     group_requests: dict[str, GroupRequest] = field(default_factory=dict)
+    # The person's own photo messages in private chats that are still to be deleted when the bot
+    # is done with them (DARKROOM_DELETE_SELFIE), whatever the outcome: styled, declined, refused
+    # or erased while waiting. Per person: message → when it arrived.
+    selfies: dict[str, dict[MessageRef, float]] = field(default_factory=dict)
+
+    def track_selfies(self, person: str, messages) -> None:
+        now = self.clock()
+        mine = self.selfies.setdefault(person, {})
+        for message in messages:
+            if message is not None:
+                mine[message] = now
+
+    def take_selfies(self, person: str, messages=None) -> list[MessageRef]:
+        """Stop tracking ``messages`` (all of the person's when None); returns those that were
+        tracked, so each is deleted once."""
+        mine = self.selfies.get(person)
+        if not mine:
+            return []
+        if messages is None:
+            taken = list(mine)
+        else:
+            taken = [m for m in messages if m is not None and m in mine]
+        for message in taken:
+            del mine[message]
+        if not mine:
+            del self.selfies[person]
+        return taken
 
     def hold(self, table: dict[str, HeldPhotos], held: HeldPhotos) -> HeldPhotos:
         held.expires = self.clock() + self.pending_ttl
@@ -188,6 +220,7 @@ class Memory:
             if person in (request.author.pseudonym, request.requester.pseudonym):
                 del self.group_requests[token]
                 removed += 1
+        self.selfies.pop(person, None)  # erase deletes them first (Context.delete_selfies)
         return removed
 
     def forget_chat(self, chat: str) -> int:
@@ -229,4 +262,10 @@ class Memory:
             if request.expires < now:
                 del self.group_requests[token]
                 removed += 1
+        # Telegram lets a bot delete a message for 48 hours: a reference older than that is useless.
+        for person, mine in list(self.selfies.items()):
+            for message in [m for m, seen in mine.items() if seen < now - SELFIE_DELETABLE]:
+                del mine[message]
+            if not mine:
+                del self.selfies[person]
         return removed

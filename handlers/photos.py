@@ -48,6 +48,12 @@ class StyleJob:
     phase: str = "queued"  # queued → running → finished
     last_position_edit: float = field(default=0.0)
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    upload: asyncio.Future | None = field(default=None, repr=False)  # the styled photo on its way
+    waiting_for_answer: bool = False  # the downloaded photo waits for "everyone agreed"
+
+    @property
+    def selfies(self) -> tuple[MessageRef | None, ...]:
+        return (self.selfie, *self.more_selfies)
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -62,8 +68,15 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
         return
     person, language = event.person, event.person.language
     if event.caption.strip().lower().startswith("/style_from"):
+        # Only the picture's look is used, never its people: a forwarded picture may be a style.
         await save_style_picture(ctx, person, event.chat, event.photos[:1], event.message)
         return
+    if event.from_someone_else:
+        # The sender is not the photo's author, and only the author can agree to its styling.
+        await ctx.send(event.chat, SendText(t("photo.forwarded", language), reply_to=event.message))
+        return
+    await _drop_waiting(ctx, person, event.chat)
+    ctx.track_selfies(event.chat, person.pseudonym, (event.message, *event.more_messages))
     limit = ctx.settings.album_limit
     if len(event.photos) > limit:
         await ctx.send(event.chat, SendText(t("photo.album_limit", language, limit=limit)))
@@ -77,6 +90,7 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     if not await consent.has_consent(ctx, person):
         # Hold the reference only (not the photo) while the person reads the notice.
         held.request = _caption_request(ctx, event.caption, None)
+        held.resume = decide
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, person, event.chat, lead=t("consent.needed_first", language))
         return
@@ -98,6 +112,16 @@ async def style_from(event: CommandEvent, ctx: Context) -> None:
         await ctx.send(event.chat, SendText(t("photo.style_from_usage", event.person.language)))
         return
     await save_style_picture(ctx, event.person, event.chat, event.replied_photos[:1], event.replied_message)
+
+
+async def _drop_waiting(ctx: Context, person: Person, chat: Chat) -> None:
+    """A new photo replaces one still waiting for consent or a style in this chat: the bot is
+    done with the earlier one, so its message goes too."""
+    for table in (ctx.memory.awaiting_consent, ctx.memory.awaiting_style):
+        waiting = ctx.memory.peek(table, person.pseudonym)
+        if waiting is not None and waiting.chat.pseudonym == chat.pseudonym:
+            ctx.memory.take(table, person.pseudonym)
+            await ctx.delete_selfies(person.pseudonym, (waiting.message, *waiting.more_messages))
 
 
 async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: tuple[PhotoRef, ...], message: MessageRef | None) -> None:
@@ -143,18 +167,6 @@ async def decide(ctx: Context, held: HeldPhotos) -> None:
     await start(ctx, held)
 
 
-async def continue_after_consent(ctx: Context, held: HeldPhotos) -> None:
-    """The photo that waited for "I agree" goes on without being sent again."""
-    if not held.chat.private:
-        from . import groups
-
-        await groups.proceed(ctx, held)
-    elif held.photos:
-        await decide(ctx, held)
-    else:
-        await ctx.send(held.chat, SendText(t("consent.thanks", held.person.language)))
-
-
 # -- queueing -----------------------------------------------------------------------------------
 
 
@@ -166,12 +178,14 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
     if too_big:
         limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
         await ctx.send(held.chat, SendText(t("photo.too_large", language, limit_mb=limit_mb)))
+        await ctx.delete_selfies(held.person.pseudonym, (held.message, *held.more_messages))
         return
     style_picture = None
     if held.request.style == PICTURE:
         picture = ctx.memory.take(ctx.memory.style_pictures, held.person.pseudonym)
         if picture is None:
             await ctx.send(held.chat, SendText(t("styles.nothing_waiting", language)))
+            await ctx.delete_selfies(held.person.pseudonym, (held.message, *held.more_messages))
             return
         style_picture = picture.photos[0]
     job = StyleJob(
@@ -218,6 +232,7 @@ async def everyone_agreed(event, ctx: Context) -> None:
     if event.data != "faces:yes":
         held.release()
         await ctx.edit_or_send(event.chat, event.message, t("photo.faces_declined", language))
+        await ctx.delete_selfies(waiting.person.pseudonym, waiting.selfies)
         return
     await ctx.edit_or_send(event.chat, event.message, t("photo.faces_yes", language) + " ✓")
     job = StyleJob(
@@ -252,6 +267,7 @@ async def submit(ctx: Context, job: StyleJob) -> None:
             job.phase = "finished"
             minutes = max(1, round(exc.retry_after / 60))
             await ctx.send(job.chat, SendText(t(f"photo.{exc.reason}", language, minutes=minutes), reply_to=job.reply_to))
+            await ctx.delete_selfies(job.person.pseudonym, job.selfies)
             return
         first = t("photo.queued", language, position=position) if position > 1 else t("photo.received", language)
         job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
@@ -264,6 +280,7 @@ async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
     if job.held_input is not None:
         job.held_input.release()
     await show_status(ctx, job, t("photo.shutdown", job.person.language), final=True)
+    await ctx.delete_selfies(job.person.pseudonym, job.selfies)
 
 
 async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
@@ -340,13 +357,14 @@ async def run(ctx: Context, job: StyleJob) -> None:
         out = tuple(OutPhoto(r.jpeg, caption if i == 0 else "") for i, r in enumerate(results))
         buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
         try:
-            sent = await ctx.platform.send(job.chat.address, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
+            sent = await deliver(ctx, job, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
         except DeliveryFailed as exc:
             # Given up after the adapter's retries: the photo is dropped (and released below).
             log.warning("could not deliver a styled photo on %s: %s", ctx.platform.name, exc)
             await show_status(ctx, job, t("photo.failed", language), final=True)
             return
         if sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+            job.upload = None  # from here its reference row, and so any erasure, answers for it
             await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
         await show_status(ctx, job, done, final=True, success=True)
@@ -356,10 +374,6 @@ async def run(ctx: Context, job: StyleJob) -> None:
                 HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)
             )
             keep_for_ttl = True
-        if job.chat.private and ctx.settings.delete_selfie and ctx.platform.can_delete_messages:
-            for message in (job.selfie, *job.more_selfies):
-                if message is not None:
-                    await ctx.send(job.chat, DeleteMessage(message))
     except ImageRejected as exc:
         log.info("input refused: %s", exc.reason)
         await show_status(ctx, job, _rejection_text(ctx, exc, language), final=True)
@@ -372,6 +386,8 @@ async def run(ctx: Context, job: StyleJob) -> None:
     except asyncio.CancelledError:
         if getattr(ctx.queue, "stopping", False):
             await asyncio.shield(show_status(ctx, job, t("photo.shutdown", language), final=True))
+        else:  # erased: a styled photo already handed to the platform must not stay in the chat
+            await asyncio.shield(withdraw(ctx, job))
         job.phase = "finished"
         raise
     except Exception as exc:  # never a traceback to the person; the log line has no personal data
@@ -384,6 +400,8 @@ async def run(ctx: Context, job: StyleJob) -> None:
         for picture in pictures:
             picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
         job.held_input = None
+        if not job.waiting_for_answer:  # done with the person's photo message, whatever the outcome
+            await asyncio.shield(ctx.delete_selfies(job.person.pseudonym, job.selfies))
         await asyncio.shield(ctx.store.job_finished(inflight))
 
 
@@ -401,6 +419,35 @@ async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBu
     await show_status(ctx, job, t("photo.faces_confirm", language, count=faces), final=True)
     await ctx.send(job.chat, SendText(t("photo.faces_confirm", language, count=faces), buttons, reply_to=job.reply_to))
     job.phase = "finished"
+    job.waiting_for_answer = True
+
+
+async def deliver(ctx: Context, job: StyleJob, photos: SendPhotos) -> MessageRef | None:
+    """Send the styled photo. The upload is shielded from cancellation: once the platform has
+    the bytes, the photo reaches the chat whether or not we wait, and only by waiting do we
+    learn where it landed, which is what an erasure meanwhile needs in order to delete it."""
+    job.upload = asyncio.ensure_future(ctx.platform.send(job.chat.address, photos))
+    return await asyncio.shield(job.upload)
+
+
+async def withdraw(ctx: Context, job: StyleJob) -> None:
+    """The person erased their data while this job ran. If its styled photo was already on its
+    way, wait for it, delete it the moment its id is known, and say so in one message (the
+    receipt went out before the photo arrived, so it could not count it)."""
+    upload, job.upload = job.upload, None
+    if upload is None:
+        return
+    try:
+        sent = await upload
+    except Exception:
+        return  # it never arrived: nothing to take back
+    language = job.person.language
+    if sent is not None and ctx.platform.can_delete_messages:
+        await ctx.send(job.chat, DeleteMessage(sent))
+        log.info("deleted a styled photo that arrived after its owner's erasure")
+        await ctx.send(job.chat, SendText(t("delete.late_delivery", language)))
+    else:
+        await ctx.send(job.chat, SendText(t("delete.late_delivery_kept", language)))
 
 
 def style_label(ctx: Context, key: str, language: str) -> str:

@@ -8,64 +8,47 @@ import time
 
 from . import consent
 from .context import Context
+from .erasure import erase, receipt_for
 from .events import CommandEvent, Person
 from .registry import Routes
-from .replies import DeleteMessage, SendDocument, SendText
+from .replies import SendDocument, SendText
 from .texts import t
+
+__all__ = ["erase", "routes"]
 
 log = logging.getLogger("darkroom.privacy")
 routes = Routes()
-
-
-async def erase(ctx: Context, person: Person) -> dict[str, int]:
-    """Remove every row, queued or running job and held photo of ``person``, and delete the
-    bot's styled-photo messages that were waiting for DARKROOM_REPLY_TTL right away."""
-    replies = 0
-    for _, message in await ctx.store.replies_of(person.pseudonym):
-        await ctx.send(message.chat, DeleteMessage(message))
-        replies += 1
-    rows = await ctx.store.delete_person(person.pseudonym)
-    jobs = ctx.queue.cancel_owner(person.pseudonym)
-    held = ctx.memory.forget(person.pseudonym)
-    ctx.platform.forget(person)
-    log.info("erased a person's data: %d rows, %d jobs, %d held", sum(rows.values()), jobs, held)
-    return {**rows, "jobs": jobs, "held": held, "replies_deleted": replies}
-
-
-def receipt(language: str, removed: dict[str, int]) -> str:
-    consents = removed.get("consent", 0) + removed.get("consent_history", 0)
-    preferences = removed.get("preferences", 0)
-    shown = ("consent", "consent_history", "preferences", "jobs", "held", "replies_deleted", "reply_refs")
-    other = sum(v for k, v in removed.items() if k not in shown)
-    return t(
-        "delete.receipt",
-        language,
-        consents=consents,
-        preferences=preferences,
-        jobs=removed.get("jobs", 0),
-        held=removed.get("held", 0),
-        replies=removed.get("replies_deleted", 0),
-        other=other,
-    )
 
 
 @routes.command("delete_my_data", "forget_me")
 async def delete_my_data(event: CommandEvent, ctx: Context) -> None:
     """Works with or without consent, in private and group chats; repeating it is harmless."""
     removed = await erase(ctx, event.person)
-    await ctx.send(event.chat, SendText(receipt(event.person.language, removed), reply_to=event.message))
+    text = receipt_for(event.chat, event.person.language, removed)
+    await ctx.send(event.chat, SendText(text, reply_to=event.message))
 
 
 @routes.command("revoke")
 async def revoke(event: CommandEvent, ctx: Context) -> None:
     removed = await erase(ctx, event.person)
     language = event.person.language
-    lead = {"en": "Consent withdrawn.", "zh": "已撤回同意。"}[language]
-    await ctx.send(event.chat, SendText(lead + "\n" + receipt(language, removed), reply_to=event.message))
+    text = receipt_for(event.chat, language, removed, lead=t("consent.withdrawn", language))
+    await ctx.send(event.chat, SendText(text, reply_to=event.message))
+
+
+async def private_only(event: CommandEvent, ctx: Context) -> bool:
+    """Personal data is shown in a private chat only: in a group, a pointer there instead."""
+    if event.chat.private:
+        return False
+    text = t("privacy.private_only", event.person.language, command=event.name)
+    await ctx.send(event.chat, SendText(text, reply_to=event.message))
+    return True
 
 
 @routes.command("privacy")
 async def privacy(event: CommandEvent, ctx: Context) -> None:
+    if await private_only(event, ctx):
+        return
     await ctx.send(event.chat, SendText(await privacy_text(ctx, event.person), reply_to=event.message))
 
 
@@ -135,7 +118,9 @@ def _models(ctx: Context, language: str) -> str:
 
 @routes.command("my_data")
 async def my_data(event: CommandEvent, ctx: Context) -> None:
-    """Everything held about the person, as a small JSON document sent in the chat only."""
+    """Everything held about the person, as a small JSON document sent in the private chat only."""
+    if await private_only(event, ctx):
+        return
     document = await export(ctx, event.person)
     data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
     caption = {"en": "Everything Darkroom holds about you.", "zh": "Darkroom 保存的关于你的全部数据。"}[event.person.language]

@@ -84,18 +84,27 @@ TEXTS: dict[str, dict[str, str]] = {
     "consent.thanks_with_photo": {"en": "Thank you! Now for your photo…", "zh": "谢谢！现在来处理你的照片……"},
     "consent.recorded": {"en": "✓ You agreed (notice version {version}).", "zh": "✓ 你已同意（告知版本 {version}）。"},
     "consent.declined": {
-        "en": "No problem. I kept nothing: any photo you sent has been dropped without being opened.",
-        "zh": "没问题。我什么都没有保存：你发来的照片未被打开就已丢弃。",
+        "en": "No problem: I won't style your photos.",
+        "zh": "没问题：我不会处理你的照片。",
     },
     "consent.under_age_refused": {
-        "en": "Thanks for being honest. Darkroom is only for people aged {min_age} and over, so I won't style photos for you. Nothing about you was stored.",
-        "zh": "谢谢你的诚实。Darkroom 只面向 {min_age} 岁及以上的用户，所以我不能为你处理照片。关于你的任何信息都没有被保存。",
+        "en": "Thanks for being honest. Darkroom is only for people aged {min_age} and over, so I won't style photos for you.",
+        "zh": "谢谢你的诚实。Darkroom 只面向 {min_age} 岁及以上的用户，所以我不能为你处理照片。",
+    },
+    "consent.nothing_kept": {
+        "en": "I kept nothing: any photo you sent has been dropped without being opened.",
+        "zh": "我什么都没有保存：你发来的照片未被打开就已丢弃。",
     },
     "consent.needed_first": {
         "en": "Before I can style your photo, please read this and agree. Your photo waits (unopened) for up to 10 minutes.",
         "zh": "处理照片前请先阅读并同意以下内容。你的照片会（在未打开的状态下）最多等待 10 分钟。",
     },
     "consent.already": {"en": "You have already agreed. Send me a selfie!", "zh": "你已经同意过了。发自拍给我吧！"},
+    "consent.changed": {
+        "en": "This notice has changed since you were shown it, so that answer was not recorded. Please read the new one:",
+        "zh": "这份说明在你看到之后已经更改，所以刚才的回答没有被记录。请阅读新的说明：",
+    },
+    "consent.withdrawn": {"en": "Consent withdrawn.", "zh": "已撤回同意。"},
     "consent.not_for_you": {"en": "This question is for someone else.", "zh": "这个问题不是问你的。"},
     # help
     "help": {
@@ -194,6 +203,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "用 /style_from 回复一张图片（或发送说明为 /style_from 的图片），然后发送你的照片。",
     },
     "photo.your_picture": {"en": "your picture", "zh": "你的图片"},
+    "photo.forwarded": {
+        "en": "This photo was forwarded from someone else, so I won't style it: only the person who first sent it can agree to that. Ask them to send it to me themselves. (A forwarded picture can still be a style: send it with the caption /style_from.)",
+        "zh": "这张照片是从别人那里转发来的，所以我不会处理它：只有最初发送它的人才能同意处理。请让对方自己发给我。（转发的图片仍可用作风格：发送时加上说明 /style_from。）",
+    },
+    "photo.forwarded_group": {
+        "en": "That photo was forwarded from someone else, so I won't style it: only the person who first sent it can agree to that.",
+        "zh": "这张照片是从别人那里转发来的，所以我不会处理它：只有最初发送它的人才能同意处理。",
+    },
     # privacy
     "delete.receipt": {
         "en": (
@@ -203,6 +220,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• queued or running jobs cancelled: {jobs}\n"
             "• photos held in memory released: {held}\n"
             "• styled photos of mine deleted from the chat: {replies}\n"
+            "• your photo messages deleted from our chat: {selfies}\n"
             "• other records: {other}\n"
             "Nothing about you is left on this server."
         ),
@@ -213,9 +231,26 @@ TEXTS: dict[str, dict[str, str]] = {
             "• 已取消的排队或进行中的任务：{jobs}\n"
             "• 已释放的内存中照片：{held}\n"
             "• 已从聊天中删除的我发出的图片：{replies}\n"
+            "• 已从我们的聊天中删除的你发的照片：{selfies}\n"
             "• 其他记录：{other}\n"
             "这台服务器上已没有任何关于你的数据。"
         ),
+    },
+    "delete.done_group": {
+        "en": "Done: everything Darkroom held about you is erased. (What was removed is not listed in a group; /privacy in a private chat with me shows that nothing is left.)",
+        "zh": "完成：Darkroom 保存的关于你的全部数据已删除。（删除明细不会在群里列出；在与我的私聊中发送 /privacy 可以确认已无任何数据。）",
+    },
+    "delete.late_delivery": {
+        "en": "One more thing: a styled photo of yours was already on its way when you erased your data. It arrived after the receipt, and I deleted it from the chat at once.",
+        "zh": "补充一点：你删除数据时，一张处理好的照片已经在发送途中。它在回执之后才送达，我已立即把它从聊天中删除。",
+    },
+    "delete.late_delivery_kept": {
+        "en": "One more thing: a styled photo of yours was already on its way when you erased your data, and it arrived after the receipt. This chat service does not let me delete messages, so please delete it yourself. Nothing about you is kept on this server.",
+        "zh": "补充一点：你删除数据时，一张处理好的照片已经在发送途中，并在回执之后送达。这个聊天平台不允许我删除消息，请你自己删除它。这台服务器上没有保留任何关于你的数据。",
+    },
+    "privacy.private_only": {
+        "en": "That shows your personal data, so I only answer it in a private chat. Open a chat with me and send /{command} there.",
+        "zh": "这会显示你的个人数据，所以我只在私聊中回答。请打开与我的私聊，在那里发送 /{command}。",
     },
     "privacy.header": {"en": "Privacy — what Darkroom does with your data", "zh": "隐私 —— Darkroom 如何处理你的数据"},
     "privacy.now": {

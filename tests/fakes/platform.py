@@ -54,9 +54,25 @@ class FakePlatform:
     fetched: list[str] = field(default_factory=list)
     buffers: list[bytearray] = field(default_factory=list)  # every buffer handed out, to check release
     forgotten: list[str] = field(default_factory=list)
+    delays: dict[type, float] = field(default_factory=dict)  # reply type -> seconds its delivery takes
+    started: dict[type, asyncio.Event] = field(default_factory=dict)  # set when a delayed delivery begins
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
+        delay = self.delays.get(type(reply))
+        if not delay:
+            return self._deliver(chat, reply)
+        # Like an upload the platform has begun: cancelling the caller does not stop it, the
+        # message still lands in the chat; only the caller no longer learns where.
+        self.started.setdefault(type(reply), asyncio.Event()).set()
+
+        async def later() -> MessageRef:
+            await asyncio.sleep(delay)
+            return self._deliver(chat, reply)
+
+        return await asyncio.shield(asyncio.ensure_future(later()))
+
+    def _deliver(self, chat: Address, reply: Reply) -> MessageRef:
         ref = MessageRef(chat, str(next(self._ids)))
         self.sent.append(Sent(chat, reply, ref))
         return ref
@@ -148,9 +164,19 @@ class Harness:
             replied_photos=reply_to.photos if reply_to else (),
             replied_author=reply_to.person if reply_to else None,
             replied_message=reply_to.message if reply_to else None,
+            **({"replied_from_someone_else": True} if getattr(reply_to, "from_someone_else", False) else {}),
         )
         await self.dispatch(event)
         return event
+
+    def shown(self, prefix: str) -> str:
+        """The data of the last button shown whose data starts with ``prefix``."""
+        for reply in reversed(self.platform.replies()):
+            for row in getattr(reply, "buttons", ()):
+                for button in row:
+                    if button.data == prefix or button.data.startswith(prefix + ":"):
+                        return button.data
+        raise AssertionError(f"no button {prefix!r} was shown")
 
     async def press(self, person: Person, data: str, chat: Chat | None = None) -> None:
         chat = chat or self.private(person)
@@ -167,8 +193,15 @@ class Harness:
     async def removed_from(self, chat: Chat, by: Person) -> None:
         await self.dispatch(MembershipEvent(by, chat, None, change=Membership.BOT_REMOVED))
 
+    def consent_data(self, choice: str, person: Person, language: str | None = None) -> str:
+        """What the consent button for ``choice`` carries under the notice as it reads now."""
+        from handlers import consent
+
+        buttons = [b for row in consent.consent_buttons(self.ctx.settings, language or person.language) for b in row]
+        return next(b.data for b in buttons if b.data.split(":")[1] == choice)
+
     async def agree(self, person: Person, chat: Chat | None = None) -> None:
-        await self.press(person, "consent:agree", chat)
+        await self.press(person, self.consent_data("agree", person), chat)
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until the queue has nothing waiting or running."""

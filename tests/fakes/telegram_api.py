@@ -69,6 +69,7 @@ class FakeTelegram:
         self.failures: list[Failure] = []
         self.delays: dict[str, float] = {}  # method or "file" -> seconds to wait before answering
         self.down = False
+        self.arrived: list[str] = []  # every method as it arrives, before any delay
         self._updates: list[dict] = []
         self._new_update = asyncio.Condition()
         self._update_ids = itertools.count(1)
@@ -113,6 +114,10 @@ class FakeTelegram:
         method = request.match_info["method"]
         params, files = await _read_params(request)
         call = Call(method, params, files, time.monotonic())
+        if method != "getUpdates":
+            self.arrived.append(method)
+            async with self._call_event:
+                self._call_event.notify_all()
         failure = self._failure_for(method)
         if failure is not None:
             self.calls.append(Call(f"{method}!{failure.kind}", params, files, call.at))
@@ -273,7 +278,10 @@ class FakeTelegram:
         return update
 
     def photo_message(self, user: User, chat_id: int, data: bytes, caption: str | None = None,
-                      media_group_id: str | None = None, width: int = 1280, height: int = 960) -> dict:
+                      media_group_id: str | None = None, width: int = 1280, height: int = 960,
+                      forwarded_from: "User | str | None" = None) -> dict:
+        """``forwarded_from``: a User (forwarded from that person), or "hidden", "chat" or
+        "channel" (forward_origin of those kinds)."""
         file_id = self.add_file(data)
         thumb_id = self.add_file(b"thumbnail-not-to-be-used")
         message = {
@@ -290,6 +298,8 @@ class FakeTelegram:
             message["caption"] = caption
         if media_group_id:
             message["media_group_id"] = media_group_id
+        if forwarded_from is not None:
+            message["forward_origin"] = _origin(forwarded_from)
         return message
 
     def document_message(self, user: User, chat_id: int, data: bytes, mime: str, name: str = "file.jpg") -> dict:
@@ -328,9 +338,12 @@ class FakeTelegram:
         return message
 
     async def press(self, user: User, data: str, message: dict | None = None, chat_id: int | None = None) -> dict:
-        """Press a button: ``message`` is the bot's message (default: the last one with that button)."""
+        """Press a button: ``message`` is the bot's message (default: the last one with that button).
+        ``data`` may be a button's data or its start ("consent:agree" presses the agree button
+        shown, whatever notice version and language it carries)."""
         if message is None:
             message = self.message_with_button(data, chat_id or user.id)
+        data = _button_on(message, data, self.calls) or data
         query = {
             "id": f"cb{next(self._update_ids)}",
             "from": user.json(),
@@ -360,7 +373,7 @@ class FakeTelegram:
             markup = call.params.get("reply_markup")
             if call.method in ("sendMessage", "sendPhoto") and int(call.params.get("chat_id", 0)) == chat_id and markup:
                 buttons = [b.get("callback_data") for row in markup.get("inline_keyboard", []) for b in row]
-                if data in buttons:
+                if any(b == data or b.startswith(data + ":") for b in buttons):
                     return call.result  # type: ignore[attr-defined]
         raise AssertionError(f"no message with button {data!r} in chat {chat_id}")
 
@@ -400,6 +413,19 @@ class FakeTelegram:
                     pass
         return matching()
 
+    async def wait_for_arrival(self, method: str, timeout: float = 30.0) -> None:
+        """Wait until a call of ``method`` has arrived (it may still be delayed)."""
+        deadline = time.monotonic() + timeout
+        async with self._call_event:
+            while method not in self.arrived:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {method} to arrive; got {self.arrived}")
+                try:
+                    await asyncio.wait_for(self._call_event.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+
     async def wait_for_text(self, fragment: str, chat_id: int | None = None, timeout: float = 30.0) -> Call:
         calls = await self.wait_for(
             "sendMessage", chat_id=chat_id, timeout=timeout, where=lambda c: fragment in str(c.params.get("text", ""))
@@ -411,6 +437,35 @@ class FakeTelegram:
             "editMessageText", chat_id=chat_id, timeout=timeout, where=lambda c: fragment in str(c.params.get("text", ""))
         )
         return calls[0]
+
+
+def _button_on(message: dict, data: str, calls: list[Call]) -> str | None:
+    """The full data of the button starting with ``data`` on the bot's ``message`` (its latest
+    keyboard, edits included)."""
+    for call in reversed(calls):
+        if call.method not in ("sendMessage", "sendPhoto", "editMessageText") or not isinstance(call.result, dict):
+            continue
+        if call.result.get("message_id") != message.get("message_id"):
+            continue
+        markup = call.params.get("reply_markup") or {}
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                found = button.get("callback_data", "")
+                if found == data or found.startswith(data + ":"):
+                    return found
+        return None
+    return None
+
+
+def _origin(source) -> dict:
+    date = int(time.time()) - 60
+    if isinstance(source, User):
+        return {"type": "user", "date": date, "sender_user": source.json()}
+    if source == "hidden":
+        return {"type": "hidden_user", "date": date, "sender_user_name": "Someone"}
+    if source == "chat":
+        return {"type": "chat", "date": date, "sender_chat": {"id": -100777, "type": "supergroup", "title": "Elsewhere"}}
+    return {"type": "channel", "date": date, "chat": {"id": -100888, "type": "channel", "title": "News"}, "message_id": 5}
 
 
 def _chat_json(chat_id: int, user: User | None = None) -> dict:

@@ -19,7 +19,8 @@ async def test_start_without_consent_shows_notice_with_three_answers(harness):
     assert "16 or older" in notice.text
     assert "/delete_my_data" in notice.text
     assert "never used for training" in notice.text
-    assert harness.platform.button_data() == ["consent:agree", "consent:under", "consent:no"]
+    version = consent.current_version(harness.ctx.settings)
+    assert harness.platform.button_data() == [f"consent:{c}:{version}:en" for c in ("agree", "under", "no")]
 
 
 async def test_photo_before_consent_is_not_downloaded_and_waits(harness, small_portrait):
@@ -47,7 +48,7 @@ async def test_agree_records_version_and_text_hash_then_styles_waiting_photo(har
 async def test_no_thanks_drops_the_photo_and_stores_nothing(harness, small_portrait):
     alice = harness.person()
     await harness.photo(alice, small_portrait)
-    await harness.press(alice, "consent:no")
+    await harness.press(alice, harness.consent_data("no", alice))
     assert harness.platform.fetched == []
     assert alice.pseudonym not in harness.ctx.memory.awaiting_consent
     assert await harness.storage.rows_of(alice.pseudonym) == 0
@@ -58,7 +59,7 @@ async def test_under_age_is_refused_politely_and_earlier_consent_is_erased(harne
     alice = harness.person()
     await harness.agree(alice)
     assert await harness.storage.rows_of(alice.pseudonym) > 0
-    await harness.press(alice, "consent:under")
+    await harness.press(alice, harness.consent_data("under", alice))
     assert await harness.storage.rows_of(alice.pseudonym) == 0
     assert "only for people aged 16" in harness.platform.last(EditText).text
 

@@ -93,11 +93,15 @@ async def test_only_admins_switch_the_bot_off_and_then_it_stays_quiet(harness, s
     assert await harness.storage.group_enabled(group.pseudonym)
 
 
-async def test_delete_my_data_works_in_groups(harness):
+async def test_delete_my_data_works_in_groups_without_posting_the_receipt_there(harness):
     alice, group = harness.person(), harness.group()
     await harness.agree(alice)
+    await harness.command(alice, "/style ink")
     await harness.command(alice, "/delete_my_data", chat=group)
-    assert "consent records: 2" in harness.platform.last(SendText).text
+    assert await harness.storage.rows_of(alice.pseudonym) == 0
+    answer = harness.platform.last(SendText).text
+    assert "everything Darkroom held about you is erased" in answer
+    assert "consent records" not in answer and "preferences" not in answer
 
 
 async def test_removal_from_group_forgets_the_group(harness, small_portrait):
