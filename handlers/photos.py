@@ -418,5 +418,6 @@ def _rejection_text(ctx: Context, exc: ImageRejected, language: str) -> str:
         "unsupported_format": "photo.unsupported",
         "corrupt": "photo.corrupt",
         "too_small": "photo.too_small",
+        "too_complex": "photo.too_complex",
     }.get(exc.reason, "photo.corrupt")
     return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))
