@@ -298,6 +298,7 @@ async def show_status(
 async def run(ctx: Context, job: StyleJob) -> None:
     """Download, style, reply, delete the selfie, release. Runs in the queue's worker."""
     job.phase = "running"
+    started = time.monotonic()
     language = job.person.language
     buffers: list[InputBuffer] = job.held_input.buffers[:] if job.held_input else []
     pictures: list[Picture] = []
@@ -350,7 +351,7 @@ async def run(ctx: Context, job: StyleJob) -> None:
             await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
         await show_status(ctx, job, done, final=True, success=True)
-        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, sum(r.seconds for r in results))
+        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, time.monotonic() - started)
         if ttl > 0:
             ctx.memory.keep_input(
                 HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)

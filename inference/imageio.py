@@ -9,6 +9,7 @@ file system.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import json
 import math
@@ -216,9 +217,10 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
 def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int) -> None:
     code = 0
     try:
-        # No core dump of a picture, and no signal meant for the bot handled here (the parent's
-        # asyncio wake-up pipe is inherited).
+        # No core dump of a picture, no traceback of a crash on the bot's stderr, and no signal
+        # meant for the bot handled here (the parent's asyncio wake-up pipe is inherited).
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        faulthandler.disable()
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
