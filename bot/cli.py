@@ -84,7 +84,7 @@ def _engine():
 def _run() -> int:
     from inference import ModelIntegrityError
 
-    from . import logs
+    from . import heap, logs
     from .app import Darkroom
     from .settings import SettingsError, StartupError, from_environment
 
@@ -94,6 +94,7 @@ def _run() -> int:
         _error(str(exc))
         return EXIT_USAGE
     logs.configure(settings.log_level, settings.secrets())
+    heap.wipe_freed_memory()
     if not (settings.telegram_enabled or settings.wechat_enabled):
         _error("no platform configured: set TELEGRAM_BOT_TOKEN (and/or WECHAT_TOKEN, WECHAT_APPID, WECHAT_SECRET); see .env.example")
         return EXIT_USAGE

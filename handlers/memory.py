@@ -8,6 +8,7 @@ all of a person's entries at once (/delete_my_data).
 
 from __future__ import annotations
 
+import gc
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,28 @@ from .events import Chat, MessageRef, Person, PhotoRef
 
 
 class InputBuffer:
-    """A downloaded photo. `release()` overwrites the bytes with zeros and drops them, so a
-    released input is gone from this process's memory, not merely unreferenced."""
+    """A downloaded photo. `release()` overwrites the bytes with zeros and drops them.
+
+    What "released" means for the whole process, and what proves it
+    (tests/proofs/test_memory.py reads the `darkroom run` process through /proc/PID/mem after
+    the reply and after /delete_my_data, looking for slices of the photo file, its marker and
+    rows of its decoded pixels):
+
+    * this buffer: zeroed here;
+    * the decoded picture: decoded in a child process that exits (libjpeg's and Pillow's
+      buffers, the full-size picture go with it); the pixels come back in anonymous shared
+      memory that the job zeroes and unmaps (handlers/photos.py, inference/imageio.py);
+    * copies made by libraries we do not own (the HTTP library's response body, an immutable
+      `bytes`; numpy, OpenCV and onnxruntime working arrays; the encoded reply): `darkroom run`
+      has glibc wipe every block freed through malloc (bot/heap.py), and the job ends with a
+      garbage collection (`forget_freed_copies`) because httpx's response sits in a reference
+      cycle until then.
+    Not covered, and not claimed: blocks of 512 bytes or less that CPython's own allocator
+    keeps, glibc's per-thread cache of blocks of 1 KB or less, buffers a library still holds
+    alive for reuse, kernel socket buffers, TLS library buffers (the proof runs over plain HTTP
+    on loopback), and anything on a platform whose C library is not glibc. The proof finds
+    none of the photo's slices there after the reply with python-telegram-bot/httpx today.
+    """
 
     __slots__ = ("_data",)
 
@@ -42,6 +63,12 @@ class InputBuffer:
 
     def __repr__(self) -> str:  # never show content
         return "InputBuffer(released)" if self._data is None else f"InputBuffer({len(self._data)} bytes)"
+
+
+def forget_freed_copies() -> None:
+    """Free now what reference cycles still hold after a job (httpx keeps the downloaded body
+    in a cycle until the next collection), so that glibc wipes it now (bot/heap.py)."""
+    gc.collect()
 
 
 @dataclass

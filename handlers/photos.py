@@ -18,7 +18,7 @@ from inference import PICTURE_STYLE, ImageRejected, Picture, StyleRequest
 from . import consent
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, InputBuffer, Request
+from .memory import HeldInput, HeldPhotos, InputBuffer, Request, forget_freed_copies
 from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused
 from .registry import Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
@@ -384,7 +384,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
                 buffer.release()
         for picture in pictures:
             picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
+        pictures.clear()
         job.held_input = None
+        forget_freed_copies()
         await asyncio.shield(ctx.store.job_finished(inflight))
 
 
