@@ -171,7 +171,13 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
     capacity = min(side * side, limits.max_pixels) * 3
     shared = mmap.mmap(-1, max(capacity, 1), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
     report_r, report_w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process may deadlock the child: a child
+        # that takes a lock another thread held at the fork. This one only decodes with Pillow
+        # and numpy (no logging, no onnxruntime, no asyncio) and leaves with os._exit; should it
+        # ever hang, the wall-clock limit kills it.
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(report_r)
         _child(work, data, limits, shared, report_w)

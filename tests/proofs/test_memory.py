@@ -1,7 +1,8 @@
 """Released means gone from memory: the real `darkroom run` process, read through
 /proc/PID/mem after the reply and after /delete_my_data, holds no copy of the photo: not its
-file bytes (three 48-byte slices and the marker in its EXIF and comment) and not its decoded
-pixels (two 32-pixel rows).
+file bytes (three 48-byte slices and the marker in its EXIF and comment), not its decoded
+pixels (two 32-pixel rows) and not the network's float32 input made from them (a 32-pixel run
+of one colour plane).
 
 The same scan of a bot with a deliberate leak (a copy kept on release) finds both, so the scan
 can fail.
@@ -10,11 +11,14 @@ can fail.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
@@ -33,7 +37,7 @@ RUN = "import sys\nfrom bot.cli import main\nsys.exit(main(['run']))\n"
 # The bug the proof must catch: a copy of the downloaded photo and of its decoded pixels that
 # outlives the release.
 LEAKY_RUN = """
-import handlers.memory, inference.engine
+import handlers.memory, inference.engine, numpy
 kept = []
 release = handlers.memory.InputBuffer.release
 def leaky_release(self):
@@ -45,12 +49,19 @@ load = inference.engine.Engine.load
 def leaky_load(self, *args, **kwargs):
     picture = load(self, *args, **kwargs)
     kept.append(picture.rgb.copy())
+    kept.append(numpy.ascontiguousarray(picture.rgb.transpose(2, 0, 1), dtype=numpy.float32))
     return picture
 inference.engine.Engine.load = leaky_load
 """ + RUN
 
 FILE_NEEDLES = range(0, 4)  # the marker and three slices of the file (tests/privacy_scan.py)
-PIXEL_NEEDLES = range(4, 6)  # two rows of decoded pixels
+PIXEL_NEEDLES = range(4, 7)  # two rows of decoded pixels, one as the network's float32 input
+
+
+def needles(canary) -> list[bytes]:
+    decoded = np.array(Image.open(io.BytesIO(canary.jpeg)).convert("RGB"))
+    plane_run = decoded[decoded.shape[0] // 3, 40:72, 0].astype(np.float32)  # as multistyle's input holds it
+    return [*canary.needles, plane_run.tobytes()]
 
 
 async def start(fake, tmp_path, program: str) -> asyncio.subprocess.Process:
@@ -73,6 +84,8 @@ async def style_then_erase(fake, tmp_path, grace_rgb, program: str):
     """Consent, one photo styled and answered, /delete_my_data: the scans after the reply and
     after the erasure."""
     canary = make_canary(grace_rgb, side=1024)
+    wanted = needles(canary)
+    assert len(wanted) == len(FILE_NEEDLES) + len(PIXEL_NEEDLES)
     bot = await start(fake, tmp_path, program)
     log = asyncio.create_task(bot.stderr.read())  # drained, so the DEBUG log never blocks the bot
     try:
@@ -84,11 +97,11 @@ async def style_then_erase(fake, tmp_path, grace_rgb, program: str):
         await fake.wait_for("sendPhoto", chat_id=MIKA.id, timeout=120)
         await fake.wait_for_edit("Done", chat_id=MIKA.id)
         await asyncio.sleep(0.5)
-        after_reply = scan_process(bot.pid, canary.needles)
+        after_reply = scan_process(bot.pid, wanted)
         await fake.send_text_from(MIKA, "/delete_my_data")
         await fake.wait_for_text("Receipt", chat_id=MIKA.id)
         await asyncio.sleep(0.5)
-        after_erasure = scan_process(bot.pid, canary.needles)
+        after_erasure = scan_process(bot.pid, wanted)
     finally:
         bot.send_signal(signal.SIGTERM)
         await asyncio.wait_for(bot.wait(), timeout=30)
