@@ -9,6 +9,7 @@ file system.
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import io
 import json
@@ -171,6 +172,7 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
     capacity = min(side * side, limits.max_pixels) * 3
     shared = mmap.mmap(-1, max(capacity, 1), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
     report_r, report_w = os.pipe()
+    parent = os.getpid()
     with warnings.catch_warnings():
         # Python 3.12+ warns that forking a threaded process may deadlock the child: a child
         # that takes a lock another thread held at the fork. This one only decodes with Pillow
@@ -180,7 +182,7 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
         pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(report_r)
-        _child(work, data, limits, shared, report_w)
+        _child(work, data, limits, shared, report_w, parent)
     os.close(report_w)
     report, timed_out, status = b"", True, 0
     try:
@@ -220,16 +222,19 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
     return np.frombuffer(shared, dtype=np.uint8, count=height * width * 3).reshape(height, width, 3)
 
 
-def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int) -> None:
+def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, parent: int) -> None:
     code = 0
     try:
-        # No core dump of a picture, no traceback of a crash on the bot's stderr, and no signal
-        # meant for the bot handled here (the parent's asyncio wake-up pipe is inherited).
+        # No core dump of a picture, and no traceback of a crash on the bot's stderr.
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         faulthandler.disable()
+        # Signals meant for the bot (Ctrl-C reaches the whole process group, systemd's stop the
+        # whole cgroup) are the bot's to handle: it cancels, and cancelling kills this child.
+        # The parent's asyncio wake-up pipe is inherited and must not hear them from here.
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signum, signal.SIG_IGN)
+        _die_with_parent(parent)
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         try:
             rgb = work(data, limits)
@@ -249,6 +254,17 @@ def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int) -
         code = 1
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this child if the bot dies (kill -9 included), instead of decoding for nobody."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the CPU limit still ends it
+    if os.getppid() != parent:  # the bot died before the line above
+        os._exit(1)
 
 
 def _read_report(report_r: int, wall_seconds: float) -> tuple[bytes, bool]:

@@ -23,6 +23,15 @@ from tests.hostile.corpus import encoded, jpeg_segments, scan_bomb
 from tests.processes import children, wait_for
 
 
+def running(pid: int) -> bool:
+    """Alive (a zombie waiting for a reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def burn(data, limits):
     while True:  # a decoder that never finishes (what a bomb does to libjpeg)
         pass
@@ -193,3 +202,31 @@ def test_cancel_terminates_a_running_onnxruntime_session(engine):
     thread.join(timeout=15)
     assert not thread.is_alive(), "the run was not terminated"
     assert "terminate" in str(outcome.get("error", "")).lower(), outcome
+
+
+def test_a_decode_child_ignores_the_bots_signals_and_dies_with_it():
+    """Ctrl-C or systemd's stop reach the child too: the bot decides (it cancels); and a child
+    whose bot was killed is killed with it (PR_SET_PDEATHSIG)."""
+    import subprocess
+    import sys
+
+    program = (
+        "import os, time\n"
+        "from inference.imageio import isolated, DecodeLimits\n"
+        "def sleepy(data, limits):\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(3600)\n"
+        "isolated(sleepy, b'x', DecodeLimits(wall_seconds=3600))\n"
+    )
+    bot = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(bot.stdout.readline())
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(child, signum)
+        time.sleep(0.3)
+        assert running(child), "a signal meant for the bot ended the decode child"
+        bot.kill()
+        bot.wait(timeout=10)
+        assert wait_for(lambda: not running(child), timeout=5), "the decode child outlived the bot"
+    finally:
+        bot.kill()
