@@ -268,7 +268,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _read_report(report_r: int, wall_seconds: float) -> tuple[bytes, bool]:
-    """The child's report, read until it closes the pipe (it exits); True if time ran out."""
+    """The child's report, read until it closes the pipe (it exits); True if the child must be
+    killed (time ran out, or it is not behaving like our decoder)."""
     deadline = time.monotonic() + wall_seconds
     chunks: list[bytes] = []
     poller = select.poll()
@@ -284,7 +285,7 @@ def _read_report(report_r: int, wall_seconds: float) -> tuple[bytes, bool]:
             return b"".join(chunks), False
         chunks.append(chunk)
         if sum(map(len, chunks)) > 4096:
-            return b"", False  # a child that talks this much is not our decoder any more
+            return b"", True  # a child that talks this much is not our decoder any more
 
 
 def _failure(status: int, timed_out: bool, limits: DecodeLimits) -> ImageRejected | None:
