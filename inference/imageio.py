@@ -73,6 +73,9 @@ class DecodeLimits:
     # Wall-clock seconds before the child is killed whatever it is doing (e.g. starved of CPU
     # on a busy machine, or stuck): generous, the CPU limit is the real bound.
     wall_seconds: float = 20.0
+    # Memory the child may allocate beyond what it shares with the bot (RLIMIT_DATA): a 50 MP
+    # RGBA PNG, the largest real input, needs about 450 MB while it is flattened and fitted.
+    memory_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, p
             signal.signal(signum, signal.SIG_IGN)
         _die_with_parent(parent)
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        _limit_memory(limits.memory_bytes)
         try:
             rgb = work(data, limits)
             height, width = rgb.shape[:2]
@@ -254,6 +258,17 @@ def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, p
         code = 1
     finally:
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+
+
+def _limit_memory(budget: int) -> None:
+    """RLIMIT_DATA counts the heap and private writable mappings, the bot's included (shared
+    with this child since the fork): allow ``budget`` bytes on top of those."""
+    try:
+        with open("/proc/self/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    except (OSError, StopIteration, ValueError):
+        return  # not Linux: the CPU limit still bounds the decode
+    resource.setrlimit(resource.RLIMIT_DATA, (data + budget, data + budget))
 
 
 def _die_with_parent(parent: int) -> None:

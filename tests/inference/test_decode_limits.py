@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from inference.cancel import Cancellation, Cancelled
-from inference.errors import CorruptImage, TooComplex
+from inference.errors import CorruptImage, TooComplex, TooManyPixels
 from inference.imageio import DecodeLimits, decode, isolated
 from tests.hostile.corpus import encoded, jpeg_segments, scan_bomb
 from tests.processes import children, wait_for
@@ -230,3 +230,19 @@ def test_a_decode_child_ignores_the_bots_signals_and_dies_with_it():
         assert wait_for(lambda: not running(child), timeout=5), "the decode child outlived the bot"
     finally:
         bot.kill()
+
+
+def test_a_decode_allocating_too_much_memory_is_refused():
+    def hog(data, limits):
+        return np.ones((3 * 1024, 1024, 1024), np.uint8)  # 3 GiB
+
+    with pytest.raises(TooManyPixels, match="out of memory"):
+        isolated(hog, PHOTO, DecodeLimits(memory_bytes=512 * 1024 * 1024))
+    assert children() == set()
+
+
+def test_the_largest_real_input_fits_the_memory_budget():
+    """A 50 MP RGBA PNG (flattened onto white, then fitted) decodes within the default limits."""
+    side = 7000
+    data = encoded(Image.new("RGBA", (side, side), (200, 10, 10, 128)), "PNG")
+    assert decode(data).shape == (1280, 1280, 3)
