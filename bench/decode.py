@@ -6,7 +6,8 @@ In a process with every model loaded (what `darkroom run` forks), interleaved A/
 * decode in the CPU-limited child (`decode`) against decoding in this process (`decode_here`);
 * the whole styling (decode, faces, network, JPEG) with glibc wiping freed blocks (bot/heap.py)
   and without;
-* the garbage collection that ends each job (`forget_freed_copies`).
+* the garbage collection that ends each job (`forget_freed_copies`);
+* the hostile corpus's scan bomb: CPU to decode it unbounded, and time to refuse it.
 Prints medians and ratios; the numbers are noisy on a shared machine, the ratios less so.
 """
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hostile.corpus
 
 from PIL import Image  # noqa: E402
 
@@ -72,6 +74,22 @@ def main() -> None:
 
     collections = [timed(gc.collect) for _ in range(10)]
     print(f"gc.collect() at the end of a job: {statistics.median(collections) * 1000:.1f} ms")
+
+    from inference.errors import TooComplex
+    from tests.hostile.corpus import scan_bomb
+
+    bomb = scan_bomb()
+    cpu = time.process_time()
+    decode_here(bomb)
+    cpu = time.process_time() - cpu
+    started = time.perf_counter()
+    try:
+        decode(bomb)
+    except TooComplex:
+        pass
+    refused = time.perf_counter() - started
+    scans = bomb.count(b"\xff\xda")
+    print(f"scan bomb ({len(bomb) // 1024} KB, {scans} scans): {cpu:.2f} s CPU unbounded, refused in {refused * 1000:.2f} ms")
 
 
 if __name__ == "__main__":
