@@ -22,8 +22,8 @@ class InputBuffer:
 
     What "released" means for the whole process, and what proves it
     (tests/proofs/test_memory.py reads the `darkroom run` process through /proc/PID/mem after
-    the reply and after /delete_my_data, looking for slices of the photo file, its marker and
-    rows of its decoded pixels):
+    the reply and after /delete_my_data, looking for slices of the photo file, its marker, rows
+    of its decoded pixels and the network's float32 input made from them):
 
     * this buffer: zeroed here;
     * the decoded picture: decoded in a child process that exits (libjpeg's and Pillow's
@@ -37,8 +37,10 @@ class InputBuffer:
     Not covered, and not claimed: blocks of 512 bytes or less that CPython's own allocator
     keeps, glibc's per-thread cache of blocks of 1 KB or less, buffers a library still holds
     alive for reuse, kernel socket buffers, TLS library buffers (the proof runs over plain HTTP
-    on loopback), and anything on a platform whose C library is not glibc. The proof finds
-    none of the photo's slices there after the reply with python-telegram-bot/httpx today.
+    on loopback), the WeChat path (aiohttp: same mechanisms, no memory proof), and anything on
+    a platform whose C library is not glibc. In the proof's scenario (Telegram through
+    python-telegram-bot/httpx) the scan finds nothing of the photo anywhere in the process; the
+    list above is what that does not promise for other libraries, versions or set-ups.
     """
 
     __slots__ = ("_data",)
