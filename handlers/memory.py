@@ -8,6 +8,7 @@ all of a person's entries at once (/delete_my_data).
 
 from __future__ import annotations
 
+import gc
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,8 +20,30 @@ SELFIE_DELETABLE = 48 * 3600.0
 
 
 class InputBuffer:
-    """A downloaded photo. `release()` overwrites the bytes with zeros and drops them, so a
-    released input is gone from this process's memory, not merely unreferenced."""
+    """A downloaded photo. `release()` overwrites the bytes with zeros and drops them.
+
+    What "released" means for the whole process, and what proves it
+    (tests/proofs/test_memory.py reads the `darkroom run` process through /proc/PID/mem after
+    the reply and after /delete_my_data, looking for slices of the photo file, its marker, rows
+    of its decoded pixels and the network's float32 input made from them):
+
+    * this buffer: zeroed here;
+    * the decoded picture: decoded in a child process that exits (libjpeg's and Pillow's
+      buffers, the full-size picture go with it); the pixels come back in anonymous shared
+      memory that the job zeroes and unmaps (handlers/photos.py, inference/imageio.py);
+    * copies made by libraries we do not own (the HTTP library's response body, an immutable
+      `bytes`; numpy, OpenCV and onnxruntime working arrays; the encoded reply): `darkroom run`
+      has glibc wipe every block freed through malloc (bot/heap.py), and the job ends with a
+      garbage collection (`forget_freed_copies`) because httpx's response sits in a reference
+      cycle until then.
+    Not covered, and not claimed: blocks of 512 bytes or less that CPython's own allocator
+    keeps, glibc's per-thread cache of blocks of 1 KB or less, buffers a library still holds
+    alive for reuse, kernel socket buffers, TLS library buffers (the proof runs over plain HTTP
+    on loopback), the WeChat path (aiohttp: same mechanisms, no memory proof), and anything on
+    a platform whose C library is not glibc. In the proof's scenario (Telegram through
+    python-telegram-bot/httpx) the scan finds nothing of the photo anywhere in the process; the
+    list above is what that does not promise for other libraries, versions or set-ups.
+    """
 
     __slots__ = ("_data",)
 
@@ -44,6 +67,12 @@ class InputBuffer:
 
     def __repr__(self) -> str:  # never show content
         return "InputBuffer(released)" if self._data is None else f"InputBuffer({len(self._data)} bytes)"
+
+
+def forget_freed_copies() -> None:
+    """Free now what reference cycles still hold after a job (httpx keeps the downloaded body
+    in a cycle until the next collection), so that glibc wipes it now (bot/heap.py)."""
+    gc.collect()
 
 
 @dataclass

@@ -18,7 +18,7 @@ from inference import PICTURE_STYLE, ImageRejected, Picture, StyleRequest
 from . import consent
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, InputBuffer, Request
+from .memory import HeldInput, HeldPhotos, InputBuffer, Request, forget_freed_copies
 from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused
 from .registry import Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
@@ -315,6 +315,7 @@ async def show_status(
 async def run(ctx: Context, job: StyleJob) -> None:
     """Download, style, reply, delete the selfie, release. Runs in the queue's worker."""
     job.phase = "running"
+    started = time.monotonic()
     language = job.person.language
     buffers: list[InputBuffer] = job.held_input.buffers[:] if job.held_input else []
     pictures: list[Picture] = []
@@ -368,7 +369,7 @@ async def run(ctx: Context, job: StyleJob) -> None:
             await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
         done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
         await show_status(ctx, job, done, final=True, success=True)
-        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, sum(r.seconds for r in results))
+        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, time.monotonic() - started)
         if ttl > 0:
             ctx.memory.keep_input(
                 HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)
@@ -399,7 +400,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
                 buffer.release()
         for picture in pictures:
             picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
+        pictures.clear()
         job.held_input = None
+        forget_freed_copies()
         if not job.waiting_for_answer:  # done with the person's photo message, whatever the outcome
             await asyncio.shield(ctx.delete_selfies(job.person.pseudonym, job.selfies))
         await asyncio.shield(ctx.store.job_finished(inflight))
@@ -465,5 +468,6 @@ def _rejection_text(ctx: Context, exc: ImageRejected, language: str) -> str:
         "unsupported_format": "photo.unsupported",
         "corrupt": "photo.corrupt",
         "too_small": "photo.too_small",
+        "too_complex": "photo.too_complex",
     }.get(exc.reason, "photo.corrupt")
     return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))

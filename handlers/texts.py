@@ -170,6 +170,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "photo.too_large": {"en": "That file is too large (limit {limit_mb} MB). Please send a smaller photo.", "zh": "文件太大了（上限 {limit_mb} MB），请发送小一些的照片。"},
     "photo.too_many_pixels": {"en": "That picture has too many pixels for me. Please send a normal photo.", "zh": "这张图片的像素太多了，请发送一张普通照片。"},
     "photo.corrupt": {"en": "I couldn't read that picture; it seems damaged. Could you send it again?", "zh": "我读不了这张图片，它似乎已损坏。可以重新发送吗？"},
+    "photo.too_complex": {"en": "I couldn't read that picture: it is built in a way that takes far too long to open. Please send a normal photo.", "zh": "我读不了这张图片：它的编码方式需要极长的时间才能打开。请发送一张普通照片。"},
     "photo.too_small": {"en": "That picture is too small or too narrow to style. Please send a bigger photo.", "zh": "这张图片太小或太窄，无法处理。请发送大一些的照片。"},
     "photo.unsupported": {"en": "I can only read JPEG, PNG, WebP and GIF pictures. Please send it as a normal photo.", "zh": "我只能读取 JPEG、PNG、WebP 和 GIF 图片，请以普通照片的方式发送。"},
     "photo.fetch_failed": {"en": "I couldn't download your photo from the chat service. Please send it again.", "zh": "无法从聊天服务下载你的照片，请重新发送。"},

@@ -7,6 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
+from .cancel import Cancellation, Cancelled  # noqa: E402
 from .catalogue import Catalogue, Style, load_catalogue  # noqa: E402
 from .engine import PICTURE_STYLE, AsyncEngine, Engine, EngineConfig, Picture, StyledImage, StyleRequest  # noqa: E402
 from .errors import (  # noqa: E402
@@ -19,6 +20,8 @@ from .errors import (  # noqa: E402
 __all__ = [
     "PICTURE_STYLE",
     "AsyncEngine",
+    "Cancellation",
+    "Cancelled",
     "Catalogue",
     "Engine",
     "EngineConfig",

@@ -1,8 +1,9 @@
 """The styling engine: bytes in, labelled JPEG bytes out, all in memory.
 
 It knows nothing about chats. `Engine` is synchronous and thread-safe (CPU-bound work for a
-worker thread); `AsyncEngine` runs it off the event loop with bounded concurrency and lets
-queued work be cancelled before it starts.
+worker thread); `AsyncEngine` runs it off the event loop with bounded concurrency, and
+cancelling the awaiting task stops the work itself: queued work never starts, a running decode
+is killed and a running onnxruntime session is terminated (see inference/cancel.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -18,6 +19,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from . import __version__
+from .cancel import Cancellation, Cancelled, run_options
 from .catalogue import Catalogue, Style, load_catalogue
 from .errors import InferenceError, UnknownStyle
 from .faces import Face, FaceDetector, face_mask
@@ -109,18 +111,28 @@ class Engine:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def load(self, data: bytes, detect_faces: bool = True) -> Picture:
-        rgb = decode(data, self.config.limits)
-        faces = tuple(self.faces.detect(rgb)) if detect_faces else ()
+    def load(self, data: bytes | bytearray, detect_faces: bool = True, cancel: Cancellation | None = None) -> Picture:
+        rgb = decode(data, self.config.limits, cancel)
+        try:
+            if cancel is not None:
+                cancel.check()
+            faces = tuple(self.faces.detect(rgb)) if detect_faces else ()
+        except BaseException:
+            rgb.fill(0)  # nobody else holds the picture yet
+            raise
         return Picture(rgb=rgb, faces=faces)
 
     def style(self, name: str) -> Style:
         return self.catalogue.get(name)
 
-    def render(self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None) -> StyledImage:
+    def render(
+        self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None, cancel: Cancellation | None = None
+    ) -> StyledImage:
         """Style a loaded picture and encode it as a labelled JPEG."""
         started = time.perf_counter()
-        out = self.render_rgb(picture, request, style_picture)
+        out = self.render_rgb(picture, request, style_picture, cancel)
+        if cancel is not None:
+            cancel.check()
         jpeg = encode_jpeg(
             out,
             self.label(request.style),
@@ -137,19 +149,26 @@ class Engine:
             seconds=time.perf_counter() - started,
         )
 
-    def render_rgb(self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None) -> np.ndarray:
+    def render_rgb(
+        self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None, cancel: Cancellation | None = None
+    ) -> np.ndarray:
         """Style a loaded picture: HxWx3 uint8 out (the array before JPEG encoding)."""
         original = picture.rgb
-        if request.style == PICTURE_STYLE:
-            if style_picture is None:
-                raise InferenceError("the picture style needs a style picture")
-            styled = self._picture_style(original, style_picture.rgb, request.strength)
-            # strength already moved the style vector towards the photo's own style
-            strength, face_strength = 1.0, PICTURE_FACE_STRENGTH
-        else:
-            style = self.catalogue.get(request.style)
-            styled = self._apply(style, original)
-            strength, face_strength = request.strength, style.face_strength
+        try:
+            if request.style == PICTURE_STYLE:
+                if style_picture is None:
+                    raise InferenceError("the picture style needs a style picture")
+                styled = self._picture_style(original, style_picture.rgb, request.strength, cancel)
+                # strength already moved the style vector towards the photo's own style
+                strength, face_strength = 1.0, PICTURE_FACE_STRENGTH
+            else:
+                style = self.catalogue.get(request.style)
+                styled = self._apply(style, original, cancel)
+                strength, face_strength = request.strength, style.face_strength
+        except Exception:
+            if cancel is not None and cancel.cancelled:  # onnxruntime's "terminate flag" failure
+                raise Cancelled("styling was cancelled") from None
+            raise
         if request.keep_colours:
             styled = keep_colours(styled, original)
         faces = list(picture.faces) if request.face_aware else []
@@ -163,43 +182,47 @@ class Engine:
         return AILabel(source, style.name, self.config.software)
 
     def stylize(self, data: bytes, request: StyleRequest, style_data: bytes | None = None) -> StyledImage:
-        """Decode, style and encode in one call (the CLI and simple callers)."""
+        """Decode, style and encode in one call (the CLI and simple callers). ``seconds`` is
+        the whole call, decoding included."""
+        started = time.perf_counter()
         if request.style != PICTURE_STYLE:
             self.catalogue.get(request.style)  # an unknown name fails before any decoding
         picture = self.load(data, detect_faces=request.face_aware)
         style_picture = self.load(style_data, detect_faces=False) if style_data is not None else None
-        return self.render(picture, request, style_picture)
+        result = self.render(picture, request, style_picture)
+        return replace(result, seconds=time.perf_counter() - started)
 
     # -- styles -----------------------------------------------------------------------------
 
-    def _apply(self, style: Style, rgb: np.ndarray) -> np.ndarray:
+    def _apply(self, style: Style, rgb: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         if style.kind == "network":
-            return self.multistyle.run(rgb, style.weights)
+            return self.multistyle.run(rgb, style.weights, run_options(cancel))
         if style.kind == "filter":
             return FILTERS[style.filter](rgb)
         if style.kind == "custom":
-            return self._custom(style, rgb)
+            return self._custom(style, rgb, cancel)
         raise UnknownStyle(style.key)
 
-    def _custom(self, style: Style, rgb: np.ndarray) -> np.ndarray:
+    def _custom(self, style: Style, rgb: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         height, width = rgb.shape[:2]
         pad_h, pad_w = (-height) % 8, (-width) % 8
         x = rgb.astype(np.float32) * np.float32(style.input_range / 255.0)
         x = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
         session = self.sessions.session(style.model)
-        out = session.run(None, {session.get_inputs()[0].name: x})[0][0, :, :height, :width]
+        out = session.run(None, {session.get_inputs()[0].name: x}, run_options(cancel))[0][0, :, :height, :width]
         out = out.transpose(1, 2, 0) * np.float32(255.0 / style.input_range)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
-    def _picture_style(self, rgb: np.ndarray, style_rgb: np.ndarray, strength: float) -> np.ndarray:
+    def _picture_style(self, rgb: np.ndarray, style_rgb: np.ndarray, strength: float, cancel: Cancellation | None = None) -> np.ndarray:
         import cv2
 
-        vector = self.arbitrary.style_vector(style_rgb)
+        options = run_options(cancel)
+        vector = self.arbitrary.style_vector(style_rgb, options)
         if strength < 1.0:
             # Move between the photo's own style and the picture's: 0 stays close to the photo.
-            vector = strength * vector + (1.0 - strength) * self.arbitrary.style_vector(rgb)
-        small = self.arbitrary.run(rgb, vector)
+            vector = strength * vector + (1.0 - strength) * self.arbitrary.style_vector(rgb, options)
+        small = self.arbitrary.run(rgb, vector, options)
         height, width = rgb.shape[:2]
         small_h, small_w = small.shape[:2]
         up = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -244,8 +267,15 @@ class AsyncEngine:
     """Runs engine work in worker threads, never on the event loop.
 
     At most ``concurrency`` calls run at once; the rest wait on a semaphore, where cancelling
-    the awaiting task removes the work before it has started.
+    the awaiting task removes the work before it has started. Cancelling it once the work runs
+    stops the work itself (a `Cancellation` handed to it), and the slot is given back only when
+    the worker thread is free again.
     """
+
+    # How long a cancelled call waits for its worker to stop (a killed decode or a terminated
+    # onnxruntime run stops within milliseconds; face detection and JPEG encoding take a
+    # fraction of a second and are not interrupted).
+    STOP_WAIT = 10.0
 
     def __init__(self, engine: Engine, concurrency: int | None = None) -> None:
         self.engine = engine
@@ -254,11 +284,18 @@ class AsyncEngine:
         self._slots = asyncio.Semaphore(limit)
 
     async def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, cancel=<Cancellation>, **kwargs)`` in a worker thread."""
         async with self._slots:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+            cancel = Cancellation()
+            work = self._executor.submit(partial(fn, *args, cancel=cancel, **kwargs))
+            try:
+                return await asyncio.wrap_future(work)
+            except asyncio.CancelledError:
+                cancel.cancel()
+                await asyncio.wait([asyncio.wrap_future(work)], timeout=self.STOP_WAIT)
+                raise
 
-    async def load(self, data: bytes, detect_faces: bool = True) -> Picture:
+    async def load(self, data: bytes | bytearray, detect_faces: bool = True) -> Picture:
         return await self.call(self.engine.load, data, detect_faces)
 
     async def render(self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None) -> StyledImage:

@@ -55,3 +55,10 @@ class UnknownStyle(InferenceError):
 
 class ModelIntegrityError(InferenceError):
     """A model file is missing or its SHA-256 differs from the catalogue: refuse to start."""
+
+
+class TooComplex(ImageRejected):
+    """Would cost too much to decode: a JPEG with absurdly many scans, or any input whose
+    decoding ran past its CPU or time limit."""
+
+    reason = "too_complex"

@@ -1,14 +1,25 @@
 """Image input and output, in memory only.
 
 `decode` turns untrusted bytes into an RGB array, refusing what is too big *before* any pixel
-is decoded. `encode_jpeg` writes a fresh JPEG that carries none of the input's metadata (no
-EXIF, GPS or ICC) and an honest AI label in XMP. Nothing here touches the file system.
+is decoded, and decoding in a short-lived child process that the kernel stops after a few
+seconds of CPU (see `isolated`). `encode_jpeg` writes a fresh JPEG that carries none of the
+input's metadata (no EXIF, GPS or ICC) and an honest AI label in XMP. Nothing here touches the
+file system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import io
+import json
 import math
+import mmap
+import os
+import resource
+import select
+import signal
+import time
 import warnings
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
@@ -16,9 +27,12 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+from .cancel import Cancellation, Cancelled
 from .errors import (
     CorruptImage,
     EmptyImage,
+    ImageRejected,
+    TooComplex,
     TooManyBytes,
     TooManyPixels,
     TooSmall,
@@ -47,6 +61,21 @@ class DecodeLimits:
     max_pixels: int = 50_000_000
     max_side: int = 1280
     min_side: int = 32
+    # Scans in one JPEG. libjpeg's default progression writes 10 scans for a colour photo (6
+    # for grey), mozjpeg and jpegli about as many, Photoshop 3 to 5; a scan bomb repeats scans
+    # thousands of times, each one a pass over every block of the picture (about 5 ms at 48 MP
+    # here, measured). 100 leaves a wide margin for real files (a phone's multi-picture JPEG
+    # adds a few more) and keeps the worst allowed file well under a second.
+    max_scans: int = 100
+    # CPU seconds one decode may use: its child process gets SIGXCPU past this and SIGKILL a
+    # second later (RLIMIT_CPU). A 48 MP PNG, the slowest real input, takes 0.8 s here.
+    cpu_seconds: int = 2
+    # Wall-clock seconds before the child is killed whatever it is doing (e.g. starved of CPU
+    # on a busy machine, or stuck): generous, the CPU limit is the real bound.
+    wall_seconds: float = 20.0
+    # Memory the child may allocate beyond what it shares with the bot (RLIMIT_DATA): a 50 MP
+    # RGBA PNG, the largest real input, needs about 450 MB while it is flattened and fitted.
+    memory_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,16 +109,34 @@ class AILabel:
         return packet.encode("utf-8")
 
 
-def decode(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
+def decode(data: bytes | bytearray, limits: DecodeLimits = DecodeLimits(), cancel: Cancellation | None = None) -> np.ndarray:
     """Return the picture in ``data`` as a C-contiguous HxWx3 uint8 RGB array.
 
     EXIF orientation is applied, transparency is flattened onto white, any mode becomes RGB,
     and the long side is brought down to ``limits.max_side``.
+
+    Cheap checks run here; the decoding itself runs in a child process (`isolated`) that is
+    killed after ``limits.cpu_seconds`` of CPU, or at once when ``cancel`` is cancelled. The
+    array lives in anonymous shared memory (never a file) that is unmapped when the array is
+    dropped; the caller zeroes it when the picture is released.
     """
     if not data:
         raise EmptyImage("no bytes")
     if len(data) > limits.max_bytes:
         raise TooManyBytes(f"{len(data)} bytes > {limits.max_bytes}")
+    if _signature(data) == "JPEG":
+        # Every scan libjpeg reads starts with the two bytes FF DA (entropy-coded data escapes
+        # FF, so they cannot occur there): counting them is an upper bound on the scans it
+        # would decode, however the file is built. Metadata may add a false one now and then.
+        scans = data.count(b"\xff\xda")
+        if scans > limits.max_scans:
+            raise TooComplex(f"{scans} JPEG scans > {limits.max_scans}")
+    return isolated(decode_here, data, limits, cancel)
+
+
+def decode_here(data: bytes | bytearray, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
+    """`decode` in this process, without the CPU limit: what the child process runs (and what
+    tests use to watch Pillow's own allocations)."""
     with warnings.catch_warnings():
         # Pillow warns (rather than raises) between 1x and 2x MAX_IMAGE_PIXELS: our own limit is
         # the one that decides. It also warns about broken metadata in the file ("Corrupt EXIF
@@ -100,8 +147,180 @@ def decode(data: bytes, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
         image = _decode(data, limits)
     if min(image.size) < limits.min_side:
         raise TooSmall(f"{image.size[0]}x{image.size[1]} after fitting to {limits.max_side}")
-    # A writable array of our own, so the caller can zero it when the picture is released.
     return np.array(image, dtype=np.uint8, order="C")
+
+
+# -- decoding in a child process --------------------------------------------------------------
+
+_REFUSALS = {cls.reason: cls for cls in (EmptyImage, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat, CorruptImage, TooComplex)}
+
+
+def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancellation | None = None) -> np.ndarray:
+    """Run ``work(data, limits)`` (a decoder returning an HxWx3 uint8 array no larger than
+    ``limits.max_side`` on each side) in a forked child process and return its array.
+
+    * The child has ``limits.cpu_seconds`` of CPU (RLIMIT_CPU, enforced by the kernel) and
+      ``limits.wall_seconds`` of wall time; a bomb of any kind is killed, not waited for.
+    * Pixels come back through an anonymous ``MAP_SHARED`` mapping made before the fork: memory
+      only, in no file system (not even /dev/shm). The child's heap (the full-size picture,
+      libjpeg's and Pillow's buffers, every intermediate copy) goes when it exits.
+    * A crash of the decoder (a hostile file meeting a bug in a C library) only ends the child.
+    * ``cancel`` kills the child at once.
+    The child reports through a pipe in a fixed JSON form, and the parent trusts nothing it says
+    beyond what it checks: a child that ran hostile input is not trusted with a pickle.
+    """
+    if cancel is not None:
+        cancel.check()
+    side = limits.max_side
+    capacity = min(side * side, limits.max_pixels) * 3
+    shared = mmap.mmap(-1, max(capacity, 1), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    report_r, report_w = os.pipe()
+    parent = os.getpid()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process may deadlock the child: a child
+        # that takes a lock another thread held at the fork. This one only decodes with Pillow
+        # and numpy (no logging, no onnxruntime, no asyncio) and leaves with os._exit; should it
+        # ever hang, the wall-clock limit kills it.
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(report_r)
+        _child(work, data, limits, shared, report_w, parent)
+    os.close(report_w)
+    report, timed_out, status = b"", True, 0
+    try:
+        if cancel is not None:
+            cancel.add_child(pid)
+        report, timed_out = _read_report(report_r, limits.wall_seconds)
+    finally:
+        if cancel is not None:
+            cancel.remove_child(pid)  # before reaping it: until then the pid cannot be reused
+        if timed_out:
+            _kill(pid)
+        _, status = os.waitpid(pid, 0)
+        os.close(report_r)
+    killed = _failure(status, timed_out, limits)
+    if cancel is not None and cancel.cancelled:
+        shared.close()
+        raise Cancelled("decoding was cancelled")
+    if killed:
+        shared.close()
+        raise killed
+    try:
+        message = json.loads(report.decode("ascii"))
+        if "error" in message:
+            raise _REFUSALS.get(message["error"], CorruptImage)(str(message.get("detail", ""))[:200])
+        height, width = int(message["height"]), int(message["width"])
+    except ImageRejected:
+        shared.close()
+        raise
+    except Exception:
+        shared.close()
+        raise CorruptImage("the decoder gave no usable answer") from None
+    if not (0 < height <= side and 0 < width <= side and height * width * 3 <= capacity):
+        shared.close()
+        raise CorruptImage("the decoder answered with an impossible size")
+    # A view of the shared memory, not a copy: the array is the one place the pixels are, and
+    # dropping it unmaps them.
+    return np.frombuffer(shared, dtype=np.uint8, count=height * width * 3).reshape(height, width, 3)
+
+
+def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, parent: int) -> None:
+    code = 0
+    try:
+        # No core dump of a picture, and no traceback of a crash on the bot's stderr.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        faulthandler.disable()
+        # Signals meant for the bot (Ctrl-C reaches the whole process group, systemd's stop the
+        # whole cgroup) are the bot's to handle: it cancels, and cancelling kills this child.
+        # The parent's asyncio wake-up pipe is inherited and must not hear them from here.
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        _die_with_parent(parent)
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        _limit_memory(limits.memory_bytes)
+        try:
+            rgb = work(data, limits)
+            height, width = rgb.shape[:2]
+            if rgb.dtype != np.uint8 or rgb.shape != (height, width, 3) or height * width * 3 > len(shared):
+                raise CorruptImage("decoded to an unexpected shape")
+            np.frombuffer(shared, dtype=np.uint8, count=rgb.size).reshape(rgb.shape)[...] = rgb
+            message = {"height": height, "width": width}
+        except ImageRejected as exc:
+            message = {"error": exc.reason, "detail": exc.detail}
+        except MemoryError:
+            message = {"error": TooManyPixels.reason, "detail": "out of memory"}
+        except Exception as exc:
+            message = {"error": CorruptImage.reason, "detail": type(exc).__name__}
+        os.write(report_w, json.dumps(message).encode("ascii"))
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+
+
+def _limit_memory(budget: int) -> None:
+    """RLIMIT_DATA counts the heap and private writable mappings, the bot's included (shared
+    with this child since the fork): allow ``budget`` bytes on top of those."""
+    try:
+        with open("/proc/self/status") as f:
+            data = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmData:"))
+    except (OSError, StopIteration, ValueError):
+        return  # not Linux: the CPU limit still bounds the decode
+    resource.setrlimit(resource.RLIMIT_DATA, (data + budget, data + budget))
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this child if the bot dies (kill -9 included), instead of decoding for nobody."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the CPU limit still ends it
+    if os.getppid() != parent:  # the bot died before the line above
+        os._exit(1)
+
+
+def _read_report(report_r: int, wall_seconds: float) -> tuple[bytes, bool]:
+    """The child's report, read until it closes the pipe (it exits); True if the child must be
+    killed (time ran out, or it is not behaving like our decoder)."""
+    deadline = time.monotonic() + wall_seconds
+    chunks: list[bytes] = []
+    poller = select.poll()
+    poller.register(report_r, select.POLLIN | select.POLLHUP)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b"", True
+        if not poller.poll(min(left, 1.0) * 1000):
+            continue
+        chunk = os.read(report_r, 4096)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > 4096:
+            return b"", True  # a child that talks this much is not our decoder any more
+
+
+def _failure(status: int, timed_out: bool, limits: DecodeLimits) -> ImageRejected | None:
+    if timed_out:
+        return TooComplex(f"decoding took more than {limits.wall_seconds:g} s")
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum in (signal.SIGXCPU, signal.SIGKILL):
+            return TooComplex(f"decoding used more than {limits.cpu_seconds} s of CPU")
+        return CorruptImage(f"the decoder crashed ({signal.Signals(signum).name})")
+    if os.WEXITSTATUS(status) != 0:
+        return CorruptImage("the decoder failed")
+    return None
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _decode(data: bytes, limits: DecodeLimits) -> Image.Image:

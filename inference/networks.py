@@ -40,8 +40,9 @@ class MultiStyleNetwork:
     def _session(self):
         return self._sessions.session(self.model, rewrite=FAST_REWRITE)
 
-    def run(self, rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Stylise an HxWx3 uint8 array with a normalised 26-vector of style weights."""
+    def run(self, rgb: np.ndarray, weights: np.ndarray, run_options=None) -> np.ndarray:
+        """Stylise an HxWx3 uint8 array with a normalised 26-vector of style weights.
+        ``run_options`` (onnxruntime RunOptions) lets another thread terminate the run."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("expected an HxWx3 uint8 array")
         height, width = rgb.shape[:2]
@@ -49,7 +50,7 @@ class MultiStyleNetwork:
             raise ValueError(f"both sides need at least {MIN_SIDE} pixels, got {width}x{height}")
         weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(NUM_STYLES)
         x = _network_input(rgb)
-        styled = self._session().run(None, {"image": x, "style_weights": weights})[0][0]
+        styled = self._session().run(None, {"image": x, "style_weights": weights}, run_options)[0][0]
         return _from_phases(styled, height, width)
 
 
@@ -347,7 +348,7 @@ class ArbitraryStyleNetwork:
         self._sessions.session(self.predict_model)
         self._sessions.session(self.transform_model)
 
-    def style_vector(self, rgb: np.ndarray) -> np.ndarray:
+    def style_vector(self, rgb: np.ndarray, run_options=None) -> np.ndarray:
         """The 100-number style of a picture (centre square, 256x256)."""
         import cv2
 
@@ -359,9 +360,9 @@ class ArbitraryStyleNetwork:
         small = cv2.resize(square, (ARBITRARY_STYLE_SIDE, ARBITRARY_STYLE_SIDE), interpolation=interp)
         x = (small.astype(np.float32) * np.float32(1 / 255))[None]
         session = self._sessions.session(self.predict_model)
-        return session.run(None, {session.get_inputs()[0].name: x})[0]
+        return session.run(None, {session.get_inputs()[0].name: x}, run_options)[0]
 
-    def run(self, rgb: np.ndarray, style: np.ndarray) -> np.ndarray:
+    def run(self, rgb: np.ndarray, style: np.ndarray, run_options=None) -> np.ndarray:
         """Stylise at 384 px on the long side; returns the small result (caller upsamples)."""
         import cv2
 
@@ -377,7 +378,7 @@ class ArbitraryStyleNetwork:
         )
         session = self._sessions.session(self.transform_model)
         names = [i.name for i in session.get_inputs()]
-        out = session.run(None, {names[0]: x[None], names[1]: style.astype(np.float32)})[0]
+        out = session.run(None, {names[0]: x[None], names[1]: style.astype(np.float32)}, run_options)[0]
         return to_uint8_hwc(out[0, :small_h, :small_w].transpose(2, 0, 1))
 
 

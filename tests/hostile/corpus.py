@@ -21,6 +21,7 @@ from inference.errors import (
     CorruptImage,
     EmptyImage,
     ImageRejected,
+    TooComplex,
     TooManyBytes,
     TooManyPixels,
     TooSmall,
@@ -124,6 +125,43 @@ def ftyp(brand: bytes, compatible: list[bytes]) -> bytes:
     return box + meta + b"\0" * 200
 
 
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, bytes) of each segment after SOI; a scan includes its entropy-coded data."""
+    segments, pos = [], 2
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            segments.append((marker, data[pos : pos + 2]))
+            break
+        end = pos + 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker == 0xDA:  # entropy-coded data runs to the next marker that is not RSTn
+            while True:
+                end = data.index(b"\xff", end)
+                if data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                    end += 2
+                    continue
+                break
+        segments.append((marker, data[pos:end]))
+        pos = end
+    return segments
+
+
+def scan_bomb(width: int = 4000, height: int = 3000, scans: int = 4000) -> bytes:
+    """A progressive JPEG with one cheap AC scan repeated ``scans`` times: a few bytes each
+    (end-of-band runs), but every one is a pass of libjpeg over every block of the picture.
+    Within the pixel limit; without a scan limit this one costs seconds of CPU to decode, and
+    the same at 20 MB costs minutes."""
+    cells = np.random.default_rng(1).integers(0, 256, (height // 64 + 1, width // 64 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(cells).resize((width, height), Image.Resampling.BILINEAR)  # smooth: no high frequencies
+    data = encoded(image, "JPEG", quality=50, progressive=True)
+    segments = jpeg_segments(data)
+    # the smallest scan that refines AC coefficients (spectral start Ss > 0)
+    ac_scans = [body for marker, body in segments if marker == 0xDA and body[5 + 2 * body[4]] > 0]
+    cheap = min(ac_scans, key=len)
+    head = data[:2] + b"".join(body for marker, body in segments if marker != 0xD9)
+    return head + cheap * scans + b"\xff\xd9"
+
+
 def sixteen_bit_png() -> tuple[bytes, np.ndarray]:
     values = np.zeros((48, 64), dtype=np.uint16)
     values[:, :16] = 65535
@@ -171,6 +209,8 @@ def _build() -> list[Case]:
     at = sof.find(b"\xff\xc0")
     sof[at + 5 : at + 9] = struct.pack(">HH", 65500, 65500)
     cases.append(Case("jpeg-bomb-65500x65500", bytes(sof), TooManyPixels, "a JPEG whose SOF claims 65500x65500"))
+
+    cases.append(Case("jpeg-scan-bomb", scan_bomb(), TooComplex, "a progressive JPEG with 4000 repeated scans: seconds of CPU in 540 KB (minutes at 20 MB)"))
 
     gif, first = many_frames_gif()
     cases.append(Case("gif-1000-frames", gif, OK, "an animated GIF with 1000 frames: the first one is used", (48, 48), first, 1.0))

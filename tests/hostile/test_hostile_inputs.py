@@ -25,8 +25,8 @@ from bot import cli
 from handlers.replies import EditText, SendPhotos, SendText
 from handlers.texts import t
 from inference import StyleRequest
-from inference.errors import CorruptImage, EmptyImage, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat
-from inference.imageio import decode
+from inference.errors import CorruptImage, EmptyImage, TooComplex, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat
+from inference.imageio import decode, decode_here
 from tests.hostile.corpus import CORPUS_NAMES, Case, corpus
 from tests.privacy_scan import SKIP_DIRS
 
@@ -42,6 +42,7 @@ MESSAGE = {
     TooManyPixels: "photo.too_many_pixels",
     TooSmall: "photo.too_small",
     TooManyBytes: "photo.too_large",
+    TooComplex: "photo.too_complex",
 }
 
 
@@ -186,6 +187,10 @@ def test_engine_gives_the_typed_refusal_or_a_correct_jpeg_in_bounded_memory(engi
     if not case.ok:
         assert type(caught.value) is case.expected
         if case.expected is TooManyPixels:
+            # The engine decodes in a child process; watch Pillow in this one.
+            Image.core.reset_stats()
+            with pytest.raises(TooManyPixels):
+                decode_here(case.data)
             assert Image.core.get_stats()["new_count"] == 0, "pixel storage allocated for a bomb"
         return
     assert result.jpeg[:3] == b"\xff\xd8\xff"

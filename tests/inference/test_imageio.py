@@ -19,7 +19,7 @@ from PIL import Image, ImageCms
 
 from inference import Engine, EngineConfig, StyleRequest
 from inference.errors import CorruptImage, TooManyBytes, TooManyPixels, TooSmall, UnsupportedFormat
-from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, encode_jpeg
+from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, decode_here, encode_jpeg
 from tests.hostile.corpus import encoded, png_chunk
 
 LABEL = AILabel(SOURCE_FILTER, "Test style", "Darkroom test")
@@ -129,16 +129,20 @@ def test_default_byte_limit_is_twenty_mebibytes(monkeypatch):
 def test_png_decompression_bomb_is_refused_from_its_header(monkeypatch):
     bomb = png_claiming(60000, 60000)
     assert len(bomb) < 200  # a few bytes that would decode to 10.8 GB of pixels
-    with no_pixel_decoding(monkeypatch):
+    with no_pixel_decoding(monkeypatch):  # in this process, where Pillow can be watched
         with pytest.raises(TooManyPixels):
-            decode(bomb)
+            decode_here(bomb)
+    with pytest.raises(TooManyPixels):  # and the same through the decode child
+        decode(bomb)
 
 
 def test_jpeg_decompression_bomb_is_refused_from_its_header(monkeypatch):
     bomb = jpeg_claiming(65500, 65500)
-    with no_pixel_decoding(monkeypatch):
+    with no_pixel_decoding(monkeypatch):  # in this process, where Pillow can be watched
         with pytest.raises(TooManyPixels):
-            decode(bomb)
+            decode_here(bomb)
+    with pytest.raises(TooManyPixels):  # and the same through the decode child
+        decode(bomb)
 
 
 @pytest.mark.parametrize("maker", [png_claiming, jpeg_claiming])
@@ -146,17 +150,21 @@ def test_our_own_pixel_limit_refuses_where_pillow_would_only_warn(monkeypatch, m
     # 8000 x 8000 = 64 M pixels: over our 50 M limit, under Pillow's own error threshold (179 M),
     # so this is our check, not Pillow's, and it happens before any pixel is decoded.
     data = maker(8000, 8000)
-    with no_pixel_decoding(monkeypatch):
+    with no_pixel_decoding(monkeypatch):  # in this process, where Pillow can be watched
         with pytest.raises(TooManyPixels):
-            decode(data)
+            decode_here(data)
+    with pytest.raises(TooManyPixels):  # and the same through the decode child
+        decode(data)
 
 
 def test_pixel_limit_is_configurable_and_exact(monkeypatch):
     data = encoded(Image.fromarray(asymmetric(100, 100)), "PNG")
     assert decode(data, DecodeLimits(max_pixels=10_000)).shape == (100, 100, 3)
-    with no_pixel_decoding(monkeypatch):
+    with no_pixel_decoding(monkeypatch):  # in this process, where Pillow can be watched
         with pytest.raises(TooManyPixels):
-            decode(data, DecodeLimits(max_pixels=9_999))
+            decode_here(data, DecodeLimits(max_pixels=9_999))
+    with pytest.raises(TooManyPixels):  # and the same through the decode child
+        decode(data, DecodeLimits(max_pixels=9_999))
 
 
 def test_large_transparent_png_is_flattened_without_extra_full_size_copies():
@@ -168,7 +176,7 @@ def test_large_transparent_png_is_flattened_without_extra_full_size_copies():
     if not vm_peak_reset():
         pytest.skip("this kernel does not let a process reset its peak RSS (/proc/self/clear_refs)")
     before = vm_status("VmRSS")
-    rgb = decode(data)
+    rgb = decode_here(data)  # in this process, so that its peak RSS is the one measured
     grown = vm_status("VmHWM") - before
     assert rgb.shape == (1280, 1280, 3)
     assert np.abs(rgb[600, 600].astype(int) - (228, 132, 132)).max() <= 2  # 50 % red over white

@@ -1,0 +1,248 @@
+"""Decoding is bounded in CPU time, and cancelling really stops it (inference/imageio.py,
+inference/cancel.py).
+
+The decode runs in a forked child with RLIMIT_CPU; these tests drive that mechanism with
+deliberately slow, stuck or crashing decoders, and the scan bomb of the hostile corpus.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.cancel import Cancellation, Cancelled
+from inference.errors import CorruptImage, TooComplex, TooManyPixels
+from inference.imageio import DecodeLimits, decode, isolated
+from tests.hostile.corpus import encoded, jpeg_segments, scan_bomb
+from tests.processes import children, wait_for
+
+
+def running(pid: int) -> bool:
+    """Alive (a zombie waiting for a reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def burn(data, limits):
+    while True:  # a decoder that never finishes (what a bomb does to libjpeg)
+        pass
+
+
+def sleep_forever(data, limits):
+    time.sleep(3600)  # stuck without using CPU: only the wall clock can end this
+
+
+def crash(data, limits):
+    os.kill(os.getpid(), signal.SIGSEGV)  # a C decoder meeting a hostile file
+
+
+def small_picture(data, limits):
+    return np.full((40, 50, 3), 7, np.uint8)
+
+
+PHOTO = encoded(Image.new("RGB", (64, 48), (120, 80, 40)), "JPEG")
+
+
+# -- the scan bomb --------------------------------------------------------------------------------
+
+
+def test_scan_bomb_is_refused_from_its_scan_count_without_decoding(monkeypatch):
+    bomb = scan_bomb()
+    assert bomb.count(b"\xff\xda") > 1000
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("a decode child was started for a scan bomb"))
+    started = time.monotonic()
+    with pytest.raises(TooComplex):
+        decode(bomb)
+    assert time.monotonic() - started < 1.0  # counted, not decoded (the decode takes seconds)
+
+
+def test_real_progressive_jpegs_are_well_within_the_scan_limit():
+    rgb = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x010E] = "a camera"
+    for mode in ("RGB", "L", "CMYK"):
+        data = encoded(Image.fromarray(rgb).convert(mode), "JPEG", quality=90, progressive=True, exif=exif.tobytes())
+        scans = sum(1 for marker, _ in jpeg_segments(data) if marker == 0xDA)
+        assert 1 < scans <= 20 and data.count(b"\xff\xda") < DecodeLimits().max_scans / 5
+        assert decode(data).shape == (300, 400, 3)
+
+
+def test_the_scan_limit_counts_every_scan_libjpeg_could_read():
+    ok = scan_bomb(400, 300, scans=DecodeLimits().max_scans - 10 - 1)  # 10 scans of its own
+    assert decode(ok).shape == (300, 400, 3)
+    with pytest.raises(TooComplex):
+        decode(scan_bomb(400, 300, scans=DecodeLimits().max_scans - 10 + 1))
+
+
+def test_the_scan_bomb_is_also_stopped_by_the_cpu_limit_when_the_count_is_not_enough():
+    """With no scan limit at all, the child burns its CPU seconds and is killed."""
+    limits = DecodeLimits(max_scans=10**9, cpu_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(TooComplex):
+        decode(scan_bomb(), limits)
+    assert time.monotonic() - started < 20  # generous: 1 s of CPU on a shared machine
+    assert children() == set()
+
+
+# -- the child process ------------------------------------------------------------------------------
+
+
+def test_a_decode_burning_cpu_is_killed_by_the_kernel_at_its_cpu_limit():
+    started = time.monotonic()
+    with pytest.raises(TooComplex, match="CPU"):
+        isolated(burn, PHOTO, DecodeLimits(cpu_seconds=1))
+    assert time.monotonic() - started < 20
+    assert children() == set()
+
+
+def test_a_stuck_decode_is_killed_at_the_wall_clock_limit():
+    started = time.monotonic()
+    with pytest.raises(TooComplex, match="took more than"):
+        isolated(sleep_forever, PHOTO, DecodeLimits(wall_seconds=1.0))
+    assert time.monotonic() - started < 10
+    assert children() == set()
+
+
+def test_a_crashing_decoder_only_ends_its_child():
+    with pytest.raises(CorruptImage, match="SIGSEGV"):
+        isolated(crash, PHOTO, DecodeLimits())
+    assert children() == set()
+    assert decode(PHOTO).shape == (48, 64, 3)  # and this process decodes on
+
+
+def test_an_answer_of_an_impossible_size_is_not_believed():
+    def too_wide(data, limits):
+        return np.zeros((10, limits.max_side + 1, 3), np.uint8)
+
+    with pytest.raises(CorruptImage):
+        isolated(too_wide, PHOTO, DecodeLimits())
+
+
+def test_pixels_come_back_in_anonymous_shared_memory_not_in_a_file():
+    rgb = isolated(small_picture, PHOTO, DecodeLimits())
+    assert rgb.shape == (40, 50, 3) and (rgb == 7).all() and rgb.flags.writeable
+    address = rgb.__array_interface__["data"][0]
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end:
+                region = fields[5].strip() if len(fields) > 5 else ""
+                break
+        else:
+            pytest.fail("the array is in no mapping")
+    # The kernel's name for MAP_SHARED|MAP_ANONYMOUS memory: backed by no file anyone can open
+    # (a POSIX shared memory object would show as /dev/shm/<name>).
+    assert region == "/dev/zero (deleted)", region
+    assert "s" in fields[1]  # shared with the (now gone) child
+
+
+# -- cancelling ------------------------------------------------------------------------------------
+
+
+def test_cancel_kills_the_running_decode_child():
+    cancel = Cancellation()
+    outcome: dict[str, BaseException] = {}
+
+    def run():
+        try:
+            isolated(sleep_forever, PHOTO, DecodeLimits(), cancel)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert wait_for(lambda: children() != set()), "no decode child started"
+    started = time.monotonic()
+    cancel.cancel()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 5
+    assert isinstance(outcome["error"], Cancelled)
+    assert children() == set()
+
+
+def test_a_cancelled_cancellation_starts_no_child(monkeypatch):
+    cancel = Cancellation()
+    cancel.cancel()
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked after cancel"))
+    with pytest.raises(Cancelled):
+        decode(PHOTO, DecodeLimits(), cancel)
+
+
+def test_cancel_terminates_a_running_onnxruntime_session(engine):
+    """RunOptions.terminate, set from another thread, ends InferenceSession.run early."""
+    rgb = np.random.default_rng(3).integers(0, 256, (960, 1280, 3), dtype=np.uint8)
+    weights = np.zeros(26, np.float32)
+    weights[0] = 1
+    cancel = Cancellation()
+    outcome: dict[str, object] = {}
+
+    def run():
+        try:
+            for _ in range(100):  # far longer than the test waits, unless terminated
+                engine.multistyle.run(rgb, weights, cancel.run_options())
+            outcome["finished"] = True
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.5)
+    cancel.cancel()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the run was not terminated"
+    assert "terminate" in str(outcome.get("error", "")).lower(), outcome
+
+
+def test_a_decode_child_ignores_the_bots_signals_and_dies_with_it():
+    """Ctrl-C or systemd's stop reach the child too: the bot decides (it cancels); and a child
+    whose bot was killed is killed with it (PR_SET_PDEATHSIG)."""
+    import subprocess
+    import sys
+
+    program = (
+        "import os, time\n"
+        "from inference.imageio import isolated, DecodeLimits\n"
+        "def sleepy(data, limits):\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    time.sleep(3600)\n"
+        "isolated(sleepy, b'x', DecodeLimits(wall_seconds=3600))\n"
+    )
+    bot = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(bot.stdout.readline())
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(child, signum)
+        time.sleep(0.3)
+        assert running(child), "a signal meant for the bot ended the decode child"
+        bot.kill()
+        bot.wait(timeout=10)
+        assert wait_for(lambda: not running(child), timeout=5), "the decode child outlived the bot"
+    finally:
+        bot.kill()
+
+
+def test_a_decode_allocating_too_much_memory_is_refused():
+    def hog(data, limits):
+        return np.ones((3 * 1024, 1024, 1024), np.uint8)  # 3 GiB
+
+    with pytest.raises(TooManyPixels, match="out of memory"):
+        isolated(hog, PHOTO, DecodeLimits(memory_bytes=512 * 1024 * 1024))
+    assert children() == set()
+
+
+def test_the_largest_real_input_fits_the_memory_budget():
+    """A 50 MP RGBA PNG (flattened onto white, then fitted) decodes within the default limits."""
+    side = 7000
+    data = encoded(Image.new("RGBA", (side, side), (200, 10, 10, 128)), "PNG")
+    assert decode(data).shape == (1280, 1280, 3)
