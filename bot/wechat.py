@@ -151,8 +151,9 @@ class WeChatPlatform:
             log.warning("rejected an oversized /wechat request")
             return web.Response(status=413, text="too large")
         try:
-            _refuse_dangerous_xml(body)
-            if query.get("encrypt_type", "raw") == "aes":
+            encrypted = query.get("encrypt_type", "raw") == "aes"
+            _refuse_dangerous_xml(body, envelope=encrypted)
+            if encrypted:
                 if self._crypto is None:
                     log.warning("an encrypted /wechat request arrived but WECHAT_AES_KEY is not set")
                     return web.Response(status=400, text="safe mode not configured")
@@ -407,13 +408,32 @@ class WeChatPlatform:
         return media_id
 
 
-def _refuse_dangerous_xml(body: bytes) -> None:
+# The fields Darkroom reads. WeChat sends each once, as text; anything else (nested elements,
+# repeats) would reach wechatpy's typed fields as dicts or lists and fail deep inside.
+REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+TEXT_FIELDS = REQUIRED_FIELDS + ("MsgId", "Content", "MediaId", "Event", "Encrypt")
+NUMBER_FIELDS = ("CreateTime", "MsgId")
+
+
+def _refuse_dangerous_xml(body: bytes, envelope: bool = False) -> None:
     """Parse once with defusedxml: DTDs, entity declarations (billion laughs, external entities)
-    are refused before wechatpy's parser ever sees the document."""
+    are refused before wechatpy's parser ever sees the document, and so is any document that is
+    not shaped like a WeChat message (``envelope``: the encrypted wrapper of safe mode)."""
     try:
-        SafeXML.fromstring(body, forbid_dtd=True)
+        root = SafeXML.fromstring(body, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise ValueError(f"unsafe XML: {type(exc).__name__}") from None
+    if root.tag != "xml":
+        raise ValueError("not a WeChat message")
+    for name in ("Encrypt",) if envelope else REQUIRED_FIELDS:
+        if root.find(name) is None:
+            raise ValueError("not a WeChat message")
+    for name in TEXT_FIELDS:
+        found = root.findall(name)
+        if len(found) > 1 or any(len(element) for element in found):
+            raise ValueError("not a WeChat message")
+        if found and name in NUMBER_FIELDS and not (found[0].text or "").strip().isdigit():
+            raise ValueError("not a WeChat message")
 
 
 def _command(content: str) -> tuple[str, str] | None:
