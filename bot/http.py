@@ -42,7 +42,7 @@ def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None
                 data = json.loads(raw)
                 if not isinstance(data, dict) or "update_id" not in data:
                     raise ValueError("not an update")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
                 log.warning("rejected a malformed /telegram request")
                 return web.Response(status=400, text="bad request")
             try:
