@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .pseudonym import KEY_FORMAT
+
 DATABASE = "darkroom.sqlite3"
 WAL = f"{DATABASE}-wal"
 SHM = f"{DATABASE}-shm"
@@ -44,7 +46,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
 WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums in little- / big-endian words
 SHM_VERSION = 3007000
-KEY_FORMAT = re.compile(rb"[0-9a-f]{64}\n?")  # what pseudonym.load_or_create_secret writes
 
 # Signatures long enough not to turn up by chance in hashes, sealed blobs or page headers.
 PICTURES = {
@@ -195,7 +196,7 @@ def _audit(data_dir: Path, report: Report) -> None:
 def _check_file_kinds(contents: dict[str, bytes], report: Report) -> None:
     """Each allowed name must hold what it says, or a picture could hide behind it."""
     key = contents.get(KEY)
-    if key is not None and not KEY_FORMAT.fullmatch(key):
+    if key is not None and not KEY_FORMAT.fullmatch(key.strip()):
         report.problem(f"{KEY} is not a Darkroom key (expected 64 hexadecimal digits, found {len(key)} bytes of something else)")
     db = contents.get(DATABASE)
     if db and not db.startswith(SQLITE_MAGIC):
