@@ -41,6 +41,9 @@ JOURNAL = f"{DATABASE}-journal"
 KEY = "secret.key"
 ALLOWED_FILES = {DATABASE, WAL, SHM, JOURNAL, KEY}
 TIME_COLUMNS = ("given_at", "changed_at", "started_at", "delete_at")
+# Every value Darkroom stores is small: pseudonyms, style keys, hashes, sealed chat addresses of a
+# few hundred bytes. Anything bigger is something else (a picture has no business here at all).
+MAX_VALUE_BYTES = 4096
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
@@ -61,8 +64,12 @@ PICTURES = {
 }
 _PICTURE = re.compile(b"|".join(b"(?P<g%d>%s)" % (i, p) for i, p in enumerate(PICTURES.values())), re.DOTALL)
 _KINDS = {f"g{i}": kind for i, kind in enumerate(PICTURES)}
-_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{12,}")
-_HEX_RUN = re.compile(rb"[0-9A-Fa-f]{12,}")
+# A literal every signature contains: a quick `in` test spares the regex on almost every value.
+_ANCHORS = re.compile(rb"\xff\xd8\xff|\x89PNG|GIF8|WEBP|ftyp|BM|II\*\x00|MM\x00\*|\x00\x00\x00\x0c")
+# Encoded runs shorter than these cannot hold even a tiny picture (a 1x1 GIF is 35 bytes); the
+# limits keep the 32-digit pseudonyms from being decoded over and over.
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{40,}")
+_HEX_RUN = re.compile(rb"[0-9A-Fa-f]{48,}")
 _TO_STANDARD_BASE64 = bytes.maketrans(b"-_", b"+/")
 
 
@@ -78,20 +85,26 @@ class Finding:
 
 def find_pictures(data: bytes) -> list[Finding]:
     """Picture signatures in ``data`` at any offset: raw, hex, or (standard or URL-safe) base64."""
-    found = [Finding(_KINDS[m.lastgroup], "", m.start()) for m in _PICTURE.finditer(data)]
+    found = [Finding(kind, "", offset) for kind, offset in _signatures(data)]
     for run in _HEX_RUN.finditer(data):
         text = run.group()
         for shift in (0, 1):
             chunk = text[shift:]
             decoded = binascii.unhexlify(chunk[: len(chunk) // 2 * 2])
-            found += [Finding(_KINDS[m.lastgroup], "hex", run.start()) for m in _PICTURE.finditer(decoded)]
+            found += [Finding(kind, "hex", run.start()) for kind, _ in _signatures(decoded)]
     for run in _BASE64_RUN.finditer(data.translate(_TO_STANDARD_BASE64)):
         text = run.group()
         for shift in range(4):
             chunk = text[shift:]
             decoded = base64.b64decode(chunk[: len(chunk) // 4 * 4])
-            found += [Finding(_KINDS[m.lastgroup], "base64", run.start()) for m in _PICTURE.finditer(decoded)]
+            found += [Finding(kind, "base64", run.start()) for kind, _ in _signatures(decoded)]
     return found
+
+
+def _signatures(data: bytes) -> list[tuple[str, int]]:
+    if _ANCHORS.search(data) is None:
+        return []
+    return [(_KINDS[m.lastgroup], m.start()) for m in _PICTURE.finditer(data)]
 
 
 def expected_schema() -> dict[tuple[str, str], str]:
@@ -159,7 +172,10 @@ def _audit(data_dir: Path, report: Report) -> None:
     report.line(f"  mode {mode:o}")
     report.line("\nFiles:")
     contents: dict[str, bytes] = {}
-    for root, dirs, files in os.walk(data_dir):
+    def unreadable(error: OSError) -> None:
+        report.problem(f"cannot read {error.filename} ({error.strerror}); run the audit as the bot's user or as root")
+
+    for root, dirs, files in os.walk(data_dir, onerror=unreadable):
         for name in sorted(dirs + files):
             path = Path(root) / name
             relative = str(path.relative_to(data_dir))
@@ -363,8 +379,16 @@ def _report_table(db: sqlite3.Connection, table: str, known: bool, report: Repor
                 oldest = f", oldest {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(first))}"
     report.line(f"  {table}: {count} row(s){oldest}{'' if known else '  UNEXPECTED'}")
     reported: set[tuple[str, str, str]] = set()
+    allowed = {c[0]: _storage_classes(c[1]) for c in _columns(db, table)}
     for number, row in enumerate(db.execute(f'SELECT * FROM "{table}"'), start=1):
         for column, value in zip(columns, row):
+            if value is not None and not isinstance(value, allowed[column]) and (column, "type", "") not in reported:
+                reported.add((column, "type", ""))
+                report.problem(f"a value in {table}.{column} (row {number}) is a {type(value).__name__}, not what the column holds")
+            size = len(value) if isinstance(value, (str, bytes)) else 0
+            if size > MAX_VALUE_BYTES and (column, "size", "") not in reported:
+                reported.add((column, "size", ""))
+                report.problem(f"a value in {table}.{column} (row {number}) is {size} bytes long; Darkroom stores nothing that big")
             if isinstance(value, str):
                 value = value.encode("utf-8", "surrogatepass")
             if not isinstance(value, bytes):
@@ -375,6 +399,19 @@ def _report_table(db: sqlite3.Connection, table: str, known: bool, report: Repor
                 if key not in reported:
                     reported.add(key)
                     report.problem(f"a value in {table}.{column} (row {number}) looks like a picture ({finding.label()})")
+
+
+def _storage_classes(declared: str) -> tuple[type, ...]:
+    """The Python types a column of this declared type holds when Darkroom writes it (SQLite's
+    type affinity rules)."""
+    declared = declared.upper()
+    if "INT" in declared:
+        return (int,)
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return (str,)
+    if "BLOB" in declared or not declared:
+        return (bytes,)
+    return (int, float)
 
 
 def _scan_raw_files(contents: dict[str, bytes], free_pages: set[int], found_live: set, report: Report) -> None:

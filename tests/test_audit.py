@@ -253,3 +253,16 @@ async def test_garbage_in_place_of_the_database_is_one_clear_report(tmp_path, ca
     (tmp_path / "darkroom.sqlite3").write_bytes(b"SQLite format 3\x00" + os.urandom(5000))
     code, out = run_audit(tmp_path, capsys)
     assert code == 1 and "PROBLEMS:" in out
+
+
+async def test_raw_pixels_in_an_expected_column_fail(tmp_path, capsys):
+    await make_data_dir(tmp_path)
+    pixels = Image.new("RGB", (40, 40), (9, 99, 199)).tobytes()
+    with database(tmp_path) as db:
+        db.execute("INSERT INTO preferences (person, style) VALUES ('p1', ?)", (pixels,))
+        db.execute("INSERT INTO groups (chat, enabled, changed_at) VALUES ('c1', 1, ?)", ("x" * 5000,))
+    code, out = run_audit(tmp_path, capsys)
+    assert code == 1
+    assert "preferences.style (row 1) is a bytes, not what the column holds" in out
+    assert "preferences.style (row 1) is 4800 bytes long" in out
+    assert "groups.changed_at (row 1) is a str" in out and "5000 bytes long" in out
