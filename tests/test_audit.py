@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import sqlite3
+
+import pytest
+from PIL import Image
 
 from bot.cli import main
 from bot.pseudonym import load_or_create_secret
@@ -42,8 +48,6 @@ async def test_a_readable_key_fails_the_audit(tmp_path, capsys):
 
 async def test_a_picture_in_the_database_fails_the_audit(tmp_path, capsys):
     await make_data_dir(tmp_path)
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "darkroom.sqlite3") as db:
         db.execute("CREATE TABLE photos (data BLOB)")
         db.execute("INSERT INTO photos VALUES (?)", (b"\xff\xd8\xff\xe0JFIF",))
@@ -58,15 +62,6 @@ def test_missing_data_dir_means_nothing_stored(tmp_path, capsys):
 
 
 # -- hidden pictures: each of these once passed the audit -------------------------------------
-
-import base64
-import io
-import sqlite3
-
-import pytest
-from PIL import Image
-
-from bot import audit as audit_module
 
 
 def a_jpeg() -> bytes:
