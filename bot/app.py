@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +23,7 @@ from .jobs import FairQueue
 from .logs import REDACTOR
 from .pseudonym import Pseudonymizer, load_or_create_secret
 from .router import Router
-from .settings import Settings
+from .settings import Settings, StartupError
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
@@ -73,6 +76,32 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
     )
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory private (0700, whatever the umask), and refuse to start when it
+    cannot be written or when the key or the database can be read by other users."""
+    data_dir = settings.data_dir
+    try:
+        if not data_dir.is_dir():
+            data_dir.mkdir(parents=True, mode=0o700)
+            os.chmod(data_dir, 0o700)  # parents=True and the umask must not decide this
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable by this user")
+    except OSError as exc:
+        raise StartupError(
+            f"the data directory {data_dir} cannot be created or written ({exc.strerror}); check DARKROOM_DATA_DIR and its permissions"
+        ) from None
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        log.warning("the data directory %s is open to other users (mode %o); run chmod 700 on it", data_dir, mode)
+    for path in (settings.secret_file, settings.database, *(settings.database.with_name(settings.database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            raise StartupError(f"{path} can be read or changed by other users (mode {mode:o}); run chmod 600 {path}")
+
+
 @dataclass
 class Darkroom:
     settings: Settings
@@ -89,6 +118,7 @@ class Darkroom:
 
     async def start(self) -> None:
         settings = self.settings
+        prepare_data_dir(settings)
         if not settings.secret:
             settings = replace(settings, secret=load_or_create_secret(settings.secret_file))
             self.settings = settings
@@ -96,7 +126,12 @@ class Darkroom:
         if self.engine is None:
             self.engine = Engine(engine_config(settings))
             await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
-        self.storage = await Storage.open(settings.database, settings.secret)
+        try:
+            self.storage = await Storage.open(settings.database, settings.secret)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(
+                f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
+            ) from None
         self.async_engine = AsyncEngine(self.engine)
         self.queue = FairQueue(
             workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles

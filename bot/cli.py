@@ -103,6 +103,11 @@ def _run() -> int:
     except (ModelIntegrityError, StartupError) as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except Exception as exc:  # one line for the operator even for what was not foreseen; no message (it may carry data)
+        from handlers.context import where
+
+        _error(f"stopped by an unexpected error: {type(exc).__name__} at {where(exc)}; please report it")
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 
 from aiohttp import web
+
+from .settings import StartupError
 
 log = logging.getLogger("darkroom.http")
 MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; photos come by reference
@@ -42,7 +45,7 @@ def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None
                 data = json.loads(raw)
                 if not isinstance(data, dict) or "update_id" not in data:
                     raise ValueError("not an update")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
                 log.warning("rejected a malformed /telegram request")
                 return web.Response(status=400, text="bad request")
             try:
@@ -73,7 +76,13 @@ class HttpServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {self.host}:{self.port} ({os.strerror(exc.errno) if exc.errno else type(exc).__name__}); "
+                "is another program using it? Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"
+            ) from None
         if self.port == 0:  # tests ask for any free port
             self.port = site._server.sockets[0].getsockname()[1]
         log.info("HTTP server listening on %s:%d", self.host, self.port)

@@ -5,6 +5,7 @@ Nothing else in Darkroom reads `os.environ`. `.env.example` documents each key.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -87,16 +88,23 @@ class Settings:
     def secret_file(self) -> Path:
         return self.data_dir / "secret.key"
 
-    def secrets(self) -> list[str]:
-        """Values that must never appear in a log line."""
-        values = [
+    def secrets(self) -> list[str | bytes]:
+        """Values that must never appear in a log line (logs.Redactor also removes their hex,
+        base64 and percent-encoded forms)."""
+        values: list[str | bytes] = [
             self.telegram_bot_token,
+            self.telegram_bot_token.partition(":")[2],  # the token's secret half on its own
             self.telegram_webhook_secret,
             self.wechat_token,
             self.wechat_secret,
             self.wechat_aes_key,
-            self.secret.hex() if self.secret else "",
+            self.secret,
         ]
+        if self.wechat_aes_key:
+            try:  # WeChat's EncodingAESKey is the base64 of the real key, without its padding
+                values.append(base64.b64decode(self.wechat_aes_key + "=", validate=True))
+            except ValueError:
+                pass
         return [v for v in values if v and len(v) >= 6]
 
 

@@ -8,6 +8,7 @@ into memory only, and retries flood control and transient network errors on the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import warnings
 from collections import defaultdict
@@ -28,6 +29,7 @@ from telegram import (
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
 
 from handlers.context import where
 from handlers.events import (
@@ -96,6 +98,23 @@ COMMANDS = {
 }
 
 
+class InvalidAnswer(TelegramError):
+    """The Bot API answered with something that is not JSON (a wrong TELEGRAM_API_URL, a proxy's
+    error page)."""
+
+
+class _Request(HTTPXRequest):
+    """PTB's own HTTP client, except that an answer that is not JSON is not logged: PTB logs the
+    whole body at ERROR, and a body from the Bot API carries names, ids and file ids."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict:
+        try:
+            return json.loads(payload.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
+            raise InvalidAnswer("the answer is not JSON") from None
+
+
 @dataclass
 class _Album:
     parts: list[Message] = field(default_factory=list)
@@ -120,10 +139,8 @@ class TelegramPlatform:
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
             .concurrent_updates(256)
-            .connect_timeout(10)
-            .read_timeout(30)
-            .write_timeout(30)
-            .media_write_timeout(60)
+            .request(_Request(connection_pool_size=256, connect_timeout=10, read_timeout=30, write_timeout=30, media_write_timeout=60))
+            .get_updates_request(_Request(connection_pool_size=1))
         )
         if settings.telegram_mode == "webhook":
             builder = builder.updater(None)  # our aiohttp server receives the updates
@@ -172,6 +189,14 @@ class TelegramPlatform:
                     ) from None
                 log.warning("the Bot API cannot be reached yet (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(2.0 ** attempt)
+            except InvalidAnswer:
+                raise StartupError(
+                    f"the Bot API at {api} answered with something that is not JSON; check TELEGRAM_API_URL (and any proxy in between)"
+                ) from None
+            except TelegramError as exc:
+                raise StartupError(
+                    f"the Bot API at {api} refused to start the bot ({type(exc).__name__}); check TELEGRAM_API_URL and TELEGRAM_BOT_TOKEN"
+                ) from None
 
     async def stop_receiving(self) -> None:
         """No new updates; the bot can still send (jobs finishing, apologies)."""

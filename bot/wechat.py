@@ -225,18 +225,20 @@ class WeChatPlatform:
         whose msg_signature covers it. Compatible mode: the encrypted part, verified, whenever it
         is present; a plaintext-only body otherwise. Plain mode: the body as it came (its
         signature covers only token, timestamp and nonce)."""
-        document = _parse_safely(body)
+        document = _parse_safely(body, required=())
         encrypted = document.find("Encrypt")
         says_aes = query.get("encrypt_type", "raw") == "aes"
         if self._crypto is None:
             if says_aes or encrypted is not None:
                 raise Refused(400, "an encrypted request, but WECHAT_ENCRYPTION is plain")
+            _require(document, REQUIRED_FIELDS)
             return body
         if encrypted is None:
             if says_aes:
                 raise Refused(400, "encrypt_type=aes without an Encrypt element")
             if self._encryption == "safe":
                 raise Refused(403, "a plaintext request while WECHAT_ENCRYPTION is safe")
+            _require(document, REQUIRED_FIELDS)
             return body
         plaintext = self._crypto.decrypt_message(
             {"Encrypt": encrypted.text or ""}, query.get("msg_signature", ""), timestamp, nonce
@@ -500,13 +502,37 @@ def _refuse(status: int, reason: str) -> web.Response:
     return web.Response(status=status, text={403: "forbidden", 413: "too large", 503: "unavailable"}.get(status, "bad request"))
 
 
-def _parse_safely(body: bytes):
-    """Parse with defusedxml: DTDs, entity declarations (billion laughs, external entities) are
-    refused before wechatpy's parser ever sees the document."""
+# The fields Darkroom reads. WeChat sends each once, as text; anything else (nested elements,
+# repeats) would reach wechatpy's typed fields as dicts or lists and fail deep inside.
+REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+TEXT_FIELDS = REQUIRED_FIELDS + ("MsgId", "Content", "MediaId", "Event", "Encrypt")
+NUMBER_FIELDS = ("CreateTime", "MsgId")
+
+
+def _parse_safely(body: bytes, required: tuple[str, ...] = REQUIRED_FIELDS):
+    """Parse once with defusedxml: DTDs, entity declarations (billion laughs, external entities)
+    are refused before wechatpy's parser ever sees the document, and so is any document that is
+    not shaped like a WeChat message: the ``required`` fields present, and every field Darkroom
+    reads there at most once, as text (numbers as digits)."""
     try:
-        return SafeXML.fromstring(body, forbid_dtd=True)
+        root = SafeXML.fromstring(body, forbid_dtd=True)
     except DefusedXmlException as exc:
         raise ValueError(f"unsafe XML: {type(exc).__name__}") from None
+    if root.tag != "xml":
+        raise ValueError("not a WeChat message")
+    _require(root, required)
+    for name in TEXT_FIELDS:
+        found = root.findall(name)
+        if len(found) > 1 or any(len(element) for element in found):
+            raise ValueError("not a WeChat message")
+        if found and name in NUMBER_FIELDS and not (found[0].text or "").strip().isdigit():
+            raise ValueError("not a WeChat message")
+    return root
+
+
+def _require(root, names: tuple[str, ...]) -> None:
+    if any(root.find(name) is None for name in names):
+        raise ValueError("not a WeChat message")
 
 
 def _command(content: str) -> tuple[str, str] | None:

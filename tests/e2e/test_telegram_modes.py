@@ -146,3 +146,33 @@ async def test_a_rejected_token_stops_start_up_with_a_clear_message(fake_telegra
         await darkroom.start()
     await darkroom.stop(grace=1.0)
     assert "wrong-token" not in str(refused.value)
+
+
+async def test_deeply_nested_json_on_the_webhook_is_a_400(fake_telegram, data_dir, engine, captured_logs):
+    fake = fake_telegram
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram"
+    depth = 200_000
+    deep = b'{"update_id": 5, "message": ' + b"[" * depth + b"]" * depth + b"}"
+    moderately_deep = {"update_id": 6, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"},
+                                                   "text": "hi", "entities": [{"x": 1}]}}
+    nest = moderately_deep["message"]
+    for _ in range(900):  # deep enough to hurt a recursive reader, shallow enough for json
+        nest["reply_to_message"] = {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}}
+        nest = nest["reply_to_message"]
+    async with running_bot(
+        fake, data_dir, engine, TELEGRAM_MODE="webhook", TELEGRAM_WEBHOOK_URL=url, DARKROOM_HTTP_PORT=str(port)
+    ):
+        secret = fake.calls_to("setWebhook")[0].params["secret_token"]
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=deep, headers=headers) as response:
+                assert response.status == 400
+            async with session.post(url, json=moderately_deep, headers=headers) as response:
+                assert response.status in (200, 400)
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+        await fake.push({"message": fake.text_message(ALICE, ALICE.id, "/start")})
+        await fake.wait_for_text("Do you agree?", chat_id=ALICE.id)
+    stream, _ = captured_logs
+    assert "Traceback" not in stream.getvalue() and "RecursionError" not in stream.getvalue()

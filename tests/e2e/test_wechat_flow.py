@@ -238,3 +238,44 @@ async def test_oversized_wechat_body_is_refused(fake_telegram, wechat_api, data_
         status, _ = await sender.post("", OPENID, raw_body=b"<xml>" + b"a" * (2 * 1024 * 1024) + b"</xml>")
         assert status == 413
     assert wechat_api.calls == []
+
+
+async def test_nested_xml_is_a_400_never_a_500(fake_telegram, wechat_api, data_dir, engine, captured_logs):
+    fields = {
+        "ToUserName": "gh_account",
+        "FromUserName": OPENID,
+        "CreateTime": "1700000000",
+        "MsgType": "text",
+        "Content": "hello",
+        "MsgId": "42",
+    }
+
+    def message(**nested: str) -> str:
+        parts = "".join(f"<{k}>{nested.get(k, v)}</{k}>" for k, v in fields.items())
+        return f"<xml>{parts}</xml>"
+
+    bodies = [message(**{name: "<a><b>x</b><b>y</b></a>"}) for name in fields]
+    bodies.append(message(Content="<a>" * 50_000 + "</a>" * 50_000))
+    bodies.append("<xml>" + "<a>" * 50_000 + "</a>" * 50_000 + "</xml>")
+    bodies.append(message().replace("<MsgType>text</MsgType>", "<MsgType>text</MsgType><MsgType>image</MsgType>"))
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine) as (bot, sender):
+        for body in bodies:
+            status, _ = await sender.post(body, OPENID)
+            assert status == 400, body[:200]
+        # Still serving: a well-formed message is answered.
+        assert await sender.post(sender.event_xml(OPENID, "subscribe"), OPENID) == (200, "success")
+        await wechat_api.wait_for_text("你同意吗", OPENID)
+    stream, records = captured_logs
+    assert "Traceback" not in stream.getvalue()
+    assert not [r for r in records if r.levelno >= 40], "a nested message reached the handlers"
+
+
+async def test_nested_xml_inside_the_safe_mode_envelope_is_a_400(fake_telegram, wechat_api, data_dir, engine):
+    async with wechat_bot(fake_telegram, wechat_api, data_dir, engine, safe_mode=True) as (bot, sender):
+        nested = sender.text_xml(OPENID, "hi").replace(f"<![CDATA[{OPENID}]]>", "<a><b>x</b></a>")
+        assert (await sender.post(nested, OPENID))[0] == 400
+        query = {**sender.signed_query(), "encrypt_type": "aes", "msg_signature": "0" * 40}
+        envelope = "<xml><ToUserName>gh</ToUserName><Encrypt><a>x</a></Encrypt></xml>"
+        assert (await sender.post("", OPENID, query=query, raw_body=envelope.encode()))[0] == 400
+        assert await sender.post(sender.event_xml(OPENID, "subscribe"), OPENID) == (200, "success")
+    assert [c for c in wechat_api.calls if "custom/send" in c.path]

@@ -51,7 +51,7 @@ class User:
 @dataclass
 class Failure:
     method: str
-    kind: str  # "retry_after" | "server_error" | "bad_request"
+    kind: str  # "retry_after" | "server_error" | "bad_request" | "invalid_json" (answers `description` as the raw body)
     times: int
     retry_after: int = 1
     description: str = "Bad Request: injected"
@@ -127,6 +127,8 @@ class FakeTelegram:
                      "parameters": {"retry_after": failure.retry_after}},
                     status=429,
                 )
+            if failure.kind == "invalid_json":
+                return web.Response(text=failure.description, content_type="application/json")
             if failure.kind == "bad_request":
                 return web.json_response({"ok": False, "error_code": 400, "description": failure.description}, status=400)
             return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"}, status=500)
