@@ -289,17 +289,12 @@ def unexpected_contacts(trace: Trace, allowed: set[tuple[str, int]]) -> list[str
     return bad
 
 
-def unexpected_writes(trace: Trace, allowed: set[Path], allowed_dirs: set[Path] = frozenset()) -> list[str]:
+def unexpected_writes(trace: Trace, allowed: set[Path]) -> list[str]:
     """Every file or directory the process created, opened for writing or put in place anywhere
-    on the machine, except the ``allowed`` paths and files directly in ``allowed_dirs``.
-    /dev/null is not a file. Attempts that failed count too: they show the intent."""
+    on the machine, except the ``allowed`` paths (and /dev/null, which is not a file). Attempts
+    that failed count too: they show the intent."""
     allowed_text = {os.path.normpath(str(p)) for p in allowed}
-    dirs = {os.path.normpath(str(d)) for d in allowed_dirs}
-    bad = []
-    for w in trace.writes:
-        if w.path in allowed_text or w.path == "/dev/null" or os.path.dirname(w.path) in dirs:
-            continue
-        bad.append(f"{w.call} {w.path} (pid {w.pid})")
+    bad = [f"{w.call} {w.path} (pid {w.pid})" for w in trace.writes if w.path not in allowed_text and w.path != "/dev/null"]
     bad += [f"changed directory: {line}" for line in trace.cwd_changes]
     return sorted(set(bad))
 

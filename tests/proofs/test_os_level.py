@@ -71,12 +71,11 @@ def run_scenario(out: Path, scenario: str, broken: str | None = None, hold: floa
     return result, trace
 
 
-def allowed_files(result: dict) -> tuple[set[Path], set[Path]]:
+def allowed_files(result: dict) -> set[Path]:
     """What Darkroom may write: the data directory, its database and key; `stylize`'s outputs."""
     data = Path(result["data"])
     files = {data, data / "secret.key"} | {data / f"darkroom.sqlite3{s}" for s in ("", "-wal", "-shm", "-journal")}
-    files |= {Path(p) for p in result.get("outputs", [])}
-    return files, set()
+    return files | {Path(p) for p in result.get("outputs", [])}
 
 
 SCENARIOS = ["telegram-polling", "telegram-webhook", "wechat-plain", "wechat-safe", "stylize"]
@@ -99,8 +98,8 @@ def test_no_network_but_the_api_and_no_file_but_the_database(scenario, tmp_path)
 
     # Files: nothing written anywhere but the database and the key (the trace saw those, so it
     # does see writes), and the directory listings say the same.
-    files, dirs = allowed_files(result)
-    assert unexpected_writes(trace, files, dirs) == []
+    files = allowed_files(result)
+    assert unexpected_writes(trace, files) == []
     written = {w.path for w in trace.writes}
     if scenario == "stylize":
         assert set(result["outputs"]) <= written
@@ -121,8 +120,7 @@ def test_the_network_and_files_proofs_catch_onnxruntime_telemetry(tmp_path):
     assert any(":53 " in line for line in lookups), lookups  # a DNS packet was attempted
     assert any("nsswitch.conf" in line or "resolv.conf" in line for line in lookups), lookups
     assert unexpected_contacts(trace, {tuple(e) for e in result["endpoints"]}) != []
-    files, dirs = allowed_files(result)
-    bad = unexpected_writes(trace, files, dirs)
+    bad = unexpected_writes(trace, allowed_files(result))
     home, tmp = result["home"], result["tmp"]
     assert any(f"{home}/.cache/Microsoft/DeveloperTools/.onnxruntime/onnxruntime.db " in line for line in bad), bad
     assert any(f"{tmp}/.ses " in line for line in bad), bad
@@ -133,8 +131,7 @@ def test_the_network_and_files_proofs_catch_onnxruntime_telemetry(tmp_path):
 def test_the_files_proof_catches_a_photo_written_to_a_temporary_file(tmp_path):
     result, trace = run_scenario(tmp_path, "stylize", broken="tempfile")
     assert result["delivered"] == 1
-    files, dirs = allowed_files(result)
-    bad = unexpected_writes(trace, files, dirs)
+    bad = unexpected_writes(trace, allowed_files(result))
     assert any(line.startswith(f"openat {result['tmp']}/tmp") and ".jpg" in line for line in bad), bad
     changed = listing_changes(result["before"], result["after"])
     assert any(path.startswith(result["tmp"] + "/") for path in changed), changed
