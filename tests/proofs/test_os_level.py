@@ -150,6 +150,10 @@ def test_the_network_proof_catches_a_connection_to_another_loopback_port(tmp_pat
 # -- core dumps ------------------------------------------------------------------------------------
 
 YUKI = User(555000222, "Yukiko", "yuki_no_hana", "en")
+CRASHES = [
+    pytest.param("run", signal.SIGQUIT, id="run-SIGQUIT"),
+    pytest.param("stylize", signal.SIGABRT, id="stylize-SIGABRT"),
+]
 
 
 @contextlib.contextmanager
@@ -283,7 +287,7 @@ async def crash_stylize(tmp_path: Path, broken: bool, sig: int) -> tuple[list[Pa
     return found, limit, marker
 
 
-@pytest.mark.parametrize("command, sig", [("run", signal.SIGQUIT), ("stylize", signal.SIGABRT)])
+@pytest.mark.parametrize("command, sig", CRASHES)
 async def test_a_crash_in_the_middle_of_styling_leaves_no_core_dump(command, sig, fake_telegram, tmp_path):
     if command == "run":
         cores, limit, _ = await crash_the_bot_while_styling(fake_telegram, tmp_path, broken=False, sig=sig)
@@ -293,7 +297,7 @@ async def test_a_crash_in_the_middle_of_styling_leaves_no_core_dump(command, sig
     assert cores == []
 
 
-@pytest.mark.parametrize("command, sig", [("run", signal.SIGQUIT), ("stylize", signal.SIGABRT)])
+@pytest.mark.parametrize("command, sig", CRASHES)
 async def test_the_core_dump_proof_catches_hardening_removed(command, sig, fake_telegram, tmp_path):
     """The same crash with `harden_process` replaced by a no-op: a core file appears, and the
     photo's marker is in it. (The core is deleted at once.)"""
