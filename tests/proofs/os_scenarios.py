@@ -51,6 +51,16 @@ BREAKS = {
         "threading.Thread(target=stray, daemon=True).start()\n"
     ),
     "core": "import bot.hardening\nbot.hardening.harden_process = lambda: None  # core dumps stay on\n",
+    # Half of the hardening each: either measure alone must stop a core file.
+    "core-prctl-only": (
+        "import resource, types, bot.hardening\n"
+        "bot.hardening.resource = types.SimpleNamespace(\n"
+        "    RLIMIT_CORE=resource.RLIMIT_CORE, getrlimit=resource.getrlimit, setrlimit=lambda *args: None)\n"
+    ),
+    "core-rlimit-only": (
+        "import types, bot.hardening\n"
+        "bot.hardening._libc = lambda: types.SimpleNamespace(prctl=lambda *args: 0)\n"
+    ),
 }
 
 

@@ -183,10 +183,10 @@ def allow_cores() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
 
-def darkroom(broken: bool) -> list[str]:
+def darkroom(broken: str | None) -> list[str]:
     from tests.proofs.os_scenarios import darkroom_command
 
-    return darkroom_command("core" if broken else None)
+    return darkroom_command(broken)
 
 
 def core_size_limit(pid: int) -> str:
@@ -217,7 +217,7 @@ def collect_cores(directory: Path, before: dict, canary) -> tuple[list[Path], by
     return found, marker
 
 
-async def crash_the_bot_while_styling(fake, tmp_path: Path, broken: bool, sig: int) -> tuple[list[Path], str, bytes]:
+async def crash_the_bot_while_styling(fake, tmp_path: Path, broken: str | None, sig: int) -> tuple[list[Path], str, bytes]:
     work, data = tmp_path / "work", tmp_path / "data"
     work.mkdir()
     canary = big_canary()
@@ -253,7 +253,7 @@ async def crash_the_bot_while_styling(fake, tmp_path: Path, broken: bool, sig: i
     return found, limit, marker
 
 
-async def crash_stylize(tmp_path: Path, broken: bool, sig: int) -> tuple[list[Path], str, bytes]:
+async def crash_stylize(tmp_path: Path, broken: str | None, sig: int) -> tuple[list[Path], str, bytes]:
     work = tmp_path / "work"
     work.mkdir()
     canary = big_canary()
@@ -290,11 +290,11 @@ async def crash_stylize(tmp_path: Path, broken: bool, sig: int) -> tuple[list[Pa
 @pytest.mark.parametrize("command, sig", CRASHES)
 async def test_a_crash_in_the_middle_of_styling_leaves_no_core_dump(command, sig, fake_telegram, tmp_path):
     if command == "run":
-        cores, limit, _ = await crash_the_bot_while_styling(fake_telegram, tmp_path, broken=False, sig=sig)
+        cores, limit, _ = await crash_the_bot_while_styling(fake_telegram, tmp_path, broken=None, sig=sig)
     else:
-        cores, limit, _ = await crash_stylize(tmp_path, broken=False, sig=sig)
+        cores, limit, _ = await crash_stylize(tmp_path, broken=None, sig=sig)
+    assert cores == [], f"darkroom {command} left a core file"
     assert limit == "0", f"darkroom {command} runs with a core size limit of {limit}"
-    assert cores == []
 
 
 @pytest.mark.parametrize("command, sig", CRASHES)
@@ -302,9 +302,19 @@ async def test_the_core_dump_proof_catches_hardening_removed(command, sig, fake_
     """The same crash with `harden_process` replaced by a no-op: a core file appears, and the
     photo's marker is in it. (The core is deleted at once.)"""
     if command == "run":
-        cores, limit, marker = await crash_the_bot_while_styling(fake_telegram, tmp_path, broken=True, sig=sig)
+        cores, limit, marker = await crash_the_bot_while_styling(fake_telegram, tmp_path, broken="core", sig=sig)
     else:
-        cores, limit, marker = await crash_stylize(tmp_path, broken=True, sig=sig)
+        cores, limit, marker = await crash_stylize(tmp_path, broken="core", sig=sig)
     assert limit == "unlimited"
     assert len(cores) == 1, "no core file although core dumps were on: the proof cannot see one"
     assert marker, "the core file did not hold the photo"
+
+
+@pytest.mark.parametrize("half, limit", [("core-prctl-only", "unlimited"), ("core-rlimit-only", "0")])
+async def test_either_half_of_the_hardening_alone_stops_the_core_file(half, limit, tmp_path):
+    """PR_SET_DUMPABLE alone (the core size limit left unlimited) and RLIMIT_CORE alone each stop
+    the dump. Only the first also stops a dump piped to a collector (systemd-coredump, apport),
+    which the kernel does not limit by RLIMIT_CORE."""
+    cores, seen_limit, _ = await crash_stylize(tmp_path, broken=half, sig=signal.SIGABRT)
+    assert seen_limit == limit
+    assert cores == []
