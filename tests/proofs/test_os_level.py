@@ -117,7 +117,7 @@ def test_the_network_and_files_proofs_catch_onnxruntime_telemetry(tmp_path):
     and the files under ~/.cache and $TMPDIR are all caught."""
     result, trace = run_scenario(tmp_path, "telegram-polling", broken="telemetry", hold=HOLD_SECONDS + 10)
     lookups = dns_lookups(trace)
-    assert any(":53 " in line for line in lookups), lookups  # a DNS packet was attempted
+    assert any(":53 " in line or "nscd" in line or "resolve" in line for line in lookups), lookups  # a query went out
     assert any("nsswitch.conf" in line or "resolv.conf" in line for line in lookups), lookups
     assert unexpected_contacts(trace, {tuple(e) for e in result["endpoints"]}) != []
     bad = unexpected_writes(trace, allowed_files(result))
