@@ -99,7 +99,7 @@ class Contact:
 
 
 @dataclass(frozen=True)
-class Write:
+class FileCall:
     pid: int
     call: str
     path: str
@@ -109,8 +109,8 @@ class Write:
 @dataclass
 class Trace:
     contacts: list[Contact] = field(default_factory=list)
-    writes: list[Write] = field(default_factory=list)
-    reads: list[Write] = field(default_factory=list)  # read-only opens (only their paths matter)
+    writes: list[FileCall] = field(default_factory=list)
+    reads: list[FileCall] = field(default_factory=list)  # opened read-only (resolver files)
     cwd_changes: list[str] = field(default_factory=list)
     lines: int = 0
 
@@ -210,7 +210,7 @@ def parse_strace(text: str, cwd: Path) -> Trace:
                 if call != "open" or any(f in flags for f in WRITE_FLAGS):
                     written.append(_resolve(None, path, cwd))
                 else:
-                    trace.reads.append(Write(pid, call, _resolve(None, path, cwd), line))
+                    trace.reads.append(FileCall(pid, call, _resolve(None, path, cwd), line))
         elif call in ("openat", "openat2", "mkdirat", "mknodat"):
             path = _path(args[1]) if len(args) > 1 else None
             flags = args[2] if len(args) > 2 else ""
@@ -219,7 +219,7 @@ def parse_strace(text: str, cwd: Path) -> Trace:
                 if call in ("mkdirat", "mknodat") or any(f in flags for f in WRITE_FLAGS):
                     written.append(resolved)
                 else:
-                    trace.reads.append(Write(pid, call, resolved, line))
+                    trace.reads.append(FileCall(pid, call, resolved, line))
         elif call in ("rename", "link", "symlink"):
             target = _path(args[1]) if len(args) > 1 else None
             if target is not None:
@@ -234,7 +234,7 @@ def parse_strace(text: str, cwd: Path) -> Trace:
                 written.append(_resolve(args[1], target, cwd))
         elif call in ("chdir", "fchdir"):
             trace.cwd_changes.append(line)
-        trace.writes += [Write(pid, call, p, line) for p in written]
+        trace.writes += [FileCall(pid, call, p, line) for p in written]
     return trace
 
 

@@ -265,11 +265,10 @@ async def stylize(box: Sandbox, broken: str | None, hold_for: float) -> dict:
     argv = ["stylize", str(source), "-o", "out", "--style", "ink"]
     process = await start(box, argv, box.environment(), broken)
     code = await asyncio.wait_for(process.wait(), timeout=120)
-    stderr = (await process.stderr.read()).decode(errors="replace")
-    stderr += (await process.stdout.read()).decode(errors="replace")
+    output = (await process.stderr.read() + await process.stdout.read()).decode(errors="replace")
     out = box.work / "out" / "me-ink.jpg"
     return dict(
-        returncode=code, stderr=stderr, before=before, after=listing(box.roots()), endpoints=[],
+        returncode=code, stderr=output, before=before, after=listing(box.roots()), endpoints=[],
         delivered=int(out.exists() and out.stat().st_size > 0), lifetime=time.monotonic() - started,
         photo=photo, outputs=[str(box.work / "out"), str(out)],
     )
