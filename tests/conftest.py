@@ -60,6 +60,16 @@ def network_guard():
     assert guard.refused == [], f"unexpected network use: {guard.refused}"
 
 
+@pytest.fixture(autouse=True)
+def keep_the_test_process_dumpable(monkeypatch):
+    """`stylize` and `sheet` called in-process would switch core dumps off for the rest of the
+    test run, for good, so that later tests depend on the order they run in. Hardening is proven
+    in fresh processes instead (tests/test_hardening.py, tests/proofs/test_os_level.py)."""
+    from bot import hardening
+
+    monkeypatch.setattr(hardening, "harden_process", lambda: None)
+
+
 @pytest.fixture(scope="session")
 def grace_rgb() -> np.ndarray:
     return np.asarray(Image.open(portrait_path("grace")).convert("RGB"))
