@@ -43,8 +43,12 @@ def make_canary(rgb: np.ndarray, side: int = 320) -> Canary:
     jpeg = out.getvalue()
     decoded = np.array(Image.open(io.BytesIO(jpeg)).convert("RGB"))
     needles = [marker]
-    for start in (200, len(jpeg) // 2, len(jpeg) - 80):
-        needles.append(jpeg[start : start + 48])  # raw file bytes
+    # Raw file bytes, taken from the entropy-coded scan: the headers before it (quantisation and
+    # Huffman tables) are shared by every JPEG Pillow writes at the same quality, so a slice of
+    # them would match unrelated pictures.
+    scan = jpeg.index(b"\xff\xda") + 64
+    for start in (scan, (scan + len(jpeg)) // 2, len(jpeg) - 80):
+        needles.append(jpeg[start : start + 48])
     for row in (decoded.shape[0] // 3, decoded.shape[0] // 2):
         needles.append(decoded[row, 40:72].tobytes())  # decoded pixel bytes
     return Canary(jpeg, marker, needles)
