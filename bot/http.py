@@ -1,5 +1,6 @@
 """One aiohttp server for everything that comes in over HTTP: `POST /telegram` (webhook mode),
-`GET|POST /wechat` (WeChat callbacks) and `GET /healthz`."""
+`GET|POST /wechat` (WeChat callbacks), the on-device page under `/app/` (bot/webapp.py) and
+`GET /healthz`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; ph
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None) -> web.Application:
-    """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`."""
+def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None) -> web.Application:
+    """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`;
+    ``webapp`` has `add_routes(app)`."""
     app = web.Application(client_max_size=MAX_BODY)
+    if webapp is not None:
+        webapp.add_routes(app)
 
     async def healthz(request: web.Request) -> web.Response:
         body = {"status": "ok"}
@@ -73,7 +77,17 @@ class HttpServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            from .settings import StartupError
+
+            await self._runner.cleanup()
+            self._runner = None
+            raise StartupError(
+                f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+                "set DARKROOM_HTTP_PORT to a free port"
+            ) from None
         if self.port == 0:  # tests ask for any free port
             self.port = site._server.sockets[0].getsockname()[1]
         log.info("HTTP server listening on %s:%d", self.host, self.port)
