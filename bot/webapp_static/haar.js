@@ -1,6 +1,6 @@
 // OpenCV's Haar cascade detector in plain JS, evaluating the very cascade files the server uses
 // (haarcascade_frontalface_alt2.xml and haarcascade_profileface.xml from opencv-python), with
-// OpenCV 4's detectMultiScale steps: an image pyramid by bilinear resizing, integral images,
+// OpenCV 4's detectMultiScale steps: an image pyramid by bit-exact bilinear resizing, integral images,
 // variance-normalised features, tree-based stages, and groupRectangles. Then the server's own
 // steps around it (inference/faces.py): grey, fit to 480/320 px, equalise, frontal + both
 // profiles, merge, largest first.
@@ -128,49 +128,45 @@ export function flipHorizontal(src, w, h) {
   return out;
 }
 
-// cv2.resize(INTER_LINEAR) on 8-bit grey, OpenCV's fixed point: 11-bit coefficients per axis.
-export function resizeLinear(src, w, h, nw, nh) {
+// cv2.resize(INTER_LINEAR_EXACT) on 8-bit grey: OpenCV's bit-exact bilinear resize (8-bit
+// fixed-point coefficients per axis, rounding once at the end), which OpenCV 4's cascade
+// detector uses for its image pyramid.
+export function resizeLinearExact(src, w, h, nw, nh) {
   if (nw === w && nh === h) return src.slice();
   const taps = (dsize, ssize) => {
     const scale = 1 / (dsize / ssize);
-    const ofs = new Int32Array(dsize), c0 = new Int32Array(dsize), c1 = new Int32Array(dsize);
+    const ofs = new Int32Array(dsize), c1 = new Int32Array(dsize);
     for (let d = 0; d < dsize; d++) {
-      let fx = f32((d + 0.5) * scale - 0.5);
-      let sx = Math.floor(fx);
-      fx = f32(fx - sx);
-      if (sx < 0) { fx = 0; sx = 0; }
-      if (sx >= ssize - 1) { fx = 0; sx = ssize - 1; }
-      ofs[d] = sx;
-      c0[d] = roundHalfEven(f32(1 - fx) * 2048);
-      c1[d] = roundHalfEven(fx * 2048);
+      const f = scale * (d + 0.5) - 0.5;
+      const i = Math.floor(f);
+      if (i < 0 || ssize <= 1) { ofs[d] = 0; c1[d] = 0; }
+      else if (i >= ssize - 1) { ofs[d] = ssize - 1; c1[d] = 0; }
+      else { ofs[d] = i; c1[d] = Math.min(256, roundHalfEven((f - i) * 256)); }
     }
-    return { ofs, c0, c1 };
+    return { ofs, c1 };
   };
   const xt = taps(nw, w), yt = taps(nh, h);
-  const rows = new Map();
-  const hrow = (sy) => {
-    let r = rows.get(sy);
-    if (r) return r;
-    r = new Int32Array(nw);
-    const base = sy * w;
+  const line = (sy) => {
+    const r = new Int32Array(nw), base = sy * w;
     for (let x = 0; x < nw; x++) {
-      const sx = xt.ofs[x];
-      r[x] = src[base + sx] * xt.c0[x] + (sx + 1 < w ? src[base + sx + 1] * xt.c1[x] : 0);
+      const sx = xt.ofs[x], c = xt.c1[x];
+      r[x] = src[base + sx] * (256 - c) + (c ? src[base + sx + 1] * c : 0);
     }
-    rows.set(sy, r);
     return r;
   };
   const out = new Uint8Array(nw * nh);
+  let cacheY = -1, cache0 = null, cache1 = null;
   for (let y = 0; y < nh; y++) {
-    const sy = yt.ofs[y];
-    const r0 = hrow(sy), r1 = hrow(Math.min(sy + 1, h - 1));
-    const b0 = yt.c0[y], b1 = yt.c1[y];
-    for (let x = 0; x < nw; x++) {
-      // the SIMD form OpenCV's x86 build runs (VResizeLinearVec_32s8u)
-      const v = (((b0 * (r0[x] >> 4)) >> 16) + ((b1 * (r1[x] >> 4)) >> 16) + 2) >> 2;
-      out[y * nw + x] = v < 0 ? 0 : v > 255 ? 255 : v;
+    const sy = yt.ofs[y], b1 = yt.c1[y], b0 = 256 - b1;
+    if (sy !== cacheY) {
+      cache0 = sy === cacheY + 1 && cache1 ? cache1 : line(sy);
+      cache1 = sy + 1 < h ? line(sy + 1) : cache0;
+      cacheY = sy;
     }
-    if (rows.size > 4) for (const k of rows.keys()) if (k < sy) rows.delete(k);
+    for (let x = 0; x < nw; x++) {
+      const v = (cache0[x] * b0 + cache1[x] * b1 + 32768) >>> 16;
+      out[y * nw + x] = v > 255 ? 255 : v;
+    }
   }
   return out;
 }
@@ -244,17 +240,22 @@ export function detectCandidates(cascade, grey, w, h, { scaleFactor = 1.1, minSi
   const found = [];
   for (const sc of scales) {
     const sw = roundHalfEven(f32(w / sc)), sh = roundHalfEven(f32(h / sc));
-    const img = resizeLinear(grey, w, h, sw, sh);
-    const ii = integrals(img, sw, sh);
-    const step = sc >= 2 ? 1 : 2;
-    const workW = Math.max(sw + 1 - cascade.width, 0), workH = Math.max(sh + 1 - cascade.height, 0);
-    const winW = roundHalfEven(f32(cascade.width * sc)), winH = roundHalfEven(f32(cascade.height * sc));
-    for (let y = 0; y < workH; y += step) {
-      for (let x = 0; x < workW; x += step) {
-        const result = evaluate(cascade, ii, x, y);
-        if (result > 0) found.push({ x: roundHalfEven(f32(x * sc)), y: roundHalfEven(f32(y * sc)), width: winW, height: winH });
-        if (result === 0) x += step;
-      }
+    scanScale(cascade, resizeLinearExact(grey, w, h, sw, sh), sw, sh, sc, found);
+  }
+  return found;
+}
+
+// One level of the pyramid: every window position, OpenCV's step and early skip.
+export function scanScale(cascade, img, sw, sh, sc, found = []) {
+  const ii = integrals(img, sw, sh);
+  const step = sc >= 2 ? 1 : 2;
+  const workW = Math.max(sw + 1 - cascade.width, 0), workH = Math.max(sh + 1 - cascade.height, 0);
+  const winW = roundHalfEven(f32(cascade.width * sc)), winH = roundHalfEven(f32(cascade.height * sc));
+  for (let y = 0; y < workH; y += step) {
+    for (let x = 0; x < workW; x += step) {
+      const result = evaluate(cascade, ii, x, y);
+      if (result > 0) found.push({ x: roundHalfEven(f32(x * sc)), y: roundHalfEven(f32(y * sc)), width: winW, height: winH });
+      if (result === 0) x += step;
     }
   }
   return found;
