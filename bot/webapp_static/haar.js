@@ -54,11 +54,11 @@ export function parseCascade(xml) {
 
 // ---- image steps (OpenCV's, to the bit where it matters) -------------------------------------
 
-// cv2.cvtColor(RGB2GRAY) on 8-bit: fixed point, 14 bits.
+// cv2.cvtColor(RGB2GRAY) on 8-bit: fixed point, 15 bits.
 export function rgbaToGrey(rgba, width, height) {
   const grey = new Uint8Array(width * height);
   for (let i = 0, p = 0; p < grey.length; p++, i += 4) {
-    grey[p] = (rgba[i] * 4899 + rgba[i + 1] * 9617 + rgba[i + 2] * 1868 + 8192) >> 14;
+    grey[p] = (rgba[i] * 9798 + rgba[i + 1] * 19235 + rgba[i + 2] * 3735 + 16384) >> 15;
   }
   return grey;
 }
