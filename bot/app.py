@@ -70,6 +70,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         default_style=default,
         max_input_bytes=settings.max_input_bytes,
         version=software_version(),
+        webapp_url=settings.webapp_url,
     )
 
 

@@ -39,11 +39,20 @@ def consent_buttons(settings: ConversationSettings, language: str):
     no = ("不同意", "no", "否", "3") if zh else ("no", "不同意", "否", "3")
     return (
         (Button(t("consent.agree", language, min_age=age), "consent:agree", agree),),
+        *on_device_row(settings, language),
         (
             Button(t("consent.under_age", language, min_age=age), "consent:under", under),
             Button(t("consent.decline", language), "consent:no", no),
         ),
     )
+
+
+def on_device_row(settings: ConversationSettings, language: str):
+    """The second choice beside "I agree": style on the phone, nothing sent (needs no consent,
+    since no photo reaches us). Empty when the operator has not set DARKROOM_WEBAPP_URL."""
+    if not settings.webapp_url:
+        return ()
+    return ((Button(t("webapp.button", language), "webapp", web_app=settings.webapp_url),),)
 
 
 async def ask(ctx: Context, person: Person, chat: Chat, reply_to: MessageRef | None = None, lead: str = "") -> MessageRef | None:
@@ -61,7 +70,10 @@ async def start(event: CommandEvent, ctx: Context) -> None:
         await ctx.send(event.chat, SendText(t("help.group", language)))
         return
     if await has_consent(ctx, event.person):
-        await ctx.send(event.chat, SendText(t("consent.already", language) + "\n\n" + t("help", language)))
+        await ctx.send(
+            event.chat,
+            SendText(t("consent.already", language) + "\n\n" + t("help", language), on_device_row(ctx.settings, language)),
+        )
         return
     await ask(ctx, event.person, event.chat)
 
