@@ -241,7 +241,7 @@ async function sendToChat() {
     const response = await fetch("send", {
       method: "POST",
       headers: { "Content-Type": "image/jpeg", "X-Telegram-Init-Data": telegram.initData },
-      body: lastJpeg,
+      body: new Uint8Array(await lastJpeg.arrayBuffer()),  // bytes, so what is sent can be checked
     });
     $("send-status").textContent = response.ok ? T.sent : T.sendFailed;
   } catch {
