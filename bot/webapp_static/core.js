@@ -132,6 +132,52 @@ export function networkInput(rgba, width, height) {
   return { data, h4, w4 };
 }
 
+// The server's rewritten graph (inference/networks.py, `_network_input`): float32
+// 1x3x(H4+8)x(W4+8) in 0..255, reflect-padded to a multiple of 4 at the bottom and right, then
+// by 4 pixels on every side (the first 9x9 convolution's padding, done before the graph).
+export function phaseInput(rgba, width, height) {
+  const h4 = height + ((4 - (height % 4)) % 4);
+  const w4 = width + ((4 - (width % 4)) % 4);
+  const H = h4 + 8, W = w4 + 8, plane = H * W;
+  const inner = (v, size, size4) => {
+    let p = v - 4;
+    if (p < 0) p = -p;
+    else if (p >= size4) p = 2 * (size4 - 1) - p;
+    return p >= size ? 2 * (size - 1) - p : p;
+  };
+  const rows = Int32Array.from({ length: H }, (_, y) => inner(y, height, h4));
+  const cols = Int32Array.from({ length: W }, (_, x) => inner(x, width, w4));
+  const data = new Float32Array(3 * plane);
+  for (let y = 0; y < H; y++) {
+    const base = rows[y] * width;
+    for (let x = 0; x < W; x++) {
+      const s = (base + cols[x]) * 4, t = y * W + x;
+      data[t] = rgba[s];
+      data[plane + t] = rgba[s + 1];
+      data[2 * plane + t] = rgba[s + 2];
+    }
+  }
+  return { data, h4, w4, dims: [1, 3, H, W] };
+}
+
+// The rewritten graph's uint8 output, 48 x H4/4 x W4/4 with channel c*16 + 4a + b holding pixel
+// (4i + a, 4j + b) of colour c, into RGBA of the picture's own size (`_from_phases`).
+export function phaseOutput(styled, h4, w4, width, height) {
+  const qh = h4 / 4, qw = w4 / 4, plane = qh * qw;
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y++) {
+    const i = y >> 2, a = y & 3;
+    for (let x = 0; x < width; x++) {
+      const j = x >> 2, b = x & 3, t = (y * width + x) * 4, s = i * qw + j;
+      rgba[t] = styled[(a * 4 + b) * plane + s];
+      rgba[t + 1] = styled[(16 + a * 4 + b) * plane + s];
+      rgba[t + 2] = styled[(32 + a * 4 + b) * plane + s];
+      rgba[t + 3] = 255;
+    }
+  }
+  return rgba;
+}
+
 // float32 1x3xH4xW4 (0..1) -> RGBA uint8 of the picture's own size: floor(clip(v) * 255 + .5).
 export function networkOutput(out, h4, w4, width, height) {
   const plane = h4 * w4;

@@ -2,7 +2,7 @@
 // off the page's thread. The picture stays in this browser: nothing here sends it anywhere.
 
 import * as ort from "./vendor/ort.wasm.min.mjs";
-import { blend, fitSize, keepColours, labelJpeg, networkInput, networkOutput, sha256Hex, xmpPacket } from "./core.js";
+import { blend, fitSize, keepColours, labelJpeg, phaseInput, phaseOutput, sha256Hex, xmpPacket } from "./core.js";
 import { detectFaces, parseCascade } from "./haar.js";
 
 let catalogue = null, session = null, frontal = null, profile = null;
@@ -23,7 +23,7 @@ async function init(threads) {
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
   const [model, frontalXml, profileXml] = await Promise.all([
-    verifiedBytes(catalogue.models["multistyle26.onnx"]),
+    verifiedBytes(catalogue.models["multistyle26-phase.onnx"]),
     verifiedBytes(catalogue.models["face_frontal.xml"]),
     verifiedBytes(catalogue.models["face_profile.xml"]),
   ]);
@@ -55,16 +55,17 @@ async function style({ blob, styleKey, strength, keepColours: keep, faceAware, m
   progress("faces");
   const faces = faceAware ? detectFaces(rgba, width, height, frontal, profile) : [];
   progress("network");
-  const input = networkInput(rgba, width, height);
+  const input = phaseInput(rgba, width, height);
   const started = performance.now();
   const feeds = {
-    image: new ort.Tensor("float32", input.data, [1, 3, input.h4, input.w4]),
+    image: new ort.Tensor("float32", input.data, input.dims),
     style_weights: new ort.Tensor("float32", Float32Array.from(style.weights), [26]),
   };
   const output = await session.run(feeds);
   const networkSeconds = (performance.now() - started) / 1000;
+  feeds.image.dispose?.();
   const out = output[session.outputNames[0]];
-  let styled = networkOutput(out.data, input.h4, input.w4, width, height);
+  let styled = phaseOutput(out.data, input.h4, input.w4, width, height);
   out.dispose?.();
   progress("finish");
   if (keep) styled = keepColours(styled, rgba, width, height);

@@ -33,15 +33,19 @@ def write_references(directory: Path, engine: Engine) -> Path:
     import cv2
     import onnxruntime as ort
 
+    from bot.webapp import served_model
+
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue
+    (directory / "served.onnx").write_bytes(served_model(catalogue, "multistyle26-phase.onnx"))
     frontal_model, profile_model = catalogue.model("face_frontal"), catalogue.model("face_profile")
     frontal = cv2.CascadeClassifier(str(frontal_model.path))
     profile = cv2.CascadeClassifier(str(profile_model.path))
     refs: dict = {
         "cascades": {"frontal": str(frontal_model.path), "profile": str(profile_model.path)},
-        "model": str(catalogue.model("multistyle26").path),
-        "model_sha256": catalogue.model("multistyle26").sha256,
+        "shipped_model": str(catalogue.model("multistyle26").path),
+        "shipped_sha256": catalogue.model("multistyle26").sha256,
+        "served_model": "served.onnx",
         "portraits": {},
     }
     for name in ("grace", "astronaut"):
