@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 
 from aiohttp import web
 
@@ -84,9 +85,9 @@ class HttpServer:
 
             await self._runner.cleanup()
             self._runner = None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
-                f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
-                "set DARKROOM_HTTP_PORT to a free port"
+                f"cannot listen on {self.host}:{self.port} ({reason}); set DARKROOM_HTTP_PORT to a free port"
             ) from None
         if self.port == 0:  # tests ask for any free port
             self.port = site._server.sockets[0].getsockname()[1]

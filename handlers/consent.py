@@ -22,7 +22,14 @@ def current_version(settings: ConversationSettings) -> str:
 
 
 def notice(settings: ConversationSettings, language: str, question: bool = True) -> str:
-    return consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
+    text = consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
+    if settings.webapp_url:
+        # The two ways and what each sends, in the notice itself (and so in /privacy). Not part of
+        # the version: the on-device way needs no consent, since no photo reaches the server.
+        modes = t("webapp.notice", language)
+        head, _, ask = text.rpartition("\n\n")
+        text = f"{head}\n\n{modes}\n\n{ask}" if question else f"{text}\n\n{modes}"
+    return text
 
 
 async def has_consent(ctx: Context, person: Person) -> bool:

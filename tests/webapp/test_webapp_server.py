@@ -190,6 +190,7 @@ async def test_telegram_offers_the_page_and_the_opt_in_upload_checks_init_data(f
         assert web_apps == [page]
         labels = [b["text"] for row in markup["inline_keyboard"] for b in row]
         assert any("the photo is never sent" in label for label in labels)
+        assert "Two ways to use Darkroom" in notice.params["text"] and "never the original" in notice.params["text"]
         await fake.press(ALICE, "consent:agree")
         await fake.wait_for_text("Thank you", chat_id=ALICE.id)
 
@@ -211,3 +212,35 @@ async def test_telegram_offers_the_page_and_the_opt_in_upload_checks_init_data(f
         assert status == 409 and "consent" in body
         await asyncio.sleep(0.2)
         assert len(fake.calls_to("sendPhoto")) == 1
+
+
+def test_wechat_shows_the_page_as_a_link():
+    from bot.wechat import _typed_choices
+    from handlers.consent import consent_buttons
+    from handlers.context import ConversationSettings
+
+    text = _typed_choices(consent_buttons(ConversationSettings(webapp_url="https://d.example/app/"), "zh"))
+    assert "在我的手机上处理——照片不会被发送: https://d.example/app/" in text
+    assert "[同意]" in text
+    assert "https://" not in _typed_choices(consent_buttons(ConversationSettings(), "zh"))
+
+
+def test_darkroom_run_on_a_busy_port_ends_with_one_clear_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))}
+        env.update(DARKROOM_HTTP_PORT=str(port), DARKROOM_DATA_DIR=str(tmp_path / "data"))
+        darkroom = str(Path(sys.executable).parent / "darkroom")
+        done = subprocess.run([darkroom, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("darkroom:")]
+    assert errors == [f"darkroom: cannot listen on 127.0.0.1:{port} (Address already in use); set DARKROOM_HTTP_PORT to a free port"]
+    assert "Traceback" not in done.stderr
