@@ -171,8 +171,8 @@ export function resizeLinearExact(src, w, h, nw, nh) {
   return out;
 }
 
-function integrals(img, w, h) {
-  const W = w + 1;
+function integrals(img, w, h, stride = w + 1) {
+  const W = stride;  // every pyramid level uses the first level's stride, as OpenCV's buffer does
   const sum = new Int32Array(W * (h + 1)), sq = new Int32Array(W * (h + 1));
   for (let y = 0; y < h; y++) {
     let rs = 0, rq = 0;
@@ -188,42 +188,68 @@ function integrals(img, w, h) {
 
 // ---- detectMultiScale ------------------------------------------------------------------------
 
-function evaluate(cascade, ii, ofsX, ofsY) {
-  const { sum, sq, W } = ii;
-  const at = (arr, x, y, w, h) => {
-    const p = (ofsY + y) * W + ofsX + x;
-    return (arr[p] - arr[p + w] - arr[p + h * W] + arr[p + h * W + w]) | 0;
+// The cascade flattened into typed arrays, with every rectangle as four offsets into an
+// integral image of row stride W (OpenCV's OptFeature), so a window costs no allocation.
+function compiled(cascade, W) {
+  cascade.byStride ??= new Map();
+  let c = cascade.byStride.get(W);
+  if (c) return c;
+  const { nodes, trees, stages, features, leaves } = cascade;
+  const nf = features.length;
+  const ofs = new Int32Array(nf * 12), weight = new Float32Array(nf * 3), third = new Uint8Array(nf);
+  features.forEach((rects, f) => {
+    rects.slice(0, 3).forEach((r, k) => {
+      const o = f * 12 + k * 4;
+      ofs[o] = r.y * W + r.x; ofs[o + 1] = r.y * W + r.x + r.w;
+      ofs[o + 2] = (r.y + r.h) * W + r.x; ofs[o + 3] = (r.y + r.h) * W + r.x + r.w;
+      weight[f * 3 + k] = r.weight;
+    });
+    third[f] = rects.length > 2 && rects[2].weight !== 0 ? 1 : 0;
+  });
+  c = {
+    ofs, weight, third,
+    left: Int32Array.from(nodes, (n) => n.left), right: Int32Array.from(nodes, (n) => n.right),
+    feature: Int32Array.from(nodes, (n) => n.feature), threshold: Float32Array.from(nodes, (n) => n.threshold),
+    leaves: Float32Array.from(leaves),
+    treeNode: Int32Array.from(trees, (t) => t.nodeOffset), treeLeaf: Int32Array.from(trees, (t) => t.leafOffset),
+    stageFirst: Int32Array.from(stages, (t) => t.first), stageEnd: Int32Array.from(stages, (t) => t.first + t.count),
+    stageThreshold: Float32Array.from(stages, (t) => t.threshold),
+    norm: [W + 1, W + cascade.width - 1, (cascade.height - 1) * W + 1, (cascade.height - 1) * W + cascade.width - 1],
+    area: (cascade.width - 2) * (cascade.height - 2),
   };
-  const nw = cascade.width - 2, nh = cascade.height - 2;
-  const valsum = at(sum, 1, 1, nw, nh);
-  const valsq = at(sq, 1, 1, nw, nh) >>> 0;
-  const area = nw * nh;
-  let nf = area * valsq - valsum * valsum;
+  if (cascade.byStride.size >= 4) cascade.byStride.clear();  // a few picture sizes at a time
+  cascade.byStride.set(W, c);
+  return c;
+}
+
+// OpenCV's runAt for a window at integral offset p: 1 (a face), -1 (flat window), or -stage.
+function evaluate(c, sum, sq, p) {
+  const [n0, n1, n2, n3] = c.norm;
+  const valsum = (sum[p + n0] - sum[p + n1] - sum[p + n2] + sum[p + n3]) | 0;
+  const valsq = ((sq[p + n0] - sq[p + n1] - sq[p + n2] + sq[p + n3]) | 0) >>> 0;
+  let nf = c.area * valsq - valsum * valsum;
   if (!(nf > 0)) return -1;
   nf = Math.sqrt(nf);
   const vnf = f32(1 / nf);
-  if (!(area * vnf < 1e-1)) return -1;
-  const { stages, trees, nodes, leaves, features } = cascade;
-  for (let si = 0; si < stages.length; si++) {
-    const stage = stages[si];
+  if (!(c.area * vnf < 1e-1)) return -1;
+  const { ofs, weight, third, left, right, feature, threshold, leaves, treeNode, treeLeaf, stageFirst, stageEnd, stageThreshold } = c;
+  for (let si = 0; si < stageFirst.length; si++) {
     let total = 0;
-    for (let t = stage.first; t < stage.first + stage.count; t++) {
-      const tree = trees[t];
+    for (let t = stageFirst[si]; t < stageEnd[si]; t++) {
+      const root = treeNode[t];
       let idx = 0;
       do {
-        const node = nodes[tree.nodeOffset + idx];
-        const rects = features[node.feature];
-        let ret = f32(f32(rects[0].weight * at(sum, rects[0].x, rects[0].y, rects[0].w, rects[0].h)) +
-                      f32(rects[1].weight * at(sum, rects[1].x, rects[1].y, rects[1].w, rects[1].h)));
-        if (rects.length > 2 && rects[2].weight !== 0) {
-          ret = f32(ret + f32(rects[2].weight * at(sum, rects[2].x, rects[2].y, rects[2].w, rects[2].h)));
+        const node = root + idx, f = feature[node], o = f * 12, q = p;
+        let ret = f32(f32(weight[f * 3] * ((sum[q + ofs[o]] - sum[q + ofs[o + 1]] - sum[q + ofs[o + 2]] + sum[q + ofs[o + 3]]) | 0)) +
+                      f32(weight[f * 3 + 1] * ((sum[q + ofs[o + 4]] - sum[q + ofs[o + 5]] - sum[q + ofs[o + 6]] + sum[q + ofs[o + 7]]) | 0)));
+        if (third[f]) {
+          ret = f32(ret + f32(weight[f * 3 + 2] * ((sum[q + ofs[o + 8]] - sum[q + ofs[o + 9]] - sum[q + ofs[o + 10]] + sum[q + ofs[o + 11]]) | 0)));
         }
-        const val = f32(ret * vnf);
-        idx = val < node.threshold ? node.left : node.right;
+        idx = f32(ret * vnf) < threshold[node] ? left[node] : right[node];
       } while (idx > 0);
-      total += leaves[tree.leafOffset - idx];
+      total += leaves[treeLeaf[t] - idx];
     }
-    if (total < stage.threshold) return -si;
+    if (total < stageThreshold[si]) return -si;
   }
   return 1;
 }
@@ -238,22 +264,24 @@ export function detectCandidates(cascade, grey, w, h, { scaleFactor = 1.1, minSi
     scales.push(f32(factor));
   }
   const found = [];
+  const stride = scales.length ? roundHalfEven(f32(w / scales[0])) + 1 : 0;
   for (const sc of scales) {
     const sw = roundHalfEven(f32(w / sc)), sh = roundHalfEven(f32(h / sc));
-    scanScale(cascade, resizeLinearExact(grey, w, h, sw, sh), sw, sh, sc, found);
+    scanScale(cascade, resizeLinearExact(grey, w, h, sw, sh), sw, sh, sc, found, stride);
   }
   return found;
 }
 
 // One level of the pyramid: every window position, OpenCV's step and early skip.
-export function scanScale(cascade, img, sw, sh, sc, found = []) {
-  const ii = integrals(img, sw, sh);
+export function scanScale(cascade, img, sw, sh, sc, found = [], stride = sw + 1) {
+  const { sum, sq, W } = integrals(img, sw, sh, stride);
+  const c = compiled(cascade, W);
   const step = sc >= 2 ? 1 : 2;
   const workW = Math.max(sw + 1 - cascade.width, 0), workH = Math.max(sh + 1 - cascade.height, 0);
   const winW = roundHalfEven(f32(cascade.width * sc)), winH = roundHalfEven(f32(cascade.height * sc));
   for (let y = 0; y < workH; y += step) {
     for (let x = 0; x < workW; x += step) {
-      const result = evaluate(cascade, ii, x, y);
+      const result = evaluate(c, sum, sq, y * W + x);
       if (result > 0) found.push({ x: roundHalfEven(f32(x * sc)), y: roundHalfEven(f32(y * sc)), width: winW, height: winH });
       if (result === 0) x += step;
     }
