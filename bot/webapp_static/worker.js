@@ -2,7 +2,10 @@
 // off the page's thread. The picture stays in this browser: nothing here sends it anywhere.
 
 import * as ort from "./vendor/ort.wasm.min.mjs";
-import { blend, fitSize, keepColours, labelJpeg, phaseInput, phaseOutput, sha256Hex, xmpPacket } from "./core.js";
+import {
+  blend, fitSize, keepColours, labelJpeg, orientationTransform, orientedSize, phaseInput, phaseOutput, readJpegInfo,
+  sha256Hex, xmpPacket,
+} from "./core.js";
 import { detectFaces, parseCascade } from "./haar.js";
 
 let catalogue = null, session = null, frontal = null, profile = null;
@@ -34,13 +37,25 @@ async function init(threads) {
 }
 
 async function decode(blob, maxSide) {
-  // createImageBitmap applies EXIF orientation (the default "from-image").
+  // createImageBitmap applies EXIF orientation ("from-image"). An older webview that ignores a
+  // quarter turn (what phones write) is caught by comparing with the JPEG's own size and tag,
+  // and the picture is turned here instead.
+  const info = readJpegInfo(new Uint8Array(await blob.slice(0, 262144).arrayBuffer()));
   const bitmap = await createImageBitmap(blob, { imageOrientation: "from-image" });
-  const size = fitSize(bitmap.width, bitmap.height, maxSide);
+  const turnHere = info.orientation > 1 && info.width === bitmap.width && info.height === bitmap.height &&
+    (info.orientation >= 5 ? info.width !== info.height : false);
+  const upright = turnHere ? orientedSize(bitmap.width, bitmap.height, info.orientation) : { width: bitmap.width, height: bitmap.height };
+  const size = fitSize(upright.width, upright.height, maxSide);
   const canvas = new OffscreenCanvas(size.width, size.height);
   const g = canvas.getContext("2d", { willReadFrequently: true });
   g.imageSmoothingQuality = "high";
-  g.drawImage(bitmap, 0, 0, size.width, size.height);
+  if (turnHere) {
+    g.scale(size.width / upright.width, size.height / upright.height);
+    g.transform(...orientationTransform(info.orientation, bitmap.width, bitmap.height));
+    g.drawImage(bitmap, 0, 0);
+  } else {
+    g.drawImage(bitmap, 0, 0, size.width, size.height);
+  }
   bitmap.close();
   return { rgba: g.getImageData(0, 0, size.width, size.height).data, width: size.width, height: size.height };
 }
