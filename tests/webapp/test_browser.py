@@ -226,3 +226,22 @@ def test_without_wasm_simd_the_page_says_so_and_offers_the_chat(page, darkroom_p
     assert page.evaluate("document.body.dataset.state") == "unsupported"
     assert "sending your photo to the bot" in page.text_content("#unsupported")
     assert not page.is_visible("#controls")
+
+
+def test_without_cross_origin_isolation_it_still_works_on_one_thread(page, darkroom_page):
+    """Where the page cannot be isolated (an iframe in Telegram Web, a proxy dropping COOP/COEP)
+    it falls back to one thread instead of failing."""
+
+    def without_isolation(route):
+        response = route.fetch()
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("cross-origin-opener-policy", "cross-origin-embedder-policy")}
+        route.fulfill(response=response, headers=headers)
+
+    page.route("**/app/", without_isolation)
+    _open(page, darkroom_page)
+    assert page.evaluate("crossOriginIsolated") is False
+    assert page.evaluate("document.body.dataset.threads") == "1"
+    result = _style(page, Path(portrait_path("astronaut")), "seaside")
+    assert result["pixels"].shape == (512, 512, 3)
+    assert result["data"]["faces"] == '[{"x":177,"y":66,"width":95,"height":95}]'
