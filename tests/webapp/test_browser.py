@@ -173,6 +173,7 @@ def test_page_styles_like_the_server_and_nothing_leaves_the_device(page, darkroo
     expected = engine.render_rgb(picture, StyleRequest("ink"))
     assert result["pixels"].shape == expected.shape == upright.shape  # turned upright
     psnr = _psnr(result["pixels"], expected)
+    print(f"page vs engine, ink, EXIF-rotated phone photo: PSNR {psnr:.1f} dB")
     assert psnr >= 40, f"PSNR {psnr:.1f} dB against the engine"
     faces = [[f.x, f.y, f.width, f.height] for f in picture.faces]
     assert faces and __import__("json").loads(result["data"]["faces"]) == [
@@ -190,6 +191,7 @@ def test_page_styles_like_the_server_and_nothing_leaves_the_device(page, darkroo
     original = Path(portrait_path("grace")).read_bytes()
     expected = engine.render_rgb(engine.load(original), StyleRequest("mosaic", 0.6, True))
     psnr = _psnr(result["pixels"], expected)
+    print(f"page vs engine, mosaic 0.6 keep colours: PSNR {psnr:.1f} dB")
     assert psnr >= 40, f"PSNR {psnr:.1f} dB against the engine (strength, keep colours)"
     _assert_private(page.recorder, origin, original)
 
