@@ -73,6 +73,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         default_style=default,
         max_input_bytes=settings.max_input_bytes,
         version=software_version(),
+        webapp_url=settings.webapp_url,
     )
 
 
@@ -114,6 +115,8 @@ class Darkroom:
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
     janitor_interval: float = 5.0  # how often due reply deletions are looked for
+    page_url: str = field(default="", init=False)  # where the on-device page is served, once started
+    _pseudonymize: Pseudonymizer | None = field(default=None, init=False)
     _janitor: asyncio.Task | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -151,6 +154,7 @@ class Darkroom:
         )
         self.router = Router(base)
         pseudonymize = Pseudonymizer(settings.secret)
+        self._pseudonymize = pseudonymize
         self.queue.start()
         self.router.start()
         if settings.telegram_enabled:
@@ -163,14 +167,28 @@ class Darkroom:
             self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch, self.storage)
             await self.wechat.start()
         if settings.needs_http:
+            webapp = None
+            if settings.serves_webapp:
+                from .webapp import WebApp
+
+                webapp = WebApp(
+                    self.engine.catalogue,
+                    self.engine.config.software,
+                    bot_token=settings.telegram_bot_token,
+                    send_styled=self._send_styled if self.telegram is not None else None,
+                )
             app = build_app(
                 telegram=self.telegram if settings.telegram_mode == "webhook" else None,
                 telegram_secret=settings.telegram_webhook_secret,
                 wechat=self.wechat,
                 health=self.health,
+                webapp=webapp,
             )
             self.http = HttpServer(app, settings.http_host, settings.http_port)
             await self.http.start()
+            if webapp is not None:
+                host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+                self.page_url = settings.webapp_url or f"http://{host}:{self.http.port}/app/"
         if self.telegram is not None:
             await self.telegram.start()
         await self._tell_people_about_lost_jobs()
@@ -181,6 +199,21 @@ class Darkroom:
             settings.telegram_enabled, settings.telegram_mode, settings.wechat_enabled, settings.input_ttl,
             settings.reply_ttl, settings.max_side, settings.queue_limit,
         )
+
+    async def _send_styled(self, user_id: int, jpeg: bytes, language: str) -> None:
+        """The on-device page's opt-in: deliver a picture styled on the person's phone to their
+        chat with the bot, through the same send path (in memory, nothing kept). Only for a
+        person whose consent is on record, like every picture the server handles."""
+        from handlers.consent import has_consent
+        from handlers.events import Address, Person
+        from handlers.replies import OutPhoto, SendPhotos
+
+        address = Address(self.telegram.name, str(user_id))
+        person = Person(pseudonym=self._pseudonymize(self.telegram.name, "user", user_id), language=language, address=address)
+        ctx = self.router.context(self.telegram)
+        if not await has_consent(ctx, person):
+            raise PermissionError("no consent on record")
+        await ctx.send(address, SendPhotos((OutPhoto(jpeg, t("webapp.sent_caption", language)),)))
 
     def platforms(self) -> dict:
         return {p.name: p for p in (self.telegram, self.wechat) if p is not None}
@@ -255,6 +288,8 @@ class Darkroom:
         except BaseException:
             await self.stop(grace=1.0)  # release what did start (server socket, database)
             raise
+        if self.settings.local_only:
+            print(f"Darkroom on-device page: {self.page_url} (no chat platform configured; Ctrl+C stops)", flush=True)
         try:
             await stop.wait()
         finally:

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="darkroom", description="Darkroom: a private AI-photo bot.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="start the bot (settings from the environment or .env)")
+    sub.add_parser("run", help="start the bot (settings from the environment or .env); with no platform configured, just the on-device page")
 
     styles = sub.add_parser("styles", help="the style catalogue with licences and sources")
     styles.add_argument("--zh", action="store_true", help="names and descriptions in Chinese")
@@ -104,9 +104,8 @@ def _run() -> int:
         return EXIT_USAGE
     logs.configure(settings.log_level, settings.secrets())
     heap.wipe_freed_memory()
-    if not (settings.telegram_enabled or settings.wechat_enabled):
-        _error("no platform configured: set TELEGRAM_BOT_TOKEN (and/or WECHAT_TOKEN, WECHAT_APPID, WECHAT_SECRET); see .env.example")
-        return EXIT_USAGE
+    # With no chat platform configured, `run` serves just the on-device page on this machine, so
+    # anyone can try Darkroom in a minute without a bot token (the address is printed once it listens).
     try:
         asyncio.run(Darkroom(settings).run_forever())
     except (ModelIntegrityError, StartupError) as exc:

@@ -1,5 +1,6 @@
 """One aiohttp server for everything that comes in over HTTP: `POST /telegram` (webhook mode),
-`GET|POST /wechat` (WeChat callbacks) and `GET /healthz`."""
+`GET|POST /wechat` (WeChat callbacks), the on-device page under `/app/` (bot/webapp.py) and
+`GET /healthz`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; ph
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None) -> web.Application:
-    """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`."""
+def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None) -> web.Application:
+    """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`;
+    ``webapp`` has `add_routes(app)`."""
     app = web.Application(client_max_size=MAX_BODY)
+    if webapp is not None:
+        webapp.add_routes(app)
 
     async def healthz(request: web.Request) -> web.Response:
         body = {"status": "ok"}
@@ -79,9 +83,12 @@ class HttpServer:
         try:
             await site.start()
         except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
             raise StartupError(
-                f"cannot listen on {self.host}:{self.port} ({os.strerror(exc.errno) if exc.errno else type(exc).__name__}); "
-                "is another program using it? Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"
+                f"cannot listen on {self.host}:{self.port} ({reason}); is another program using it? "
+                "Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"
             ) from None
         if self.port == 0:  # tests ask for any free port
             self.port = site._server.sockets[0].getsockname()[1]

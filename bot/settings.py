@@ -44,6 +44,8 @@ class Settings:
     # HTTP server (webhooks, /healthz)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # The on-device page (/app/): its public https URL turns on the Telegram and WeChat links to it
+    webapp_url: str = ""
     # Data and privacy
     data_dir: Path = Path("./data")
     secret: bytes = field(default=b"", repr=False)  # pseudonym key; loaded or created at start
@@ -77,8 +79,17 @@ class Settings:
         return bool(self.wechat_token and self.wechat_appid and self.wechat_secret)
 
     @property
+    def local_only(self) -> bool:
+        """No platform configured: `darkroom run` serves just the on-device page on this machine."""
+        return not (self.telegram_enabled or self.wechat_enabled)
+
+    @property
+    def serves_webapp(self) -> bool:
+        return bool(self.webapp_url) or self.local_only
+
+    @property
     def needs_http(self) -> bool:
-        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled
+        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled or self.serves_webapp
 
     @property
     def database(self) -> Path:
@@ -144,6 +155,7 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         wechat_api_url=_url(get("WECHAT_API_URL", "https://api.weixin.qq.com"), "WECHAT_API_URL"),
         http_host=get("DARKROOM_HTTP_HOST", "127.0.0.1").strip(),
         http_port=_int(get, "DARKROOM_HTTP_PORT", 8080, 0, 65535),
+        webapp_url=_webapp_url(get("DARKROOM_WEBAPP_URL", "")),
         data_dir=Path(get("DARKROOM_DATA_DIR", "./data")).expanduser(),
         secret=_secret(get("DARKROOM_SECRET", "")),
         input_ttl=_int(get, "DARKROOM_INPUT_TTL", 0, 0, MAX_INPUT_TTL),
@@ -176,6 +188,15 @@ def _url(value: str, key: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise SettingsError(f"{key} must start with http:// or https://")
     return value
+
+
+def _webapp_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.startswith("https://"):
+        raise SettingsError("DARKROOM_WEBAPP_URL must be the public https:// URL of /app/ (Telegram opens only https pages)")
+    return value if value.endswith("/") else value + "/"
 
 
 def _int(get, key: str, default: int, low: int, high: int) -> int:

@@ -21,10 +21,12 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaPhoto,
+    MenuButtonWebApp,
     Message,
     MessageOriginUser,
     ReplyParameters,
     Update,
+    WebAppInfo,
 )
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -60,7 +62,7 @@ from handlers.replies import (
     SendPhotos,
     SendText,
 )
-from handlers.texts import language_of
+from handlers.texts import language_of, t
 
 from .pseudonym import Pseudonymizer
 from .settings import Settings, StartupError
@@ -220,6 +222,13 @@ class TelegramPlatform:
                 )
             except Exception as exc:
                 log.warning("could not set the bot's command list (%s): %s; carrying on", language, type(exc).__name__)
+        if self.settings.webapp_url:
+            try:
+                await self.app.bot.set_chat_menu_button(
+                    menu_button=MenuButtonWebApp(t("webapp.menu", "en"), WebAppInfo(self.settings.webapp_url))
+                )
+            except Exception as exc:
+                log.warning("could not set the on-device page menu button: %s; carrying on", type(exc).__name__)
         try:
             await self.app.bot.set_my_short_description(
                 "Styles your selfie on this server after asking for consent, and keeps nothing."
@@ -603,7 +612,13 @@ def _best_size(sizes, max_side: int):
 def _markup(keyboard: Keyboard) -> InlineKeyboardMarkup | None:
     if not keyboard:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in keyboard])
+    return InlineKeyboardMarkup([[_button(b) for b in row] for row in keyboard])
+
+
+def _button(button) -> InlineKeyboardButton:
+    if button.web_app:  # opens the on-device page inside Telegram
+        return InlineKeyboardButton(button.label, web_app=WebAppInfo(button.web_app))
+    return InlineKeyboardButton(button.label, callback_data=button.data)
 
 
 def _reply_to(ref: MessageRef | None) -> ReplyParameters | None:

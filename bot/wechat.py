@@ -553,6 +553,9 @@ def _typed_choices(keyboard: Keyboard) -> str:
     lines = []
     for row in keyboard:
         for button in row:
+            if button.web_app:  # the on-device page, as an H5 link
+                lines.append(f"{button.label}: {button.web_app}")
+                continue
             shown = button.typed[0] if button.typed else button.label
             lines.append(f"[{shown}] {button.label}" if shown != button.label else f"[{shown}]")
     return ("\n\n" + "\n".join(lines)) if lines else ""

@@ -23,7 +23,14 @@ def current_version(settings: ConversationSettings) -> str:
 
 
 def notice(settings: ConversationSettings, language: str, question: bool = True) -> str:
-    return consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
+    text = consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
+    if settings.webapp_url:
+        # The two ways and what each sends, in the notice itself (and so in /privacy). Not part of
+        # the version: the on-device way needs no consent, since no photo reaches the server.
+        modes = t("webapp.notice", language)
+        head, _, ask = text.rpartition("\n\n")
+        text = f"{head}\n\n{modes}\n\n{ask}" if question else f"{text}\n\n{modes}"
+    return text
 
 
 async def has_consent(ctx: Context, person: Person) -> bool:
@@ -47,11 +54,20 @@ def consent_buttons(settings: ConversationSettings, language: str):
     no = ("不同意", "no", "否", "3") if zh else ("no", "不同意", "否", "3")
     return (
         (Button(t("consent.agree", language, min_age=age), answer_data("agree", version, language), agree),),
+        *on_device_row(settings, language),
         (
             Button(t("consent.under_age", language, min_age=age), answer_data("under", version, language), under),
             Button(t("consent.decline", language), answer_data("no", version, language), no),
         ),
     )
+
+
+def on_device_row(settings: ConversationSettings, language: str):
+    """The second choice beside "I agree": style on the phone, nothing sent (needs no consent,
+    since no photo reaches us). Empty when the operator has not set DARKROOM_WEBAPP_URL."""
+    if not settings.webapp_url:
+        return ()
+    return ((Button(t("webapp.button", language), "webapp", web_app=settings.webapp_url),),)
 
 
 async def ask(ctx: Context, person: Person, chat: Chat, reply_to: MessageRef | None = None, lead: str = "") -> MessageRef | None:
@@ -69,7 +85,10 @@ async def start(event: CommandEvent, ctx: Context) -> None:
         await ctx.send(event.chat, SendText(t("help.group", language)))
         return
     if await has_consent(ctx, event.person):
-        await ctx.send(event.chat, SendText(t("consent.already", language) + "\n\n" + t("help", language)))
+        await ctx.send(
+            event.chat,
+            SendText(t("consent.already", language) + "\n\n" + t("help", language), on_device_row(ctx.settings, language)),
+        )
         return
     await ask(ctx, event.person, event.chat)
 

@@ -28,6 +28,7 @@ class ConversationSettings:
     album_limit: int = 4
     pending_ttl: int = 600  # how long a photo reference may wait for consent or a choice
     version: str = ""  # software version, shown by /privacy
+    webapp_url: str = ""  # the on-device page (DARKROOM_WEBAPP_URL); empty: not offered
 
 
 @dataclass

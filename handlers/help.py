@@ -15,7 +15,10 @@ routes = Routes()
 @routes.command("help")
 async def help_command(event: CommandEvent, ctx: Context) -> None:
     key = "help" if event.chat.private else "help.group"
-    await ctx.send(event.chat, SendText(t(key, event.person.language)))
+    text = t(key, event.person.language)
+    if event.chat.private and ctx.settings.webapp_url:
+        text += "\n\n" + t("webapp.link", event.person.language, url=ctx.settings.webapp_url)
+    await ctx.send(event.chat, SendText(text))
 
 
 async def welcome(ctx: Context, person: Person, chat: Chat) -> None:

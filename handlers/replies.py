@@ -16,6 +16,7 @@ class Button:
     label: str
     data: str  # what comes back in ButtonEvent.data; never personal data (max 64 bytes)
     typed: tuple[str, ...] = ()  # typed answers that choose this button; the first is shown
+    web_app: str = ""  # opens the on-device page at this URL instead (a link where there are no buttons)
 
     def __post_init__(self) -> None:
         if len(self.data.encode()) > 64:

@@ -278,6 +278,21 @@ TEXTS: dict[str, dict[str, str]] = {
     "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
     "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},
     "group.expired": {"en": "This request has expired.", "zh": "这个请求已过期。"},
+    # The on-device page (bot/webapp.py)
+    "webapp.button": {"en": "Style it on my phone — the photo is never sent", "zh": "在我的手机上处理——照片不会被发送"},
+    "webapp.menu": {"en": "On my phone", "zh": "在手机上处理"},
+    "webapp.link": {
+        "en": "Or style it on your phone (the photo is never sent): {url}",
+        "zh": "也可以在你的手机上处理（照片不会被发送）：{url}",
+    },
+    "webapp.notice": {
+        "en": "Two ways to use Darkroom: here in the chat, your photo is sent to this server, styled there and deleted (that is what you agree to below); or with \"Style it on my phone\", the photo is styled inside a page on your device and never sent. Only if you then press \"send to the chat\" is the styled picture (never the original) uploaded, to be delivered here and forgotten.",
+        "zh": "使用 Darkroom 有两种方式：在聊天中，你的照片会发送到本服务器，处理后删除（这就是下面请你同意的内容）；或者点击“在我的手机上处理”，照片在你设备上的页面内处理，从不发送。只有当你随后点击“发送到聊天”时，才会上传风格化后的图片（绝不上传原照片），送达后即删除。",
+    },
+    "webapp.sent_caption": {
+        "en": "AI-styled on your phone. You chose to send this styled picture here; your original photo never left your device.",
+        "zh": "已在你的手机上完成 AI 风格化。你选择把这张风格化图片发到这里；原照片从未离开你的设备。",
+    },
 }
 
 
