@@ -205,7 +205,7 @@ async def telegram(box: Sandbox, mode: str, broken: str | None, hold_for: float)
         await fake.send_photo_from(ALICE, photo.jpeg, caption="ink")
         await fake.wait_for("sendPhoto", chat_id=ALICE.id, timeout=60)
         await fake.send_text_from(ALICE, "/delete_my_data")
-        await fake.wait_for_text("Receipt", chat_id=ALICE.id)
+        await fake.wait_for_text("Receipt", chat_id=ALICE.id, timeout=90)
         await hold(box, started, hold_for)
     finally:
         code, stderr = await stop(process)
