@@ -33,7 +33,7 @@ AFTER_MAIN = (
 @pytest.mark.parametrize(
     "argv, hardened",
     [
-        (["run"], True),  # no platform configured: returns at once, hardened before that
+        (["run"], True),  # a bad setting (below) makes it return at once, hardened before that
         (["stylize", "missing.jpg", "-o", "out", "--style", "ink", "--strength", "2"], True),
         (["sheet", "missing.jpg", "-o", "sheet.jpg"], True),
         (["styles"], False),
@@ -43,7 +43,10 @@ AFTER_MAIN = (
 def test_photo_commands_switch_core_dumps_off(argv, hardened, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", AFTER_MAIN, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))},
+            "TELEGRAM_MODE": "carrier-pigeon",
+        },
     )
     lines = done.stdout.splitlines()
     assert "before False" in lines, done.stdout + done.stderr

@@ -242,5 +242,5 @@ def test_darkroom_run_on_a_busy_port_ends_with_one_clear_line(tmp_path):
         done = subprocess.run([darkroom, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("darkroom:")]
-    assert errors == [f"darkroom: cannot listen on 127.0.0.1:{port} (Address already in use); set DARKROOM_HTTP_PORT to a free port"]
+    assert errors == [f"darkroom: cannot listen on 127.0.0.1:{port} (Address already in use); is another program using it? Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"]
     assert "Traceback" not in done.stderr
