@@ -96,7 +96,10 @@ class Darkroom:
         if self.engine is None:
             self.engine = Engine(engine_config(settings))
             await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
-        self.storage = await Storage.open(settings.database, settings.secret)
+        if settings.database_url:
+            self.storage = await Storage.open_postgres(settings.database_url, settings.secret)
+        else:
+            self.storage = await Storage.open(settings.database, settings.secret)
         self.async_engine = AsyncEngine(self.engine)
         self.queue = FairQueue(
             workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles

@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -58,6 +61,43 @@ def network_guard():
     finally:
         guard.uninstall()
     assert guard.refused == [], f"unexpected network use: {guard.refused}"
+
+
+# -- PostgreSQL (tests marked `postgres`) -----------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+async def postgres_url(request):
+    """A fresh, empty PostgreSQL database for this test (dropped afterwards) on the server at
+    DARKROOM_TEST_POSTGRES_URL (tests/services/postgres.sh start). Without one the test is
+    skipped, except in CI (CI=true), where it fails: CI must never skip these silently."""
+    assert request.node.get_closest_marker("postgres"), "a test using postgres_url must be marked postgres"
+    if not POSTGRES_URL:
+        reason = "DARKROOM_TEST_POSTGRES_URL is not set (start a server: eval \"$(tests/services/postgres.sh start)\")"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    import asyncpg
+
+    name = f"darkroom_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="session")
