@@ -42,6 +42,18 @@ class Database(Statements, Protocol):
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Statements]: ...
 
+    async def insert_owned(self, sql: str, *args: Any) -> int:
+        """Run an `INSERT ... RETURNING id`; the row is this process's until `release(id)` or
+        until the process ends, whichever comes first."""
+        ...
+
+    async def claim(self, row: int) -> bool:
+        """Take a row whose process has ended; False while a live process owns it (or another
+        process has just claimed it)."""
+        ...
+
+    async def release(self, row: int) -> None: ...
+
     async def purge(self, tables: tuple[str, ...]) -> None: ...
 
     async def tables(self) -> list[str]: ...
@@ -91,6 +103,18 @@ class SQLiteDatabase:
                 await self._db.rollback()
                 raise
             await self._db.commit()
+
+    # One process per SQLite file: its rows are its own, and a row found at start-up was left by
+    # a process that has ended.
+    async def insert_owned(self, sql: str, *args: Any) -> int:
+        [(row,)] = await self.fetch(sql, *args)
+        return row
+
+    async def claim(self, row: int) -> bool:
+        return True
+
+    async def release(self, row: int) -> None:
+        pass
 
     async def purge(self, tables: tuple[str, ...]) -> None:
         """secure_delete has zeroed the deleted rows in the pages; fold the write-ahead log into
@@ -152,8 +176,14 @@ class PostgresDatabase:
     POOL_SIZE = 8
     CONNECT_TIMEOUT = 10.0
 
-    def __init__(self, pool) -> None:
+    def __init__(self, pool, url: str) -> None:
         self._pool = pool
+        self._url = url
+        # Which rows this process owns is known to the server by the session advisory locks
+        # held on this one connection: the server drops them when the process's connection ends,
+        # however it ends. One statement at a time on it, hence the lock.
+        self._owner = None
+        self._owner_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, schema: str) -> "PostgresDatabase":
@@ -179,14 +209,14 @@ class PostgresDatabase:
             async with pool.acquire() as connection, connection.transaction():
                 # Several processes may start at once; CREATE ... IF NOT EXISTS is not safe
                 # against itself, so they take turns.
-                await connection.execute("SELECT pg_advisory_xact_lock(hashtext('darkroom schema'))")
+                await connection.execute("SELECT pg_advisory_xact_lock(0, hashtext('darkroom schema'))")
                 await connection.execute(schema)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await pool.close()
             raise StartupError(
                 f"cannot create Darkroom's tables in the PostgreSQL database at {describe(url)}: {exc}"
             ) from None
-        return cls(pool)
+        return cls(pool, url)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
         return [tuple(row) for row in await self._pool.fetch(numbered(sql), *args)]
@@ -198,6 +228,37 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[Statements]:
         async with self._pool.acquire() as connection, connection.transaction():
             yield _PostgresStatements(connection)
+
+    # Row ownership: a session advisory lock keyed by the row's id (the single-key space; the
+    # schema lock above uses the two-key space, which never overlaps it).
+
+    async def _owner_connection(self):
+        if self._owner is not None and self._owner.is_closed():  # lost, and its locks with it
+            with contextlib.suppress(Exception):
+                await self._pool.release(self._owner)
+            self._owner = None
+        if self._owner is None:
+            self._owner = await self._pool.acquire()
+        return self._owner
+
+    async def insert_owned(self, sql: str, *args: Any) -> int:
+        async with self._owner_lock:
+            connection = await self._owner_connection()
+            async with connection.transaction():  # locked before any other process can see the row
+                row = await connection.fetchval(numbered(sql), *args)
+                await connection.execute("SELECT pg_advisory_lock($1)", row)
+            return row
+
+    async def claim(self, row: int) -> bool:
+        async with self._owner_lock:
+            connection = await self._owner_connection()
+            return await connection.fetchval("SELECT pg_try_advisory_lock($1)", row)
+
+    async def release(self, row: int) -> None:
+        async with self._owner_lock:
+            if self._owner is None or self._owner.is_closed():
+                return  # the server dropped the locks with the connection
+            await self._owner.execute("SELECT pg_advisory_unlock($1)", row)
 
     async def purge(self, tables: tuple[str, ...]) -> None:
         """A DELETE leaves the old row versions in the table until VACUUM frees them; run it now
@@ -223,6 +284,9 @@ class PostgresDatabase:
         return [row[0] for row in rows]
 
     async def close(self) -> None:
+        if self._owner is not None:
+            await self._pool.release(self._owner)  # resets the session: its locks are dropped
+            self._owner = None
         await self._pool.close()
 
 

@@ -287,20 +287,24 @@ class Storage:
 
     async def job_started(self, person: str, chat: Address, language: str) -> int:
         sealed = self._sealer.seal(person, {"p": chat.platform, "c": chat.value, "l": language})
-        [(row_id,)] = await self._db.fetch(
+        return await self._db.insert_owned(
             "INSERT INTO inflight (person, sealed, started_at) VALUES (?, ?, ?) RETURNING id",
             person, sealed, int(time.time()),
         )
-        return row_id
 
     async def job_finished(self, row: int) -> None:
         await self._db.execute("DELETE FROM inflight WHERE id = ?", row)
+        await self._db.release(row)
 
     async def lost_jobs(self) -> list[tuple[int, Address, str]]:
-        """Jobs that were running when the process died (their rows were never finished)."""
+        """Jobs that were running when their process died (their rows were never finished). On
+        PostgreSQL, jobs that other live processes are running right now are not lost; each lost
+        one is claimed, so that of two processes starting together only one reports it."""
         rows = await self._db.fetch("SELECT id, person, sealed FROM inflight ORDER BY id")
         lost = []
         for row_id, person, sealed in rows:
+            if not await self._db.claim(row_id):
+                continue
             try:
                 value = self._sealer.open(person, sealed)
             except (InvalidTag, ValueError):

@@ -235,6 +235,29 @@ async def test_two_processes_sharing_a_database_see_each_others_rows_and_race_fa
 
 
 @pytest.mark.postgres
+async def test_a_job_is_lost_only_when_the_process_running_it_has_ended(postgres_url):
+    running, starting = await Storage.open_postgres(postgres_url, SECRET), await Storage.open_postgres(postgres_url, SECRET)
+    try:
+        row = await running.job_started(ALICE, Address("telegram", "111"), "en")
+        assert await starting.lost_jobs() == [], "a job another live process is running was taken as lost"
+        await running.close()  # the process ends without finishing it (as in a crash)
+        restarted = [await Storage.open_postgres(postgres_url, SECRET) for _ in range(2)]
+        try:
+            found = await asyncio.gather(*(s.lost_jobs() for s in restarted))
+            assert sorted(found, key=len) == [[], [(row, Address("telegram", "111"), "en")]], "reported once"
+            await restarted[0 if found[0] else 1].job_finished(row)
+            assert await starting.lost_jobs() == []
+        finally:
+            for storage in restarted:
+                await storage.close()
+        mine = await starting.job_started(BOB, Address("wechat", "oBOB"), "zh-hans")
+        await starting.job_finished(mine)
+        assert await starting.lost_jobs() == []
+    finally:
+        await starting.close()
+
+
+@pytest.mark.postgres
 async def test_tables_are_created_once_when_processes_start_together(postgres_url):
     opened = await asyncio.gather(*(Storage.open_postgres(postgres_url, SECRET) for _ in range(4)))
     try:
