@@ -100,6 +100,20 @@ async def postgres_url(request):
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+def storage_location(request, tmp_path: Path) -> tuple[str, Path | str]:
+    """For a fixture parametrized with ENGINES: (engine, a SQLite path or a fresh database's URL)."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path / "data" / "darkroom.sqlite3"
+    return "postgresql", request.getfixturevalue("postgres_url")
+
+
+async def open_storage(location: tuple[str, Path | str], secret: bytes) -> Storage:
+    engine, place = location
+    if engine == "sqlite":
+        return await Storage.open(place, secret)
+    return await Storage.open_postgres(place, secret)
+
+
 @pytest.fixture(scope="session")
 def grace_rgb() -> np.ndarray:
     return np.asarray(Image.open(portrait_path("grace")).convert("RGB"))
@@ -205,8 +219,15 @@ def conversation_settings() -> ConversationSettings:
 
 
 @pytest.fixture
-async def harness(tmp_path, engine, conversation_settings):
-    storage = await Storage.open(tmp_path / "db.sqlite3", b"s" * 32)
+def harness_storage(tmp_path) -> tuple[str, Path | str]:
+    """Where the harness keeps its rows: SQLite here; tests/handlers/conftest.py runs the
+    conversation tests on both engines."""
+    return "sqlite", tmp_path / "db.sqlite3"
+
+
+@pytest.fixture
+async def harness(harness_storage, engine, conversation_settings):
+    storage = await open_storage(harness_storage, b"s" * 32)
     queue = FairQueue(workers=2, max_waiting=10, per_person=5, rate_per_hour=50)
     platform = FakePlatform()
     async_engine = AsyncEngine(engine)

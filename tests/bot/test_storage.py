@@ -10,7 +10,7 @@ import pytest
 from bot.storage import PERSON_TABLES, POSTGRES_SCHEMA, SCHEMA, Storage
 from handlers.events import Address, MessageRef
 from handlers.ports import ConsentRecord, Preferences
-from tests.conftest import ENGINES
+from tests.conftest import ENGINES, open_storage, storage_location
 
 SECRET = b"s" * 32
 ALICE, BOB = "pseudonym-alice-3f9a", "pseudonym-bob-77c1"
@@ -18,23 +18,15 @@ V1 = ConsentRecord("v1", "a" * 64, "en", 1_700_000_000)
 V2 = ConsentRecord("v2", "b" * 64, "zh-hans", 1_700_000_100)
 
 
-async def open_storage(engine: str, location, secret: bytes = SECRET) -> Storage:
-    if engine == "sqlite":
-        return await Storage.open(location, secret)
-    return await Storage.open_postgres(location, secret)
-
-
 @pytest.fixture(params=ENGINES)
 def place(request, tmp_path):
     """(engine, location): a SQLite file path, or the URL of a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return "sqlite", tmp_path / "data" / "darkroom.sqlite3"
-    return "postgresql", request.getfixturevalue("postgres_url")
+    return storage_location(request, tmp_path)
 
 
 @pytest.fixture
 async def storage(place):
-    storage = await open_storage(*place)
+    storage = await open_storage(place, SECRET)
     try:
         yield storage
     finally:
@@ -137,13 +129,13 @@ async def test_jobs_in_flight_are_lost_until_finished(storage):
 
 
 async def test_rows_sealed_under_another_secret_are_dropped_not_opened(place):
-    storage = await open_storage(*place)
+    storage = await open_storage(place, SECRET)
     try:
         await storage.job_started(ALICE, Address("telegram", "111"), "en")
         await storage.remember_reply(ALICE, MessageRef(Address("telegram", "111"), 5), delete_at=1)
     finally:
         await storage.close()
-    other = await open_storage(*place, secret=b"x" * 32)
+    other = await open_storage(place, b"x" * 32)
     try:
         assert await other.due_replies(10) == []
         assert await other.lost_jobs() == []
@@ -153,12 +145,12 @@ async def test_rows_sealed_under_another_secret_are_dropped_not_opened(place):
 
 
 async def test_rows_outlive_a_restart(place):
-    storage = await open_storage(*place)
+    storage = await open_storage(place, SECRET)
     try:
         await storage.record_consent(ALICE, V1)
     finally:
         await storage.close()
-    storage = await open_storage(*place)
+    storage = await open_storage(place, SECRET)
     try:
         assert await storage.consent(ALICE) == V1
     finally:
