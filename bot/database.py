@@ -176,9 +176,8 @@ class PostgresDatabase:
     POOL_SIZE = 8
     CONNECT_TIMEOUT = 10.0
 
-    def __init__(self, pool, url: str) -> None:
+    def __init__(self, pool) -> None:
         self._pool = pool
-        self._url = url
         # Which rows this process owns is known to the server by the session advisory locks
         # held on this one connection: the server drops them when the process's connection ends,
         # however it ends. One statement at a time on it, hence the lock.
@@ -200,7 +199,7 @@ class PostgresDatabase:
             pool = await asyncpg.create_pool(
                 url, min_size=1, max_size=cls.POOL_SIZE, timeout=cls.CONNECT_TIMEOUT, command_timeout=60
             )
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, ValueError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             reason = str(exc) or type(exc).__name__
             if password:
                 reason = reason.replace(password, "[redacted]")
@@ -216,7 +215,7 @@ class PostgresDatabase:
             raise StartupError(
                 f"cannot create Darkroom's tables in the PostgreSQL database at {describe(url)}: {exc}"
             ) from None
-        return cls(pool, url)
+        return cls(pool)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
         return [tuple(row) for row in await self._pool.fetch(numbered(sql), *args)]

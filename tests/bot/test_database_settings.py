@@ -81,3 +81,12 @@ def test_an_unreachable_database_stops_darkroom_run_with_one_line_and_no_passwor
     errors = [line for line in run.stderr.splitlines() if line.startswith("darkroom:")]
     assert len(errors) == 1 and errors[0].startswith("darkroom: cannot connect to the PostgreSQL database at 127.0.0.1:9/darkroom: ")
     assert "Traceback" not in run.stderr and "NeverShowThis99" not in run.stderr + run.stdout
+
+
+async def test_without_the_driver_the_url_asks_for_the_extra(monkeypatch):
+    from bot.settings import StartupError
+    from bot.storage import Storage
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if `pip install -e .` without [scale]
+    with pytest.raises(StartupError, match=r"pip install 'darkroom-bot\[scale\]'"):
+        await Storage.open_postgres(URL, SECRET.encode())
