@@ -129,12 +129,15 @@ class Darkroom:
         if self.engine is None:
             self.engine = Engine(engine_config(settings))
             await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
-        try:
-            self.storage = await Storage.open(settings.database, settings.secret)
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(
-                f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
-            ) from None
+        if settings.database_url:
+            self.storage = await Storage.open_postgres(settings.database_url, settings.secret)
+        else:
+            try:
+                self.storage = await Storage.open(settings.database, settings.secret)
+            except (OSError, sqlite3.Error) as exc:
+                raise StartupError(
+                    f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
+                ) from None
         self.async_engine = AsyncEngine(self.engine)
         self.queue = FairQueue(
             workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles

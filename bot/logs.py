@@ -18,7 +18,7 @@ import sys
 import threading
 import urllib.parse
 
-NOISY_LIBRARIES = ("httpx", "httpcore", "telegram", "aiohttp", "wechatpy", "urllib3", "requests", "hpack", "asyncio", "aiosqlite", "PIL")
+NOISY_LIBRARIES = ("httpx", "httpcore", "telegram", "aiohttp", "wechatpy", "urllib3", "requests", "hpack", "asyncio", "aiosqlite", "asyncpg", "PIL")
 
 _FILE_URL = re.compile(r"/file/bot[^/\s]*/\S+")
 _BOT_URL = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import unquote, urlsplit
 
 MAX_INPUT_TTL = 600
 MAX_REPLY_TTL = 47 * 3600  # Telegram lets bots delete their own messages for 48 hours
@@ -49,6 +50,7 @@ class Settings:
     # Data and privacy
     data_dir: Path = Path("./data")
     secret: bytes = field(default=b"", repr=False)  # pseudonym key; loaded or created at start
+    database_url: str = field(default="", repr=False)  # PostgreSQL instead of SQLite; holds a password
     input_ttl: int = 0
     reply_ttl: int = 0
     delete_selfie: bool = True
@@ -110,6 +112,8 @@ class Settings:
             self.wechat_secret,
             self.wechat_aes_key,
             self.secret,
+            self.database_url,
+            unquote(urlsplit(self.database_url).password or "") if self.database_url else "",
         ]
         if self.wechat_aes_key:
             try:  # WeChat's EncodingAESKey is the base64 of the real key, without its padding
@@ -158,6 +162,7 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         webapp_url=_webapp_url(get("DARKROOM_WEBAPP_URL", "")),
         data_dir=Path(get("DARKROOM_DATA_DIR", "./data")).expanduser(),
         secret=_secret(get("DARKROOM_SECRET", "")),
+        database_url=_database_url(get("DARKROOM_DATABASE_URL", "")),
         input_ttl=_int(get, "DARKROOM_INPUT_TTL", 0, 0, MAX_INPUT_TTL),
         reply_ttl=_int(get, "DARKROOM_REPLY_TTL", 0, 0, MAX_REPLY_TTL),
         delete_selfie=_bool(get, "DARKROOM_DELETE_SELFIE", True),
@@ -178,6 +183,10 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
     )
     if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
         raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
+    if settings.database_url and not settings.secret:
+        # A key created in one machine's data directory would give each process sharing the
+        # database different pseudonyms: consent given to one would be unknown to the others.
+        raise SettingsError("DARKROOM_DATABASE_URL needs DARKROOM_SECRET, the same in every process sharing the database")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("DARKROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     return settings
@@ -197,6 +206,24 @@ def _webapp_url(value: str) -> str:
     if not value.startswith("https://"):
         raise SettingsError("DARKROOM_WEBAPP_URL must be the public https:// URL of /app/ (Telegram opens only https pages)")
     return value if value.endswith("/") else value + "/"
+
+
+def _database_url(raw: str) -> str:
+    """A PostgreSQL URL (postgresql://user:password@host:port/database), or "" for SQLite. The
+    error names the key, never the value: it holds a password."""
+    raw = raw.strip()
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # raises ValueError for a malformed port
+    except ValueError:
+        raise SettingsError("DARKROOM_DATABASE_URL is not a valid URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError("DARKROOM_DATABASE_URL must start with postgresql://")
+    if not parts.path.strip("/"):
+        raise SettingsError("DARKROOM_DATABASE_URL must name a database: postgresql://user:password@host:5432/darkroom")
+    return raw
 
 
 def _int(get, key: str, default: int, low: int, high: int) -> int:

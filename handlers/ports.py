@@ -1,6 +1,6 @@
 """What the conversation needs from the outside world, as protocols.
 
-`bot/` implements these (Telegram and WeChat adapters, SQLite storage, the fair job queue);
+`bot/` implements these (Telegram and WeChat adapters, SQLite or PostgreSQL storage, the fair job queue);
 tests implement them with small fakes. Nothing here names a platform.
 """
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -68,6 +71,57 @@ def keep_the_test_process_dumpable(monkeypatch):
     from bot import hardening
 
     monkeypatch.setattr(hardening, "harden_process", lambda: None)
+
+
+# -- PostgreSQL (tests marked `postgres`) -----------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("DARKROOM_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+async def postgres_url(request):
+    """A fresh, empty PostgreSQL database for this test (dropped afterwards) on the server at
+    DARKROOM_TEST_POSTGRES_URL (tests/services/postgres.sh start). Without one the test is
+    skipped, except in CI (CI=true), where it fails: CI must never skip these silently."""
+    assert request.node.get_closest_marker("postgres"), "a test using postgres_url must be marked postgres"
+    if not POSTGRES_URL:
+        reason = "DARKROOM_TEST_POSTGRES_URL is not set (start a server: eval \"$(tests/services/postgres.sh start)\")"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}", pytrace=False)
+        pytest.skip(reason)
+    import asyncpg
+
+    name = f"darkroom_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def storage_location(request, tmp_path: Path) -> tuple[str, Path | str]:
+    """For a fixture parametrized with ENGINES: (engine, a SQLite path or a fresh database's URL)."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path / "data" / "darkroom.sqlite3"
+    return "postgresql", request.getfixturevalue("postgres_url")
+
+
+async def open_storage(location: tuple[str, Path | str], secret: bytes) -> Storage:
+    engine, place = location
+    if engine == "sqlite":
+        return await Storage.open(place, secret)
+    return await Storage.open_postgres(place, secret)
 
 
 @pytest.fixture(scope="session")
@@ -175,8 +229,15 @@ def conversation_settings() -> ConversationSettings:
 
 
 @pytest.fixture
-async def harness(tmp_path, engine, conversation_settings):
-    storage = await Storage.open(tmp_path / "db.sqlite3", b"s" * 32)
+def harness_storage(tmp_path) -> tuple[str, Path | str]:
+    """Where the harness keeps its rows: SQLite here; tests/handlers/conftest.py runs the
+    conversation tests on both engines."""
+    return "sqlite", tmp_path / "db.sqlite3"
+
+
+@pytest.fixture
+async def harness(harness_storage, engine, conversation_settings):
+    storage = await open_storage(harness_storage, b"s" * 32)
     queue = FairQueue(workers=2, max_waiting=10, per_person=5, rate_per_hour=50)
     platform = FakePlatform()
     async_engine = AsyncEngine(engine)
