@@ -24,6 +24,7 @@ from .settings import Settings
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
+SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -121,11 +122,11 @@ class Darkroom:
         if settings.telegram_enabled:
             from .telegram import TelegramPlatform
 
-            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.dispatch)
+            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue)
         if settings.wechat_enabled:
             from .wechat import WeChatPlatform
 
-            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch)
+            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue)
             await self.wechat.start()
         if settings.needs_http:
             app = build_app(
@@ -186,29 +187,48 @@ class Darkroom:
         }
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking new work, give running jobs ``grace`` seconds, tell the people whose
-        photos were not done, then close the platforms and the database cleanly."""
+        """Stop taking new work, give running jobs and the messages being answered ``grace``
+        seconds, tell the people whose photos were not done, then close the platforms and the
+        database cleanly. Nothing waits past ``grace`` + a few seconds: a chat in Telegram's
+        flood wait makes its own replies fail, not the shutdown."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + grace + SHUTDOWN_NOTICE_TIME
+        if self.telegram is not None:
+            self.telegram.wind_down(give_up_at)
         if self._janitor is not None:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._stop_work(grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.0)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: some replies were still waiting after %.0fs; closing anyway", grace)
+        finally:
+            if self.async_engine is not None:
+                self.async_engine.close()
+            if self.storage is not None:
+                await self.storage.close()
+        log.info("Darkroom stopped")
+
+    async def _stop_work(self, grace: float) -> None:
         if self.telegram is not None:
             await self.telegram.stop_receiving()
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        # Jobs and the messages being answered finish side by side; both still use the
+        # platforms to reply or to apologise.
+        closing = []
+        if self.router is not None:
+            closing.append(self.router.close(timeout=grace))
         if self.queue is not None:
-            await self.queue.stop(grace)  # jobs still use the platforms to reply or to apologise
+            closing.append(self.queue.stop(grace, notice_timeout=SHUTDOWN_NOTICE_TIME))
+        await asyncio.gather(*closing)
         if self.router is not None:
             await self.router.stop()
         if self.telegram is not None:
             await self.telegram.close()
         if self.wechat is not None:
             await self.wechat.stop()
-        if self.async_engine is not None:
-            self.async_engine.close()
-        if self.storage is not None:
-            await self.storage.close()
-        log.info("Darkroom stopped")
 
     async def run_forever(self) -> None:
         stop = asyncio.Event()

@@ -68,6 +68,8 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 ALBUM_QUIET = 1.0  # seconds without a new album part before the album is handled
 MAX_TEXT = 4096
 SEND_ATTEMPTS = 5
+ALBUM_MAX = 10  # Telegram's own limit on the parts of one album
+FLOOD_PATIENCE = 60.0  # seconds one call may spend waiting out flood control before it gives up
 
 COMMANDS = {
     "en": [
@@ -93,6 +95,14 @@ COMMANDS = {
         ("help", "使用帮助"),
     ],
 }
+
+
+@dataclass
+class _FloodGate:
+    """Telegram's flood control for one chat: nothing is sent there before ``until``. Sends to
+    that chat wait here, and only they do: the rest of the bot carries on."""
+
+    until: float = 0.0
 
 
 @dataclass
@@ -131,6 +141,9 @@ class TelegramPlatform:
         self.app.add_error_handler(self._on_error)
         self._albums: dict[tuple[int, str], _Album] = defaultdict(_Album)
         self._album_tasks: set[asyncio.Task] = set()
+        self._gates: dict[int, _FloodGate] = {}
+        self._winding_down = asyncio.Event()
+        self._give_up_at = float("inf")  # loop time after which nothing waits any more
         self.username = ""
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -178,6 +191,13 @@ class TelegramPlatform:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+
+    def wind_down(self, give_up_at: float) -> None:
+        """Shutting down: from now on no send waits (for flood control or a retry) past
+        ``give_up_at`` (event-loop time); it fails at once instead, so a chat in flood wait
+        cannot hold the shutdown."""
+        self._give_up_at = give_up_at
+        self._winding_down.set()
 
     async def close(self) -> None:
         await self.stop_receiving()
@@ -300,6 +320,8 @@ class TelegramPlatform:
     def _collect_album(self, message: Message) -> None:
         key = (message.chat.id, message.media_group_id)
         album = self._albums[key]
+        if len(album.parts) >= ALBUM_MAX:
+            return  # more parts than Telegram allows in one album: not a real album
         album.parts.append(message)
         if album.timer is not None:
             album.timer.cancel()
@@ -412,6 +434,7 @@ class TelegramPlatform:
                     bot.send_message,
                     chat_id,
                     text,
+                    chat=chat_id,
                     reply_markup=_markup(reply.buttons) if last else None,
                     reply_parameters=_reply_to(reply.reply_to) if i == 0 else None,
                 )
@@ -421,6 +444,7 @@ class TelegramPlatform:
                 await self._call(
                     bot.edit_message_text,
                     reply.text[:MAX_TEXT],
+                    chat=int(reply.target.chat.value),
                     chat_id=int(reply.target.chat.value),
                     message_id=int(reply.target.message_id),
                     reply_markup=_markup(reply.buttons),
@@ -435,16 +459,18 @@ class TelegramPlatform:
             ids = [int(i) for i in reply.target.message_id.split(",")]  # an album is several messages
             try:
                 if len(ids) == 1:
-                    await self._call(bot.delete_message, int(reply.target.chat.value), ids[0])
+                    await self._call(bot.delete_message, int(reply.target.chat.value), ids[0], chat=int(reply.target.chat.value))
                 else:
-                    await self._call(bot.delete_messages, int(reply.target.chat.value), ids)
+                    await self._call(bot.delete_messages, int(reply.target.chat.value), ids, chat=int(reply.target.chat.value))
             except DeliveryFailed as exc:
                 # Older than 48 h, already gone, or no rights: tolerated, logged without data.
                 log.info("could not delete a message: %s", _reason(exc))
             return None
         if isinstance(reply, ChatAction):
+            if self._flood_wait(chat_id) > 0:
+                return None  # purely cosmetic: not worth a place in the chat's flood wait
             try:
-                await self._call(bot.send_chat_action, chat_id, reply.action, attempts=1)
+                await self._call(bot.send_chat_action, chat_id, reply.action, attempts=1, chat=chat_id)
             except DeliveryFailed:
                 pass  # purely cosmetic
             return None
@@ -458,7 +484,9 @@ class TelegramPlatform:
                     pass  # the press is older than Telegram keeps it answerable
             return None
         if isinstance(reply, SendDocument):
-            sent = await self._call(bot.send_document, chat_id, reply.data, filename=reply.filename, caption=reply.caption)
+            sent = await self._call(
+                bot.send_document, chat_id, reply.data, filename=reply.filename, caption=reply.caption, chat=chat_id
+            )
             return self._sent(sent)
         raise TypeError(f"unknown reply {type(reply).__name__}")
 
@@ -474,13 +502,14 @@ class TelegramPlatform:
                 reply_markup=_markup(reply.buttons),
                 reply_parameters=_reply_to(reply.reply_to),
                 filename="darkroom.jpg",
+                chat=chat_id,
             )
             return self._sent(sent)
         media = [InputMediaPhoto(p.jpeg, caption=p.caption or None, filename=f"darkroom-{i + 1}.jpg") for i, p in enumerate(reply.photos)]
-        sent = await self._call(bot.send_media_group, chat_id, media, reply_parameters=_reply_to(reply.reply_to))
+        sent = await self._call(bot.send_media_group, chat_id, media, reply_parameters=_reply_to(reply.reply_to), chat=chat_id)
         if reply.buttons:
             # An album cannot carry buttons: offer them right below it.
-            await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons))
+            await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons), chat=chat_id)
         if not sent:
             return None
         # One reference for the whole album, so that deleting it later deletes every photo.
@@ -490,33 +519,90 @@ class TelegramPlatform:
     def _sent(message: Message | None) -> MessageRef | None:
         return None if message is None else MessageRef(_address(message.chat.id), str(message.message_id))
 
-    async def _call(self, method, *args, attempts: int = SEND_ATTEMPTS, **kwargs):
+    async def _call(self, method, *args, attempts: int = SEND_ATTEMPTS, chat: int | None = None, **kwargs):
         """Call a Bot API method; wait out flood control and retry transient network errors
-        with back-off. A reply that still cannot be delivered raises DeliveryFailed."""
+        with back-off. A reply that still cannot be delivered raises DeliveryFailed.
+
+        Flood control is per chat (``chat``): a chat Telegram asked us to wait for gets a gate,
+        and only sends to that chat wait at it (up to FLOOD_PATIENCE in all, without using up
+        attempts); everyone else's replies go on. While shutting down, nothing waits past the
+        give-up time."""
         delay = 1.0
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        flood_waited = 0.0
+        while True:
+            wait = self._flood_wait(chat)
+            if wait > 0:
+                if flood_waited + wait > FLOOD_PATIENCE:
+                    raise DeliveryFailed("flood control")
+                flood_waited += wait
+                await self._pause(wait, "flood control")
+            attempt += 1
             try:
+                if self._winding_down.is_set():
+                    remaining = self._give_up_at - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        raise DeliveryFailed("shutting down")
+                    return await asyncio.wait_for(method(*args, **kwargs), remaining)
                 return await method(*args, **kwargs)
             except RetryAfter as exc:
                 with warnings.catch_warnings():  # PTB 22 warns that the type will change
                     warnings.simplefilter("ignore")
                     wait = exc.retry_after
                 wait = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-                log.warning("flood control: waiting %.0fs before %s", wait, method.__name__)
-                if attempt == attempts:
-                    raise DeliveryFailed("flood control") from None
-                await asyncio.sleep(min(wait, 60.0))
+                log.info("flood control on one chat: its replies wait %.0fs (%s)", wait, method.__name__)
+                if chat is None:
+                    if attempt >= attempts or flood_waited + wait > FLOOD_PATIENCE:
+                        raise DeliveryFailed("flood control") from None
+                    flood_waited += wait
+                    await self._pause(wait, "flood control")
+                else:
+                    attempt -= 1  # waiting at the chat's gate is not a failed attempt
+                    self._close_gate(chat, wait)
             except (BadRequest, Forbidden) as exc:
                 raise DeliveryFailed(_reason(exc)) from None
-            except (TimedOut, NetworkError) as exc:
-                if attempt == attempts:
+            except (TimedOut, NetworkError, asyncio.TimeoutError) as exc:
+                if attempt >= attempts:
                     raise DeliveryFailed(type(exc).__name__) from None
                 log.info("transient %s on %s, retrying in %.0fs", type(exc).__name__, method.__name__, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay, type(exc).__name__)
                 delay = min(delay * 2, 30.0)
             except TelegramError as exc:
                 raise DeliveryFailed(type(exc).__name__) from None
-        raise DeliveryFailed("no attempts")
+
+    def _flood_wait(self, chat: int | None) -> float:
+        """Seconds before anything may be sent to ``chat`` again (0 when it is free)."""
+        gate = self._gates.get(chat) if chat is not None else None
+        if gate is None:
+            return 0.0
+        wait = gate.until - asyncio.get_running_loop().time()
+        if wait <= 0:
+            del self._gates[chat]
+            return 0.0
+        return wait
+
+    def _close_gate(self, chat: int, seconds: float) -> None:
+        now = asyncio.get_running_loop().time()
+        until = now + seconds
+        if len(self._gates) > 1000:  # forget the gates that opened long ago
+            for old in [c for c, g in self._gates.items() if g.until <= now]:
+                del self._gates[old]
+        gate = self._gates.setdefault(chat, _FloodGate())
+        gate.until = max(gate.until, until)
+
+    async def _pause(self, seconds: float, why: str) -> None:
+        """Sleep ``seconds``, unless shutting down would cut the sleep short: then fail now."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        if not self._winding_down.is_set():
+            try:
+                await asyncio.wait_for(self._winding_down.wait(), seconds)
+                # (woken early: the bot began to shut down while this send waited)
+            except asyncio.TimeoutError:
+                return
+        if end > self._give_up_at:
+            raise DeliveryFailed(f"{why}; shutting down")
+        await asyncio.sleep(max(0.0, end - loop.time()))
 
 
 def _address(raw_id: int) -> Address:

@@ -108,6 +108,17 @@ class Memory:
     # Downloaded photos with several faces, waiting for "everyone pictured agreed".
     awaiting_confirmation: dict[str, HeldInput] = field(default_factory=dict)
     group_requests: dict[str, GroupRequest] = field(default_factory=dict)
+    # Until when a person who sends too much is not told again (one "slow down" a minute).
+    quiet_until: dict[str, float] = field(default_factory=dict)
+
+    def may_warn(self, person: str, interval: float = 60.0) -> bool:
+        """True at most once per ``interval`` per person: whether to send a refusal or a
+        "slow down" now, so that a flood of messages is not answered by a flood of notices."""
+        now = self.clock()
+        if self.quiet_until.get(person, 0.0) > now:
+            return False
+        self.quiet_until[person] = now + interval
+        return True
 
     def hold(self, table: dict[str, HeldPhotos], held: HeldPhotos) -> HeldPhotos:
         held.expires = self.clock() + self.pending_ttl
@@ -188,6 +199,7 @@ class Memory:
             if person in (request.author.pseudonym, request.requester.pseudonym):
                 del self.group_requests[token]
                 removed += 1
+        self.quiet_until.pop(person, None)
         return removed
 
     def forget_chat(self, chat: str) -> int:
@@ -229,4 +241,7 @@ class Memory:
             if request.expires < now:
                 del self.group_requests[token]
                 removed += 1
+        for person, until in list(self.quiet_until.items()):
+            if until < now:
+                del self.quiet_until[person]
         return removed

@@ -245,11 +245,14 @@ async def submit(ctx: Context, job: StyleJob) -> None:
                 partial(run, ctx, job),
                 on_position=partial(show_position, ctx, job),
                 on_drop=partial(tell_shutdown, ctx, job),
+                photos=len(job.held_input.buffers) if job.held_input is not None else len(job.photos),
             )
         except QueueRefused as exc:
             if job.held_input is not None:
                 job.held_input.release()
             job.phase = "finished"
+            if not ctx.memory.may_warn(job.person.pseudonym):
+                return  # told less than a minute ago: a flood of photos gets one answer, not one each
             minutes = max(1, round(exc.retry_after / 60))
             await ctx.send(job.chat, SendText(t(f"photo.{exc.reason}", language, minutes=minutes), reply_to=job.reply_to))
             return
