@@ -184,6 +184,8 @@ class Darkroom:
             "version": __version__,
             "queue_waiting": self.queue.waiting if self.queue else 0,
             "queue_running": self.queue.running if self.queue else 0,
+            "messages_waiting": self.router.backlog if self.router else 0,
+            "messages_dropped": self.router.dropped if self.router else 0,
         }
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -128,6 +128,9 @@ class TelegramPlatform:
             .token(settings.telegram_bot_token)
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
+            # Our update handler only translates and hands the event to the router's lane for
+            # that person, so these slots are never held while one chat waits (slow, or in
+            # flood wait): a flood from one person cannot use them up.
             .concurrent_updates(256)
             .connect_timeout(10)
             .read_timeout(30)
