@@ -1,5 +1,9 @@
 """The async message router: neutral events from any adapter to the handler that answers them.
 
+Each person's events in each chat go to their own lane, handled in order, with a bounded
+backlog; adapters hand an event over and return at once. So one person's flood (or a chat that
+Telegram answers slowly) only ever delays that person.
+
 It also makes every choice answerable by typing: when a reply with buttons goes to a chat, the
 words that choose each button are remembered for that chat (in memory, for a few minutes), and a
 private text matching one of them is handled as the press it stands for.
@@ -105,7 +109,6 @@ class Router:
         routes=handlers.ROUTES,
         choice_ttl: float = 600.0,
         lane_limit: int = LANE_LIMIT,
-        clock=time.monotonic,
     ) -> None:
         """``base`` carries the shared services; its platform is replaced per adapter."""
         self._base = base
@@ -116,7 +119,6 @@ class Router:
         self._closed = False
         self._choice_ttl = choice_ttl
         self.lane_limit = lane_limit
-        self._clock = clock
         self.dropped = 0  # events dropped past a lane's bound, since start (for the operator)
         self.commands: dict[str, Handler] = {}
         self.buttons: dict[str, Handler] = {}

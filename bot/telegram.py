@@ -69,6 +69,7 @@ ALBUM_QUIET = 1.0  # seconds without a new album part before the album is handle
 MAX_TEXT = 4096
 SEND_ATTEMPTS = 5
 ALBUM_MAX = 10  # Telegram's own limit on the parts of one album
+LATER_EDITS = 20  # status edits kept per chat while it is in flood wait (the newest of each message)
 FLOOD_PATIENCE = 60.0  # seconds one call may spend waiting out flood control before it gives up
 
 COMMANDS = {
@@ -145,6 +146,8 @@ class TelegramPlatform:
         self._albums: dict[tuple[int, str], _Album] = defaultdict(_Album)
         self._album_tasks: set[asyncio.Task] = set()
         self._gates: dict[int, _FloodGate] = {}
+        self._later_edits: dict[int, dict[str, EditText]] = {}  # per chat in flood wait, per message
+        self._editors: dict[int, asyncio.Task] = {}
         self._winding_down = asyncio.Event()
         self._give_up_at = float("inf")  # loop time after which nothing waits any more
         self.username = ""
@@ -204,7 +207,7 @@ class TelegramPlatform:
 
     async def close(self) -> None:
         await self.stop_receiving()
-        for task in list(self._album_tasks):
+        for task in [*self._album_tasks, *self._editors.values()]:
             task.cancel()
         await self.app.shutdown()
 
@@ -443,18 +446,11 @@ class TelegramPlatform:
                 )
             return self._sent(sent)
         if isinstance(reply, EditText):
-            try:
-                await self._call(
-                    bot.edit_message_text,
-                    reply.text[:MAX_TEXT],
-                    chat=int(reply.target.chat.value),
-                    chat_id=int(reply.target.chat.value),
-                    message_id=int(reply.target.message_id),
-                    reply_markup=_markup(reply.buttons),
-                )
-            except DeliveryFailed as exc:
-                if "not modified" not in str(exc).lower():
-                    raise
+            target_chat = int(reply.target.chat.value)
+            if self._flood_wait(target_chat) > 0 or target_chat in self._later_edits:
+                self._edit_later(target_chat, reply)
+                return reply.target
+            await self._edit(reply)
             return reply.target
         if isinstance(reply, SendPhotos):
             return await self._send_photos(chat_id, reply)
@@ -492,6 +488,47 @@ class TelegramPlatform:
             )
             return self._sent(sent)
         raise TypeError(f"unknown reply {type(reply).__name__}")
+
+    async def _edit(self, reply: EditText) -> None:
+        try:
+            await self._call(
+                self.app.bot.edit_message_text,
+                reply.text[:MAX_TEXT],
+                chat=int(reply.target.chat.value),
+                chat_id=int(reply.target.chat.value),
+                message_id=int(reply.target.message_id),
+                reply_markup=_markup(reply.buttons),
+            )
+        except DeliveryFailed as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    def _edit_later(self, chat_id: int, reply: EditText) -> None:
+        """An edit (a status line) for a chat in flood wait: its sender does not wait for it.
+        Only the newest text of each message is kept, and sent when the chat is free again, so
+        that a job does not hold a queue worker (shared by everyone) through its chat's wait.
+        Edits that come while older ones wait queue behind them, never overtaking them."""
+        edits = self._later_edits.setdefault(chat_id, {})
+        edits.pop(reply.target.message_id, None)
+        edits[reply.target.message_id] = reply
+        while len(edits) > LATER_EDITS:
+            edits.pop(next(iter(edits)))
+        if chat_id not in self._editors:
+            task = asyncio.create_task(self._send_later_edits(chat_id), name="darkroom-later-edits")
+            self._editors[chat_id] = task
+
+    async def _send_later_edits(self, chat_id: int) -> None:
+        try:
+            edits = self._later_edits.get(chat_id, {})
+            while edits:
+                reply = edits.pop(next(iter(edits)))
+                try:
+                    await self._edit(reply)
+                except DeliveryFailed as exc:
+                    log.info("could not edit a status message: %s", exc)
+        finally:
+            self._later_edits.pop(chat_id, None)
+            self._editors.pop(chat_id, None)
 
     async def _send_photos(self, chat_id: int, reply: SendPhotos) -> MessageRef | None:
         bot = self.app.bot

@@ -19,7 +19,7 @@ from . import consent
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
 from .memory import HeldInput, HeldPhotos, InputBuffer, Request
-from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused
+from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused, TooManyPending
 from .registry import Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
 from .texts import t
@@ -63,6 +63,11 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     person, language = event.person, event.person.language
     if event.caption.strip().lower().startswith("/style_from"):
         await save_style_picture(ctx, person, event.chat, event.photos[:1], event.message)
+        return
+    if ctx.queue.pending(person.pseudonym) >= ctx.queue.per_person:
+        # Already as many photos waiting as allowed: refuse before looking anything up, so that
+        # a flood of photos costs the bot (and everyone else) next to nothing.
+        await refuse(ctx, person, event.chat, TooManyPending(), None)
         return
     limit = ctx.settings.album_limit
     if len(event.photos) > limit:
@@ -251,15 +256,21 @@ async def submit(ctx: Context, job: StyleJob) -> None:
             if job.held_input is not None:
                 job.held_input.release()
             job.phase = "finished"
-            if not ctx.memory.may_warn(job.person.pseudonym):
-                return  # told less than a minute ago: a flood of photos gets one answer, not one each
-            minutes = max(1, round(exc.retry_after / 60))
-            await ctx.send(job.chat, SendText(t(f"photo.{exc.reason}", language, minutes=minutes), reply_to=job.reply_to))
+            await refuse(ctx, job.person, job.chat, exc, job.reply_to)
             return
         first = t("photo.queued", language, position=position) if position > 1 else t("photo.received", language)
         job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
         job.status_sent = True
         job.last_position_edit = time.monotonic()
+
+
+async def refuse(ctx: Context, person: Person, chat: Chat, refused: QueueRefused, reply_to: MessageRef | None) -> None:
+    """Say why a photo was not queued, at most once a minute: a flood of photos gets one
+    answer, not one each."""
+    if not ctx.memory.may_warn(person.pseudonym):
+        return
+    minutes = max(1, round(refused.retry_after / 60))
+    await ctx.send(chat, SendText(t(f"photo.{refused.reason}", person.language, minutes=minutes), reply_to=reply_to))
 
 
 async def tell_shutdown(ctx: Context, job: StyleJob) -> None:

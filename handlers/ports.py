@@ -126,6 +126,7 @@ DropCallback = Callable[[], Awaitable[None]]
 
 class JobQueue(Protocol):
     stopping: bool  # True while the bot shuts down: running jobs are being cancelled
+    per_person: int  # jobs one person may have queued or running at once
 
     def submit(
         self,

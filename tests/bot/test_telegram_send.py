@@ -81,3 +81,26 @@ async def test_shutting_down_cuts_flood_waits_short(platform):
     # A wait that ends before the give-up time is still waited out.
     short = Api(retry_after=1)
     assert await platform._call(short, FLOODED + 1, chat=FLOODED + 1) == FLOODED + 1
+
+
+async def test_status_edits_for_a_chat_in_flood_wait_do_not_hold_the_sender(platform, monkeypatch):
+    from handlers.events import MessageRef
+    from handlers.replies import EditText
+
+    edited: list[tuple[str, str]] = []
+
+    async def edit(text, chat_id, message_id, reply_markup=None):
+        edited.append((str(message_id), text))
+        return True
+
+    monkeypatch.setattr(type(platform.app.bot), "edit_message_text", lambda self, *a, **k: edit(*a, **k))
+    platform._close_gate(FLOODED, 0.5)
+    chat = Address("telegram", str(FLOODED))
+    begun = time.monotonic()
+    for step in ("Styling", "Still styling", "Done"):
+        await platform.send(chat, EditText(MessageRef(chat, "7"), step))
+    await platform.send(chat, EditText(MessageRef(chat, "8"), "Queued"))
+    assert time.monotonic() - begun < 0.1 and edited == []
+    while platform._editors:
+        await asyncio.sleep(0.05)
+    assert edited == [("7", "Done"), ("8", "Queued")]  # the newest text of each message, in order
