@@ -153,8 +153,9 @@ async def main(people_count: int, commands: int, photos: int) -> int:
             fake.chat_delays[flooder.id] = SLOW
             fake.chat_floods[flooder.id] = FLOOD_EVERY
             to_flooder_before = len([c for c in fake.calls if int(c.params.get("chat_id") or 0) == flooder.id])
+            # The people start as the flood starts: their updates queue up among the flooder's.
             flooding = asyncio.create_task(flood(fake, flooder, commands, photos, jpeg, style))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0)
             results["B"] = await phase(fake, people, notices, jpeg, style)
             await flooding
             to_flooder = [c for c in fake.calls if int(c.params.get("chat_id") or 0) == flooder.id][to_flooder_before:]

@@ -201,7 +201,7 @@ class Darkroom:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._stop_work(grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.0)
+            await asyncio.wait_for(self._stop_work(loop.time() + grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.5)
         except asyncio.TimeoutError:
             log.warning("shutdown: some replies were still waiting after %.0fs; closing anyway", grace)
         finally:
@@ -211,14 +211,15 @@ class Darkroom:
                 await self.storage.close()
         log.info("Darkroom stopped")
 
-    async def _stop_work(self, grace: float) -> None:
+    async def _stop_work(self, grace_ends: float) -> None:
         if self.telegram is not None:
             await self.telegram.stop_receiving()
         if self.http is not None:
             await self.http.stop()
             self.http = None
-        # Jobs and the messages being answered finish side by side; both still use the
-        # platforms to reply or to apologise.
+        # Jobs and the messages being answered finish side by side, within what is left of the
+        # grace period; both still use the platforms to reply or to apologise.
+        grace = max(0.0, grace_ends - asyncio.get_running_loop().time())
         closing = []
         if self.router is not None:
             closing.append(self.router.close(timeout=grace))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from handlers.context import where
-from handlers.ports import DropCallback, PositionCallback, QueueFull, RateLimited, TooManyPending, Work
+from handlers.ports import DropCallback, PositionCallback, QueueFull, RateLimited, ShuttingDown, TooManyPending, Work
 
 log = logging.getLogger("darkroom.jobs")
 HOUR = 3600.0
@@ -79,7 +79,7 @@ class FairQueue:
         photos: int = 1,
     ) -> int:
         if self._closed:
-            raise QueueFull()
+            raise ShuttingDown()
         now = self._clock()
         self._purge(now)
         bucket = self._bucket(owner)

@@ -111,6 +111,10 @@ class QueueFull(QueueRefused):
     reason = "busy"
 
 
+class ShuttingDown(QueueRefused):
+    reason = "shutdown"
+
+
 class RateLimited(QueueRefused):
     reason = "rate_limited"
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.jobs import FairQueue
-from handlers.ports import QueueFull, RateLimited, TooManyPending
+from handlers.ports import QueueFull, RateLimited, ShuttingDown, TooManyPending
 
 
 class Clock:
@@ -178,7 +178,7 @@ async def test_stop_drops_waiting_jobs_tells_them_and_cancels_overrunning_ones()
     assert told == ["bob"]
     assert sorted(affected) == ["alice", "bob"]
     assert stopping_seen == [True]
-    with pytest.raises(QueueFull):
+    with pytest.raises(ShuttingDown):
         queue.submit("carol", recorder([], "c"))
 
 
