@@ -27,6 +27,7 @@ from .settings import Settings, StartupError
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
+SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -163,11 +164,11 @@ class Darkroom:
         if settings.telegram_enabled:
             from .telegram import TelegramPlatform
 
-            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.dispatch)
+            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue)
         if settings.wechat_enabled:
             from .wechat import WeChatPlatform
 
-            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.dispatch, self.storage)
+            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue, self.storage)
             await self.wechat.start()
         if settings.needs_http:
             webapp = None
@@ -254,32 +255,54 @@ class Darkroom:
             "version": __version__,
             "queue_waiting": self.queue.waiting if self.queue else 0,
             "queue_running": self.queue.running if self.queue else 0,
+            "messages_waiting": self.router.backlog if self.router else 0,
+            "messages_dropped": self.router.dropped if self.router else 0,
         }
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking new work, give running jobs ``grace`` seconds, tell the people whose
-        photos were not done, then close the platforms and the database cleanly."""
+        """Stop taking new work, give running jobs and the messages being answered ``grace``
+        seconds, tell the people whose photos were not done, then close the platforms and the
+        database cleanly. Nothing waits past ``grace`` + a few seconds: a chat in Telegram's
+        flood wait makes its own replies fail, not the shutdown."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + grace + SHUTDOWN_NOTICE_TIME
+        if self.telegram is not None:
+            self.telegram.wind_down(give_up_at)
         if self._janitor is not None:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._stop_work(loop.time() + grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.5)
+        except asyncio.TimeoutError:
+            log.warning("shutdown: some replies were still waiting after %.0fs; closing anyway", grace)
+        finally:
+            if self.async_engine is not None:
+                self.async_engine.close()
+            if self.storage is not None:
+                await self.storage.close()
+        log.info("Darkroom stopped")
+
+    async def _stop_work(self, grace_ends: float) -> None:
         if self.telegram is not None:
             await self.telegram.stop_receiving()
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        # Jobs and the messages being answered finish side by side, within what is left of the
+        # grace period; both still use the platforms to reply or to apologise.
+        grace = max(0.0, grace_ends - asyncio.get_running_loop().time())
+        closing = []
+        if self.router is not None:
+            closing.append(self.router.close(timeout=grace))
         if self.queue is not None:
-            await self.queue.stop(grace)  # jobs still use the platforms to reply or to apologise
+            closing.append(self.queue.stop(grace, notice_timeout=SHUTDOWN_NOTICE_TIME))
+        await asyncio.gather(*closing)
         if self.router is not None:
             await self.router.stop()
         if self.telegram is not None:
             await self.telegram.close()
         if self.wechat is not None:
             await self.wechat.stop()
-        if self.async_engine is not None:
-            self.async_engine.close()
-        if self.storage is not None:
-            await self.storage.close()
-        log.info("Darkroom stopped")
 
     async def run_forever(self) -> None:
         stop = asyncio.Event()

@@ -1,5 +1,9 @@
 """The async message router: neutral events from any adapter to the handler that answers them.
 
+Each person's events in each chat go to their own lane, handled in order, with a bounded
+backlog; adapters hand an event over and return at once. So one person's flood (or a chat that
+Telegram answers slowly) only ever delays that person.
+
 It also makes every choice answerable by typing: when a reply with buttons goes to a chat, the
 words that choose each button are remembered for that chat (in memory, for a few minutes), and a
 private text matching one of them is handled as the press it stands for.
@@ -10,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import handlers
 from handlers.context import Context, where
@@ -31,6 +36,11 @@ from handlers.replies import AnswerButton, Reply, SendText
 from handlers.texts import t
 
 log = logging.getLogger("darkroom.router")
+
+
+def _resolve(done: asyncio.Future | None) -> None:
+    if done is not None and not done.done():
+        done.set_result(None)
 
 
 def fold(text: str) -> str:
@@ -71,14 +81,45 @@ class ChoiceTrackingPlatform:
         self._inner.forget(person)
 
 
+LANE_LIMIT = 20  # events one person may have waiting in one chat before more are dropped
+ERASURE = "delete_my_data"
+NOTICE_INTERVAL = 60.0  # at most one "slow down" per person per this many seconds
+
+
+@dataclass(eq=False)
+class _Waiting:
+    event: Event
+    ctx: Context
+    done: asyncio.Future | None  # set when a caller waits for this event to be handled
+
+
+@dataclass(eq=False)
+class Lane:
+    """One person's events in one chat, handled one at a time, in arrival order. It exists only
+    while it has work: the task that drains it removes it when the backlog is empty."""
+
+    backlog: deque[_Waiting] = field(default_factory=deque)
+    task: asyncio.Task | None = None
+
+
 class Router:
-    def __init__(self, base: Context, routes=handlers.ROUTES, choice_ttl: float = 600.0) -> None:
+    def __init__(
+        self,
+        base: Context,
+        routes=handlers.ROUTES,
+        choice_ttl: float = 600.0,
+        lane_limit: int = LANE_LIMIT,
+    ) -> None:
         """``base`` carries the shared services; its platform is replaced per adapter."""
         self._base = base
         self._contexts: dict[str, Context] = {}
         self._choices: dict[Address, Choices] = {}
-        self._chat_locks: dict[Address, tuple[asyncio.Lock, int]] = {}
+        self._lanes: dict[tuple[Address, str], Lane] = {}
+        self._notices: set[asyncio.Task] = set()
+        self._closed = False
         self._choice_ttl = choice_ttl
+        self.lane_limit = lane_limit
+        self.dropped = 0  # events dropped past a lane's bound, since start (for the operator)
         self.commands: dict[str, Handler] = {}
         self.buttons: dict[str, Handler] = {}
         self.photo = self.text = self.membership = self.unsupported = None
@@ -102,25 +143,99 @@ class Router:
             self._contexts[platform.name] = ctx
         return ctx
 
+    # -- lanes -----------------------------------------------------------------------------
+
+    async def enqueue(self, event: Event, platform: Platform) -> None:
+        """The adapters' entry point: hand ``event`` to its lane and return at once, so that
+        nothing an adapter shares between people (python-telegram-bot's concurrent-update
+        slots, an HTTP request) is ever held while one person's backlog is worked through."""
+        self._enqueue(event, platform, None)
+
     async def dispatch(self, event: Event, platform: Platform) -> None:
-        """Handle one event. Events of one chat are handled one at a time, in arrival order
-        (adapters may deliver them concurrently): "a photo, then /style_from on it" must not be
-        read the other way round. Different chats never wait for each other."""
+        """Hand ``event`` to its lane and wait until it has been handled (or dropped)."""
+        done = asyncio.get_running_loop().create_future()
+        self._enqueue(event, platform, done)
+        await done
+
+    def _enqueue(self, event: Event, platform: Platform, done: asyncio.Future | None) -> None:
+        """Events of one person in one chat are handled one at a time, in arrival order (so "a
+        photo, then /style_from on it" is never read the other way round); different people
+        never wait for each other. A lane holds at most ``lane_limit`` waiting events: past
+        that, new ones are dropped and the person is asked, once a minute at most, to slow down."""
+        if self._closed:
+            _resolve(done)
+            return
         ctx = self.context(platform)
-        key = event.chat.address
-        lock, users = self._chat_locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._chat_locks[key] = (lock, users + 1)
+        key = (event.chat.address, event.person.pseudonym)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = Lane()
+        if self._never_dropped(event):
+            # What waits behind an erasure would only act for a person about to be erased.
+            for waiting in lane.backlog:
+                _resolve(waiting.done)
+            lane.backlog.clear()
+        elif len(lane.backlog) >= self.lane_limit:
+            self.dropped += 1
+            _resolve(done)
+            self._slow_down(event, ctx)
+            return
+        lane.backlog.append(_Waiting(event, ctx, done))
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._drain(key, lane), name="darkroom-lane")
+
+    async def _drain(self, key: tuple[Address, str], lane: Lane) -> None:
         try:
-            async with lock:
-                await self._dispatch_safely(event, ctx)
+            while lane.backlog:
+                waiting = lane.backlog.popleft()
+                try:
+                    await self._dispatch_safely(waiting.event, waiting.ctx)
+                finally:
+                    _resolve(waiting.done)
         finally:
-            lock, users = self._chat_locks[key]
-            if users <= 1:
-                del self._chat_locks[key]
-            else:
-                self._chat_locks[key] = (lock, users - 1)
+            for waiting in lane.backlog:  # only when cancelled (shutdown)
+                _resolve(waiting.done)
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    def _never_dropped(self, event: Event) -> bool:
+        """Erasure always works, however much else the person sent (under any of its names);
+        the bot's removal from a group always clears the group."""
+        if isinstance(event, CommandEvent):
+            erase = self.commands.get(ERASURE)
+            return erase is not None and self.commands.get(event.name) is erase
+        return isinstance(event, MembershipEvent)
+
+    def _slow_down(self, event: Event, ctx: Context) -> None:
+        person = event.person
+        if not self.memory.may_warn(person.pseudonym, NOTICE_INTERVAL):
+            return
+        log.info("a person is sending faster than they can be answered; some messages were dropped")
+        task = asyncio.create_task(ctx.send(event.chat, SendText(t("flood.slow_down", person.language))))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting in all lanes (not counting those being handled)."""
+        return sum(len(lane.backlog) for lane in self._lanes.values())
+
+    async def close(self, timeout: float) -> None:
+        """Take no more events, drop what waits, give the events being handled ``timeout``
+        seconds, then cancel them."""
+        self._closed = True
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for lane in self._lanes.values():
+            for waiting in lane.backlog:
+                _resolve(waiting.done)
+            lane.backlog.clear()
+        tasks += list(self._notices)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, timeout))
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
 
     async def _dispatch_safely(self, event: Event, ctx: Context) -> None:
         try:

@@ -73,6 +73,9 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 ALBUM_QUIET = 1.0  # seconds without a new album part before the album is handled
 MAX_TEXT = 4096
 SEND_ATTEMPTS = 5
+ALBUM_MAX = 10  # Telegram's own limit on the parts of one album
+LATER_EDITS = 20  # status edits kept per chat while it is in flood wait (the newest of each message)
+FLOOD_PATIENCE = 60.0  # seconds one call may spend waiting out flood control before it gives up
 
 COMMANDS = {
     "en": [
@@ -118,6 +121,14 @@ class _Request(HTTPXRequest):
 
 
 @dataclass
+class _FloodGate:
+    """Telegram's flood control for one chat: nothing is sent there before ``until``. Sends to
+    that chat wait here, and only they do: the rest of the bot carries on."""
+
+    until: float = 0.0
+
+
+@dataclass
 class _Album:
     parts: list[Message] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
@@ -140,6 +151,9 @@ class TelegramPlatform:
             .token(settings.telegram_bot_token)
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
+            # Our update handler only translates and hands the event to the router's lane for
+            # that person, so these slots are never held while one chat waits (slow, or in
+            # flood wait): a flood from one person cannot use them up.
             .concurrent_updates(256)
             .request(_Request(connection_pool_size=256, connect_timeout=10, read_timeout=30, write_timeout=30, media_write_timeout=60))
             .get_updates_request(_Request(connection_pool_size=1))
@@ -151,6 +165,11 @@ class TelegramPlatform:
         self.app.add_error_handler(self._on_error)
         self._albums: dict[tuple[int, str], _Album] = defaultdict(_Album)
         self._album_tasks: set[asyncio.Task] = set()
+        self._gates: dict[int, _FloodGate] = {}
+        self._later_edits: dict[int, dict[str, EditText]] = {}  # per chat in flood wait, per message
+        self._editors: dict[int, asyncio.Task] = {}
+        self._winding_down = asyncio.Event()
+        self._give_up_at = float("inf")  # loop time after which nothing waits any more
         self.username = ""
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -207,9 +226,16 @@ class TelegramPlatform:
         if self.app.running:
             await self.app.stop()
 
+    def wind_down(self, give_up_at: float) -> None:
+        """Shutting down: from now on no send waits (for flood control or a retry) past
+        ``give_up_at`` (event-loop time); it fails at once instead, so a chat in flood wait
+        cannot hold the shutdown."""
+        self._give_up_at = give_up_at
+        self._winding_down.set()
+
     async def close(self) -> None:
         await self.stop_receiving()
-        for task in list(self._album_tasks):
+        for task in [*self._album_tasks, *self._editors.values()]:
             task.cancel()
         await self.app.shutdown()
 
@@ -348,6 +374,8 @@ class TelegramPlatform:
     def _collect_album(self, message: Message) -> None:
         key = (message.chat.id, message.media_group_id)
         album = self._albums[key]
+        if len(album.parts) >= ALBUM_MAX:
+            return  # more parts than Telegram allows in one album: not a real album
         album.parts.append(message)
         if album.timer is not None:
             album.timer.cancel()
@@ -475,22 +503,17 @@ class TelegramPlatform:
                     bot.send_message,
                     chat_id,
                     text,
+                    chat=chat_id,
                     reply_markup=_markup(reply.buttons) if last else None,
                     reply_parameters=_reply_to(reply.reply_to) if i == 0 else None,
                 )
             return self._sent(sent)
         if isinstance(reply, EditText):
-            try:
-                await self._call(
-                    bot.edit_message_text,
-                    reply.text[:MAX_TEXT],
-                    chat_id=int(reply.target.chat.value),
-                    message_id=int(reply.target.message_id),
-                    reply_markup=_markup(reply.buttons),
-                )
-            except DeliveryFailed as exc:
-                if "not modified" not in str(exc).lower():
-                    raise
+            target_chat = int(reply.target.chat.value)
+            if self._flood_wait(target_chat) > 0 or target_chat in self._later_edits:
+                self._edit_later(target_chat, reply)
+                return reply.target
+            await self._edit(reply)
             return reply.target
         if isinstance(reply, SendPhotos):
             return await self._send_photos(chat_id, reply)
@@ -498,16 +521,18 @@ class TelegramPlatform:
             ids = [int(i) for i in reply.target.message_id.split(",")]  # an album is several messages
             try:
                 if len(ids) == 1:
-                    await self._call(bot.delete_message, int(reply.target.chat.value), ids[0])
+                    await self._call(bot.delete_message, int(reply.target.chat.value), ids[0], chat=int(reply.target.chat.value))
                 else:
-                    await self._call(bot.delete_messages, int(reply.target.chat.value), ids)
+                    await self._call(bot.delete_messages, int(reply.target.chat.value), ids, chat=int(reply.target.chat.value))
             except DeliveryFailed as exc:
                 # Older than 48 h, already gone, or no rights: tolerated, logged without data.
                 log.info("could not delete a message: %s", _reason(exc))
             return None
         if isinstance(reply, ChatAction):
+            if self._flood_wait(chat_id) > 0:
+                return None  # purely cosmetic: not worth a place in the chat's flood wait
             try:
-                await self._call(bot.send_chat_action, chat_id, reply.action, attempts=1)
+                await self._call(bot.send_chat_action, chat_id, reply.action, attempts=1, chat=chat_id)
             except DeliveryFailed:
                 pass  # purely cosmetic
             return None
@@ -521,9 +546,52 @@ class TelegramPlatform:
                     pass  # the press is older than Telegram keeps it answerable
             return None
         if isinstance(reply, SendDocument):
-            sent = await self._call(bot.send_document, chat_id, reply.data, filename=reply.filename, caption=reply.caption)
+            sent = await self._call(
+                bot.send_document, chat_id, reply.data, filename=reply.filename, caption=reply.caption, chat=chat_id
+            )
             return self._sent(sent)
         raise TypeError(f"unknown reply {type(reply).__name__}")
+
+    async def _edit(self, reply: EditText) -> None:
+        try:
+            await self._call(
+                self.app.bot.edit_message_text,
+                reply.text[:MAX_TEXT],
+                chat=int(reply.target.chat.value),
+                chat_id=int(reply.target.chat.value),
+                message_id=int(reply.target.message_id),
+                reply_markup=_markup(reply.buttons),
+            )
+        except DeliveryFailed as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    def _edit_later(self, chat_id: int, reply: EditText) -> None:
+        """An edit (a status line) for a chat in flood wait: its sender does not wait for it.
+        Only the newest text of each message is kept, and sent when the chat is free again, so
+        that a job does not hold a queue worker (shared by everyone) through its chat's wait.
+        Edits that come while older ones wait queue behind them, never overtaking them."""
+        edits = self._later_edits.setdefault(chat_id, {})
+        edits.pop(reply.target.message_id, None)
+        edits[reply.target.message_id] = reply
+        while len(edits) > LATER_EDITS:
+            edits.pop(next(iter(edits)))
+        if chat_id not in self._editors:
+            task = asyncio.create_task(self._send_later_edits(chat_id), name="darkroom-later-edits")
+            self._editors[chat_id] = task
+
+    async def _send_later_edits(self, chat_id: int) -> None:
+        try:
+            edits = self._later_edits.get(chat_id, {})
+            while edits:
+                reply = edits.pop(next(iter(edits)))
+                try:
+                    await self._edit(reply)
+                except DeliveryFailed as exc:
+                    log.info("could not edit a status message: %s", exc)
+        finally:
+            self._later_edits.pop(chat_id, None)
+            self._editors.pop(chat_id, None)
 
     async def _send_photos(self, chat_id: int, reply: SendPhotos) -> MessageRef | None:
         bot = self.app.bot
@@ -537,13 +605,14 @@ class TelegramPlatform:
                 reply_markup=_markup(reply.buttons),
                 reply_parameters=_reply_to(reply.reply_to),
                 filename="darkroom.jpg",
+                chat=chat_id,
             )
             return self._sent(sent)
         media = [InputMediaPhoto(p.jpeg, caption=p.caption or None, filename=f"darkroom-{i + 1}.jpg") for i, p in enumerate(reply.photos)]
-        sent = await self._call(bot.send_media_group, chat_id, media, reply_parameters=_reply_to(reply.reply_to))
+        sent = await self._call(bot.send_media_group, chat_id, media, reply_parameters=_reply_to(reply.reply_to), chat=chat_id)
         if reply.buttons:
             # An album cannot carry buttons: offer them right below it.
-            await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons))
+            await self._call(bot.send_message, chat_id, "⬆", reply_markup=_markup(reply.buttons), chat=chat_id)
         if not sent:
             return None
         # One reference for the whole album, so that deleting it later deletes every photo.
@@ -553,33 +622,90 @@ class TelegramPlatform:
     def _sent(message: Message | None) -> MessageRef | None:
         return None if message is None else MessageRef(_address(message.chat.id), str(message.message_id))
 
-    async def _call(self, method, *args, attempts: int = SEND_ATTEMPTS, **kwargs):
+    async def _call(self, method, *args, attempts: int = SEND_ATTEMPTS, chat: int | None = None, **kwargs):
         """Call a Bot API method; wait out flood control and retry transient network errors
-        with back-off. A reply that still cannot be delivered raises DeliveryFailed."""
+        with back-off. A reply that still cannot be delivered raises DeliveryFailed.
+
+        Flood control is per chat (``chat``): a chat Telegram asked us to wait for gets a gate,
+        and only sends to that chat wait at it (up to FLOOD_PATIENCE in all, without using up
+        attempts); everyone else's replies go on. While shutting down, nothing waits past the
+        give-up time."""
         delay = 1.0
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        flood_waited = 0.0
+        while True:
+            wait = self._flood_wait(chat)
+            if wait > 0:
+                if flood_waited + wait > FLOOD_PATIENCE:
+                    raise DeliveryFailed("flood control")
+                flood_waited += wait
+                await self._pause(wait, "flood control")
+            attempt += 1
             try:
+                if self._winding_down.is_set():
+                    remaining = self._give_up_at - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        raise DeliveryFailed("shutting down")
+                    return await asyncio.wait_for(method(*args, **kwargs), remaining)
                 return await method(*args, **kwargs)
             except RetryAfter as exc:
                 with warnings.catch_warnings():  # PTB 22 warns that the type will change
                     warnings.simplefilter("ignore")
                     wait = exc.retry_after
                 wait = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-                log.warning("flood control: waiting %.0fs before %s", wait, method.__name__)
-                if attempt == attempts:
-                    raise DeliveryFailed("flood control") from None
-                await asyncio.sleep(min(wait, 60.0))
+                log.info("flood control on one chat: its replies wait %.0fs (%s)", wait, method.__name__)
+                if chat is None:
+                    if attempt >= attempts or flood_waited + wait > FLOOD_PATIENCE:
+                        raise DeliveryFailed("flood control") from None
+                    flood_waited += wait
+                    await self._pause(wait, "flood control")
+                else:
+                    attempt -= 1  # waiting at the chat's gate is not a failed attempt
+                    self._close_gate(chat, wait)
             except (BadRequest, Forbidden) as exc:
                 raise DeliveryFailed(_reason(exc)) from None
-            except (TimedOut, NetworkError) as exc:
-                if attempt == attempts:
+            except (TimedOut, NetworkError, asyncio.TimeoutError) as exc:
+                if attempt >= attempts:
                     raise DeliveryFailed(type(exc).__name__) from None
                 log.info("transient %s on %s, retrying in %.0fs", type(exc).__name__, method.__name__, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay, type(exc).__name__)
                 delay = min(delay * 2, 30.0)
             except TelegramError as exc:
                 raise DeliveryFailed(type(exc).__name__) from None
-        raise DeliveryFailed("no attempts")
+
+    def _flood_wait(self, chat: int | None) -> float:
+        """Seconds before anything may be sent to ``chat`` again (0 when it is free)."""
+        gate = self._gates.get(chat) if chat is not None else None
+        if gate is None:
+            return 0.0
+        wait = gate.until - asyncio.get_running_loop().time()
+        if wait <= 0:
+            del self._gates[chat]
+            return 0.0
+        return wait
+
+    def _close_gate(self, chat: int, seconds: float) -> None:
+        now = asyncio.get_running_loop().time()
+        until = now + seconds
+        if len(self._gates) > 1000:  # forget the gates that opened long ago
+            for old in [c for c, g in self._gates.items() if g.until <= now]:
+                del self._gates[old]
+        gate = self._gates.setdefault(chat, _FloodGate())
+        gate.until = max(gate.until, until)
+
+    async def _pause(self, seconds: float, why: str) -> None:
+        """Sleep ``seconds``, unless shutting down would cut the sleep short: then fail now."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        if not self._winding_down.is_set():
+            try:
+                await asyncio.wait_for(self._winding_down.wait(), seconds)
+                # (woken early: the bot began to shut down while this send waited)
+            except asyncio.TimeoutError:
+                return
+        if end > self._give_up_at:
+            raise DeliveryFailed(f"{why}; shutting down")
+        await asyncio.sleep(max(0.0, end - loop.time()))
 
 
 def _address(raw_id: int) -> Address:

@@ -170,6 +170,18 @@ class Memory:
             del self.selfies[person]
         return taken
 
+    # Until when a person who sends too much is not told again (one "slow down" a minute).
+    quiet_until: dict[str, float] = field(default_factory=dict)
+
+    def may_warn(self, person: str, interval: float = 60.0) -> bool:
+        """True at most once per ``interval`` per person: whether to send a refusal or a
+        "slow down" now, so that a flood of messages is not answered by a flood of notices."""
+        now = self.clock()
+        if self.quiet_until.get(person, 0.0) > now:
+            return False
+        self.quiet_until[person] = now + interval
+        return True
+
     def hold(self, table: dict[str, HeldPhotos], held: HeldPhotos) -> HeldPhotos:
         held.expires = self.clock() + self.pending_ttl
         table[held.person.pseudonym] = held
@@ -250,6 +262,7 @@ class Memory:
                 del self.group_requests[token]
                 removed += 1
         self.selfies.pop(person, None)  # erase deletes them first (Context.delete_selfies)
+        self.quiet_until.pop(person, None)
         return removed
 
     def forget_chat(self, chat: str) -> int:
@@ -297,4 +310,7 @@ class Memory:
                 del mine[message]
             if not mine:
                 del self.selfies[person]
+        for person, until in list(self.quiet_until.items()):
+            if until < now:
+                del self.quiet_until[person]
         return removed

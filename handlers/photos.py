@@ -19,7 +19,7 @@ from . import consent
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
 from .memory import HeldInput, HeldPhotos, InputBuffer, Request, forget_freed_copies
-from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused
+from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused, TooManyPending
 from .registry import Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
 from .texts import t
@@ -75,8 +75,17 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
         # The sender is not the photo's author, and only the author can agree to its styling.
         await ctx.send(event.chat, SendText(t("photo.forwarded", language), reply_to=event.message))
         return
+    selfies = (event.message, *event.more_messages)
+    if ctx.queue.pending(person.pseudonym) >= ctx.queue.per_person:
+        # Already as many photos waiting as allowed: refuse before looking anything up, so that
+        # a flood of photos costs the bot (and everyone else) next to nothing. The bot is done
+        # with this photo message, so it goes too (DARKROOM_DELETE_SELFIE).
+        await refuse(ctx, person, event.chat, TooManyPending(), None)
+        ctx.track_selfies(event.chat, person.pseudonym, selfies)
+        await ctx.delete_selfies(person.pseudonym, selfies)
+        return
     await _drop_waiting(ctx, person, event.chat)
-    ctx.track_selfies(event.chat, person.pseudonym, (event.message, *event.more_messages))
+    ctx.track_selfies(event.chat, person.pseudonym, selfies)
     limit = ctx.settings.album_limit
     if len(event.photos) > limit:
         await ctx.send(event.chat, SendText(t("photo.album_limit", language, limit=limit)))
@@ -260,19 +269,28 @@ async def submit(ctx: Context, job: StyleJob) -> None:
                 partial(run, ctx, job),
                 on_position=partial(show_position, ctx, job),
                 on_drop=partial(tell_shutdown, ctx, job),
+                photos=len(job.held_input.buffers) if job.held_input is not None else len(job.photos),
             )
         except QueueRefused as exc:
             if job.held_input is not None:
                 job.held_input.release()
             job.phase = "finished"
-            minutes = max(1, round(exc.retry_after / 60))
-            await ctx.send(job.chat, SendText(t(f"photo.{exc.reason}", language, minutes=minutes), reply_to=job.reply_to))
+            await refuse(ctx, job.person, job.chat, exc, job.reply_to)
             await ctx.delete_selfies(job.person.pseudonym, job.selfies)
             return
         first = t("photo.queued", language, position=position) if position > 1 else t("photo.received", language)
         job.status = await ctx.send(job.chat, SendText(first, reply_to=job.reply_to))
         job.status_sent = True
         job.last_position_edit = time.monotonic()
+
+
+async def refuse(ctx: Context, person: Person, chat: Chat, refused: QueueRefused, reply_to: MessageRef | None) -> None:
+    """Say why a photo was not queued, at most once a minute: a flood of photos gets one
+    answer, not one each."""
+    if not ctx.memory.may_warn(person.pseudonym):
+        return
+    minutes = max(1, round(refused.retry_after / 60))
+    await ctx.send(chat, SendText(t(f"photo.{refused.reason}", person.language, minutes=minutes), reply_to=reply_to))
 
 
 async def tell_shutdown(ctx: Context, job: StyleJob) -> None:

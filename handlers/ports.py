@@ -111,6 +111,10 @@ class QueueFull(QueueRefused):
     reason = "busy"
 
 
+class ShuttingDown(QueueRefused):
+    reason = "shutdown"
+
+
 class RateLimited(QueueRefused):
     reason = "rate_limited"
 
@@ -126,12 +130,19 @@ DropCallback = Callable[[], Awaitable[None]]
 
 class JobQueue(Protocol):
     stopping: bool  # True while the bot shuts down: running jobs are being cancelled
+    per_person: int  # jobs one person may have queued or running at once
 
     def submit(
-        self, owner: str, work: Work, on_position: PositionCallback | None = None, on_drop: DropCallback | None = None
+        self,
+        owner: str,
+        work: Work,
+        on_position: PositionCallback | None = None,
+        on_drop: DropCallback | None = None,
+        photos: int = 1,
     ) -> int:
         """Queue ``work`` for ``owner``; returns its position (1 = next). Raises QueueRefused.
-        ``on_drop`` is awaited if the job is dropped unstarted because the bot shuts down."""
+        ``on_drop`` is awaited if the job is dropped unstarted because the bot shuts down.
+        ``photos`` is how many photos the job styles: each one counts against the hourly limit."""
         ...
 
     def cancel_owner(self, owner: str) -> int:

@@ -178,6 +178,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "photo.busy": {"en": "I'm very busy right now. Please try again in a few minutes.", "zh": "我现在太忙了，请过几分钟再试。"},
     "photo.rate_limited": {"en": "You've sent a lot of photos. Please try again in {minutes} minutes.", "zh": "你发送的照片太多了，请 {minutes} 分钟后再试。"},
     "photo.too_many_pending": {"en": "You already have photos waiting. Please wait for them first.", "zh": "你已经有照片在等待处理，请先等它们完成。"},
+    "flood.slow_down": {
+        "en": "You're sending messages faster than I can answer, so I skipped some of them. Please slow down and wait for my replies.",
+        "zh": "你发消息的速度比我回复的快，所以我跳过了其中一些。请慢一点，等我回复后再发。",
+    },
     "photo.lost": {
         "en": "Sorry, Darkroom restarted while styling your photo, and it kept no copy of it. Please send it again.",
         "zh": "抱歉，Darkroom 在处理你的照片时重启了，而且没有保留任何副本。请重新发送。",

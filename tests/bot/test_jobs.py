@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.jobs import FairQueue
-from handlers.ports import QueueFull, RateLimited, TooManyPending
+from handlers.ports import QueueFull, RateLimited, ShuttingDown, TooManyPending
 
 
 class Clock:
@@ -178,5 +178,54 @@ async def test_stop_drops_waiting_jobs_tells_them_and_cancels_overrunning_ones()
     assert told == ["bob"]
     assert sorted(affected) == ["alice", "bob"]
     assert stopping_seen == [True]
-    with pytest.raises(QueueFull):
+    with pytest.raises(ShuttingDown):
         queue.submit("carol", recorder([], "c"))
+
+
+async def test_every_photo_of_an_album_counts_against_the_hourly_limit():
+    clock = Clock()
+    queue = FairQueue(workers=1, max_waiting=100, per_person=100, rate_per_hour=10, clock=clock)
+    queue.submit("alice", recorder([], "album1"), photos=4)
+    clock.now += 60
+    queue.submit("alice", recorder([], "album2"), photos=4)
+    with pytest.raises(RateLimited) as refused:
+        queue.submit("alice", recorder([], "album3"), photos=4)  # 12 > 10
+    assert refused.value.retry_after == pytest.approx(3600 - 60)  # room comes when the first album is an hour old
+    queue.submit("alice", recorder([], "two more"), photos=2)  # exactly 10
+    with pytest.raises(RateLimited):
+        queue.submit("alice", recorder([], "one more"))
+    # An album larger than the whole allowance is the whole allowance, not refused forever.
+    queue.submit("bob", recorder([], "huge"), photos=50)
+    assert len(queue._recent[queue._bucket("bob")]) == 10
+
+
+async def test_the_hourly_count_survives_cancelling_a_persons_jobs():
+    """/delete_my_data cancels everything of the person; it does not give them a fresh hour."""
+    clock = Clock()
+    queue = FairQueue(workers=1, max_waiting=100, per_person=100, rate_per_hour=3, clock=clock)
+    for _ in range(3):
+        queue.submit("alice", recorder([], "x"))
+    assert queue.cancel_owner("alice") == 3
+    with pytest.raises(RateLimited):
+        queue.submit("alice", recorder([], "after erasure"))
+    clock.now += 3601
+    queue.submit("alice", recorder([], "an hour later"))
+
+
+async def test_the_limiters_buckets_name_no_one_and_expire_after_the_hour():
+    clock = Clock()
+    queue = FairQueue(workers=1, max_waiting=100, per_person=100, rate_per_hour=3, clock=clock)
+    other = FairQueue(workers=1, max_waiting=100, per_person=100, rate_per_hour=3, clock=clock)
+    pseudonym = "pseudonym-of-alice-0123456789abcdef"
+    queue.submit(pseudonym, recorder([], "x"))
+    (bucket,) = queue._recent
+    assert pseudonym.encode() not in bucket and bucket != pseudonym
+    queue.cancel_owner(pseudonym)  # the erasure: the queue keeps the count, but not the name
+    assert all(pseudonym not in repr(v) for v in vars(queue).values())
+    assert other._bucket(pseudonym) != bucket  # keyed per process: nothing to look up elsewhere
+    clock.now += 1800
+    queue.submit("bob", recorder([], "y"))
+    assert queue.buckets == 2
+    clock.now += 1801  # alice's photo is over an hour old; bob's is not
+    queue.submit("carol", recorder([], "z"))
+    assert queue.buckets == 2 and bucket not in queue._recent

@@ -3,7 +3,10 @@
 It speaks the HTTP interface PTB uses (`/bot<token>/<method>` with form or multipart bodies,
 `/file/bot<token>/<path>` downloads), records every call in order, queues updates for
 getUpdates (long polling) or posts them to a registered webhook, and can inject failures
-(flood control, server errors) to test the adapter's retries.
+(flood control, server errors) to test the adapter's retries. Per chat, it can answer slowly
+(`chat_delays`) or enforce Telegram's per-chat flood control (`chat_floods`: at most one call per
+N seconds to that chat, 429 with `retry_after` for the rest), so that one chat's trouble can be
+told apart from everyone else's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +72,9 @@ class FakeTelegram:
         self.webhook_secret = ""
         self.failures: list[Failure] = []
         self.delays: dict[str, float] = {}  # method or "file" -> seconds to wait before answering
+        self.chat_delays: dict[int, float] = {}  # chat id -> seconds to wait before answering calls to it
+        self.chat_floods: dict[int, float] = {}  # chat id -> one call per this many seconds, else 429
+        self._chat_free_at: dict[int, float] = {}
         self.down = False
         self.arrived: list[str] = []  # every method as it arrives, before any delay
         self._updates: list[dict] = []
@@ -132,8 +139,22 @@ class FakeTelegram:
             if failure.kind == "bad_request":
                 return web.json_response({"ok": False, "error_code": 400, "description": failure.description}, status=400)
             return web.json_response({"ok": False, "error_code": 500, "description": "Internal Server Error"}, status=500)
+        chat = _chat_of(params)
+        if chat in self.chat_floods:
+            now = time.monotonic()
+            free_at = self._chat_free_at.get(chat, 0.0)
+            if now < free_at:
+                self.calls.append(Call(f"{method}!flood", params, files, call.at))
+                return web.json_response(
+                    {"ok": False, "error_code": 429, "description": "Too Many Requests: retry later",
+                     "parameters": {"retry_after": max(1, math.ceil(free_at - now))}},
+                    status=429,
+                )
+            self._chat_free_at[chat] = now + self.chat_floods[chat]
         if method in self.delays:
             await asyncio.sleep(self.delays[method])
+        if chat in self.chat_delays:
+            await asyncio.sleep(self.chat_delays[chat])
         handler = getattr(self, f"_m_{method}", None)
         result: Any = True if handler is None else await handler(params, files)
         if method != "getUpdates":
@@ -468,6 +489,13 @@ def _origin(source) -> dict:
     if source == "chat":
         return {"type": "chat", "date": date, "sender_chat": {"id": -100777, "type": "supergroup", "title": "Elsewhere"}}
     return {"type": "channel", "date": date, "chat": {"id": -100888, "type": "channel", "title": "News"}, "message_id": 5}
+
+
+def _chat_of(params: dict[str, Any]) -> int | None:
+    try:
+        return int(params["chat_id"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _chat_json(chat_id: int, user: User | None = None) -> dict:

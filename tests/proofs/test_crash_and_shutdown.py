@@ -83,8 +83,9 @@ async def test_kill_9_mid_styling_then_restart_and_sigterm(fake_telegram, tmp_pa
 
     # 3. SIGTERM with a photo in progress: it is finished or the person is told, within bounds.
     fake.delays["file"] = 2.0
+    styling = len(fake.calls_to("editMessageText", YUKI.id))
     await fake.send_photo_from(YUKI, canary.jpeg)
-    await fake.wait_for_edit("Styling", chat_id=YUKI.id)
+    await fake.wait_for("editMessageText", count=styling + 1, chat_id=YUKI.id)  # this photo's "Styling", not the first one's
     stopping = time.monotonic()
     second.send_signal(signal.SIGTERM)
     code = await asyncio.wait_for(second.wait(), timeout=30)
@@ -94,7 +95,7 @@ async def test_kill_9_mid_styling_then_restart_and_sigterm(fake_telegram, tmp_pa
     assert took < 20
     edits = [c.params["text"] for c in fake.calls_to("editMessageText", YUKI.id)]
     finished = len(fake.calls_to("sendPhoto", YUKI.id)) == 1
-    assert finished or any("Darkroom is restarting" in e for e in edits), edits
+    assert finished or any("Darkroom is restarting" in e for e in edits), (edits, stderr_second[-3000:])
     with sqlite3.connect(data_dir / "darkroom.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM inflight").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM consents").fetchone()[0] == 1
