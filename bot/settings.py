@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import unquote, urlsplit
 
 MAX_INPUT_TTL = 600
 MAX_REPLY_TTL = 47 * 3600  # Telegram lets bots delete their own messages for 48 hours
@@ -66,6 +67,8 @@ class Settings:
     rate_limit_per_hour: int = 20
     # Operations
     log_level: str = "INFO"
+    # Scaling out (issue 13): set, the processes share state (WeChat token, Telegram limits) in Redis.
+    broker_url: str = field(default="", repr=False)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -87,9 +90,15 @@ class Settings:
     def secret_file(self) -> Path:
         return self.data_dir / "secret.key"
 
+    @property
+    def broker_password(self) -> str:
+        return unquote(urlsplit(self.broker_url).password or "") if self.broker_url else ""
+
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line."""
         values = [
+            self.broker_password,
+            self.broker_url if self.broker_password else "",  # a short password still hides inside the URL
             self.telegram_bot_token,
             self.telegram_webhook_secret,
             self.wechat_token,
@@ -155,6 +164,7 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         per_person_pending=_int(get, "DARKROOM_PER_PERSON_PENDING", 5, 1, 1000),
         rate_limit_per_hour=_int(get, "DARKROOM_RATE_LIMIT_PER_HOUR", 20, 0, 100_000),
         log_level=get("DARKROOM_LOG_LEVEL", "INFO").strip().upper(),
+        broker_url=_broker_url(get("DARKROOM_BROKER_URL", "")),
     )
     if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
         raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
@@ -167,6 +177,19 @@ def _url(value: str, key: str) -> str:
     value = value.strip().rstrip("/")
     if not value.startswith(("http://", "https://")):
         raise SettingsError(f"{key} must start with http:// or https://")
+    return value
+
+
+def _broker_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("DARKROOM_BROKER_URL must be a redis://, rediss:// or unix:// URL")
+    try:
+        urlsplit(value).port  # a malformed port raises here, not deep inside the client
+    except ValueError:
+        raise SettingsError("DARKROOM_BROKER_URL has a malformed port") from None
     return value
 
 

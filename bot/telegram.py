@@ -108,8 +108,9 @@ class TelegramPlatform:
     can_edit = True
     can_delete_messages = True
 
-    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
-        """``dispatch(event, platform)`` is the router's entry point."""
+    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, rate_limiter=None) -> None:
+        """``dispatch(event, platform)`` is the router's entry point; ``rate_limiter`` (a PTB
+        BaseRateLimiter) keeps several processes within Telegram's limits together."""
         self.settings = settings
         self._pseudonymize = pseudonymize
         self._dispatch = dispatch
@@ -125,6 +126,8 @@ class TelegramPlatform:
             .write_timeout(30)
             .media_write_timeout(60)
         )
+        if rate_limiter is not None:
+            builder = builder.rate_limiter(rate_limiter)
         if settings.telegram_mode == "webhook":
             builder = builder.updater(None)  # our aiohttp server receives the updates
         self.app: Application = builder.build()
