@@ -174,7 +174,7 @@ async def test_redis_holds_only_pseudonymous_counters(redis_url):
         redis = one._redis
         keys = [k async for k in redis.scan_iter()]
         assert len(keys) == 4  # the overall log, two group logs, one pause
-        everything = b"".join(k + (await redis.dump(k)) for k in keys)
+        everything = b"".join([k + await redis.dump(k) for k in keys])
         for raw_id in (GROUP, OTHER_GROUP, PERSON):
             assert str(raw_id).encode() not in everything
             assert str(abs(raw_id)).encode() not in everything
