@@ -81,6 +81,7 @@ return {0, 0}
 """
 
 ADMITTED, WINDOW_FULL, PAUSED = 0, 1, 2
+PAUSE_GRACE = 1.0  # seconds
 
 
 class RedisRateLimiter(BaseRateLimiter[int]):
@@ -150,7 +151,9 @@ class RedisRateLimiter(BaseRateLimiter[int]):
             if verdict == ADMITTED:
                 return
             seconds = int(ms) / 1000
-            if verdict == PAUSED or waited + seconds > self._max_wait:
+            # A pause about to end is waited out here: the adapter retrying right after its own
+            # sleep should not lose an attempt to a few milliseconds of clock difference.
+            if (verdict == PAUSED and seconds > PAUSE_GRACE) or waited + seconds > self._max_wait:
                 with warnings.catch_warnings():  # PTB 22 announces a type change when built
                     warnings.simplefilter("ignore")
                     raise RetryAfter(timedelta(seconds=math.ceil(seconds)))
