@@ -13,8 +13,13 @@ SERVER="${REDIS_SERVER:-redis-server}"
 
 start() {
   if [[ -f "$STATE" ]]; then
-    echo "redis.sh: a test Redis is already running (see $STATE); run: $0 stop" >&2
-    exit 1
+    # shellcheck disable=SC1090
+    source "$STATE"
+    if kill -0 "$PID" 2>/dev/null; then
+      echo "redis.sh: a test Redis is already running (see $STATE); run: $0 stop" >&2
+      exit 1
+    fi
+    rm -rf "$DIR" "$STATE"  # left over from a run that did not stop it; that server is gone
   fi
   command -v "$SERVER" >/dev/null || { echo "redis.sh: $SERVER not found (apt-get install redis-server)" >&2; exit 1; }
   local dir port
