@@ -14,15 +14,20 @@ from bot.settings import SettingsError, StartupError, from_environment
 from bot.shared import connect
 from bot.shared.keys import Keys
 from bot.shared.ratelimit import RedisRateLimiter
+from bot.shared.redis_tokens import RedisTokenStore
 from tests.conftest import ALICE, GROUP, SECRET, running_bot
 from tests.fakes.telegram_api import Failure
+from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN
 
 
 @pytest.mark.redis
-async def test_scaled_out_bot_keeps_to_shared_limits_and_stores_no_ids(fake_telegram, data_dir, engine, redis_url):
+async def test_scaled_out_bot_keeps_to_shared_limits_and_stores_no_ids(fake_telegram, wechat_api, data_dir, engine, redis_url):
     fake = fake_telegram
-    async with running_bot(fake, data_dir, engine, DARKROOM_BROKER_URL=redis_url) as bot:
+    wechat = {"WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": APPSECRET, "WECHAT_API_URL": wechat_api.url}
+    async with running_bot(fake, data_dir, engine, DARKROOM_BROKER_URL=redis_url, **wechat) as bot:
         assert isinstance(bot.telegram.app.bot.rate_limiter, RedisRateLimiter)
+        assert isinstance(bot.wechat._tokens, RedisTokenStore)
+        token = await bot.wechat._access_token()
         await fake.send_text_from(ALICE, "/help")
         await fake.wait_for_text("/delete_my_data", chat_id=ALICE.id)
         fake.failures.append(Failure("sendMessage", "retry_after", times=1, retry_after=1))
@@ -32,9 +37,9 @@ async def test_scaled_out_bot_keeps_to_shared_limits_and_stores_no_ids(fake_tele
         redis = Redis.from_url(redis_url)
         try:
             group = Pseudonymizer(SECRET.encode())("telegram", "chat", GROUP)
-            assert redis.exists(Keys().telegram_sent, Keys().telegram_group(group)) == 2
+            assert redis.exists(Keys().telegram_sent, Keys().telegram_group(group), Keys().wechat_token) == 3
             everything = b"".join(k + (redis.dump(k) or b"") for k in redis.scan_iter())
-            for raw in (str(ALICE.id), str(GROUP), str(abs(GROUP)), ALICE.username, ALICE.first_name):
+            for raw in (str(ALICE.id), str(GROUP), str(abs(GROUP)), ALICE.username, ALICE.first_name, token):
                 assert raw.encode() not in everything
             out = io.StringIO()
             assert audit_broker(redis, SECRET.encode(), out=out) == 0, out.getvalue()
