@@ -24,6 +24,7 @@ from .logs import REDACTOR
 from .pseudonym import Pseudonymizer, load_or_create_secret
 from .router import Router
 from .settings import Settings, StartupError
+from .shared import SharedState, connect as connect_shared_state
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
@@ -115,6 +116,7 @@ class Darkroom:
     wechat: object | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
+    shared: SharedState | None = field(default=None, init=False)  # Redis, when DARKROOM_BROKER_URL is set
     janitor_interval: float = 5.0  # how often due reply deletions are looked for
     page_url: str = field(default="", init=False)  # where the on-device page is served, once started
     _pseudonymize: Pseudonymizer | None = field(default=None, init=False)
@@ -159,16 +161,19 @@ class Darkroom:
         self.router = Router(base)
         pseudonymize = Pseudonymizer(settings.secret)
         self._pseudonymize = pseudonymize
+        self.shared = await connect_shared_state(settings, pseudonymize)
         self.queue.start()
         self.router.start()
         if settings.telegram_enabled:
             from .telegram import TelegramPlatform
 
-            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue)
+            limiter = self.shared.telegram_limiter() if self.shared else None
+            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue, rate_limiter=limiter)
         if settings.wechat_enabled:
             from .wechat import WeChatPlatform
 
-            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue, self.storage)
+            tokens = self.shared.wechat_tokens() if self.shared else None
+            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue, self.storage, tokens=tokens)
             await self.wechat.start()
         if settings.needs_http:
             webapp = None
@@ -280,6 +285,9 @@ class Darkroom:
                 self.async_engine.close()
             if self.storage is not None:
                 await self.storage.close()
+            if self.shared is not None:
+                await self.shared.close()
+                self.shared = None
         log.info("Darkroom stopped")
 
     async def _stop_work(self, grace_ends: float) -> None:

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     audit = sub.add_parser("audit", help="check what the data directory holds")
     audit.add_argument("--data-dir", type=Path, help="default: DARKROOM_DATA_DIR or ./data")
+    audit.add_argument("--broker", action="store_true", help="also check Redis (automatic when DARKROOM_BROKER_URL is set)")
 
     args = parser.parse_args(argv)
     if args.command in PHOTO_COMMANDS:
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             return _sheet(args)
         if args.command == "audit":
             from .audit import main as audit_main
+            from .audit_broker import main as broker_audit_main
 
-            return audit_main(args.data_dir)
+            return max(audit_main(args.data_dir), broker_audit_main(required=args.broker))
     except KeyboardInterrupt:
         return EXIT_FAILED
     return EXIT_USAGE

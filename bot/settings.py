@@ -71,6 +71,8 @@ class Settings:
     rate_limit_per_hour: int = 20
     # Operations
     log_level: str = "INFO"
+    # Scaling out (issue 13): set, the processes share state (WeChat token, Telegram limits) in Redis.
+    broker_url: str = field(default="", repr=False)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -101,10 +103,16 @@ class Settings:
     def secret_file(self) -> Path:
         return self.data_dir / "secret.key"
 
+    @property
+    def broker_password(self) -> str:
+        return unquote(urlsplit(self.broker_url).password or "") if self.broker_url else ""
+
     def secrets(self) -> list[str | bytes]:
         """Values that must never appear in a log line (logs.Redactor also removes their hex,
         base64 and percent-encoded forms)."""
         values: list[str | bytes] = [
+            self.broker_password,
+            self.broker_url if self.broker_password else "",  # a short password still hides inside the URL
             self.telegram_bot_token,
             self.telegram_bot_token.partition(":")[2],  # the token's secret half on its own
             self.telegram_webhook_secret,
@@ -180,6 +188,7 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         per_person_pending=_int(get, "DARKROOM_PER_PERSON_PENDING", 5, 1, 1000),
         rate_limit_per_hour=_int(get, "DARKROOM_RATE_LIMIT_PER_HOUR", 20, 0, 100_000),
         log_level=get("DARKROOM_LOG_LEVEL", "INFO").strip().upper(),
+        broker_url=_broker_url(get("DARKROOM_BROKER_URL", "")),
     )
     if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
         raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
@@ -224,6 +233,19 @@ def _database_url(raw: str) -> str:
     if not parts.path.strip("/"):
         raise SettingsError("DARKROOM_DATABASE_URL must name a database: postgresql://user:password@host:5432/darkroom")
     return raw
+
+
+def _broker_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("DARKROOM_BROKER_URL must be a redis://, rediss:// or unix:// URL")
+    try:
+        urlsplit(value).port  # a malformed port raises here, not deep inside the client
+    except ValueError:
+        raise SettingsError("DARKROOM_BROKER_URL has a malformed port") from None
+    return value
 
 
 def _int(get, key: str, default: int, low: int, high: int) -> int:

@@ -140,8 +140,9 @@ class TelegramPlatform:
     can_edit = True
     can_delete_messages = True
 
-    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch) -> None:
-        """``dispatch(event, platform)`` is the router's entry point."""
+    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, rate_limiter=None) -> None:
+        """``dispatch(event, platform)`` is the router's entry point; ``rate_limiter`` (a PTB
+        BaseRateLimiter) keeps several processes within Telegram's limits together."""
         self.settings = settings
         self._pseudonymize = pseudonymize
         self._dispatch = dispatch
@@ -158,6 +159,8 @@ class TelegramPlatform:
             .request(_Request(connection_pool_size=256, connect_timeout=10, read_timeout=30, write_timeout=30, media_write_timeout=60))
             .get_updates_request(_Request(connection_pool_size=1))
         )
+        if rate_limiter is not None:
+            builder = builder.rate_limiter(rate_limiter)
         if settings.telegram_mode == "webhook":
             builder = builder.updater(None)  # our aiohttp server receives the updates
         self.app: Application = builder.build()

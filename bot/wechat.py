@@ -70,6 +70,7 @@ from handlers.replies import (
 from .logs import REDACTOR
 from .pseudonym import Pseudonymizer
 from .settings import Settings
+from .shared.tokens import MemoryTokenStore, TokenStore
 
 log = logging.getLogger("darkroom.wechat")
 PLATFORM = "wechat"
@@ -123,7 +124,9 @@ class WeChatPlatform:
     can_edit = False
     can_delete_messages = False
 
-    def __init__(self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, seen: SeenCallbacks) -> None:
+    def __init__(
+        self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, seen: SeenCallbacks, tokens: TokenStore | None = None
+    ) -> None:
         self.settings = settings
         self._pseudonymize = pseudonymize
         self._dispatch = dispatch
@@ -137,9 +140,7 @@ class WeChatPlatform:
         )
         self._api = settings.wechat_api_url
         self._session: aiohttp.ClientSession | None = None
-        self._token: str = ""
-        self._token_expires = 0.0
-        self._token_lock = asyncio.Lock()
+        self._tokens = tokens or MemoryTokenStore()  # shared among processes when scaled out
         self._last_message: dict[str, float] = {}  # pseudonym -> when they last wrote to us
         self._language: dict[str, str] = {}  # pseudonym -> "zh" (default) or "en"
         self._tasks: set[asyncio.Task] = set()
@@ -416,31 +417,30 @@ class WeChatPlatform:
         return self._session
 
     async def _access_token(self, stale: str | None = None) -> str:
-        """Cached in memory until shortly before it expires; never logged. ``stale`` is a token
-        WeChat just refused: it is replaced once, however many calls saw it fail."""
-        async with self._token_lock:
-            fresh = self._token and time.monotonic() < self._token_expires
-            if fresh and (stale is None or stale != self._token):
-                return self._token
-            params = {
-                "grant_type": "client_credential",
-                "appid": self.settings.wechat_appid,
-                "secret": self.settings.wechat_secret,
-            }
-            try:
-                async with self._http().get(f"{self._api}/cgi-bin/token", params=params) as response:
-                    data = json.loads(await response.read())
-            except (aiohttp.ClientError, ValueError) as exc:
-                raise DeliveryFailed(f"access token: {type(exc).__name__}") from None
-            token = data.get("access_token")
-            if not token:
-                raise DeliveryFailed(f"access token refused (errcode {data.get('errcode')})")
-            REDACTOR.add(token)
-            self._token = token
-            lifetime = float(data.get("expires_in", 7200))
-            self._token_expires = time.monotonic() + max(60.0, lifetime - 300.0)
-            log.info("WeChat access token refreshed")
-            return token
+        """The current access token (from the token store: this process's memory, or sealed in
+        Redis shared by all processes); never logged. ``stale`` is a token WeChat just refused:
+        it is replaced once, however many calls saw it fail."""
+        token = await self._tokens.token(self._request_token, stale)
+        REDACTOR.add(token)  # also when another process fetched it
+        return token
+
+    async def _request_token(self) -> tuple[str, float]:
+        params = {
+            "grant_type": "client_credential",
+            "appid": self.settings.wechat_appid,
+            "secret": self.settings.wechat_secret,
+        }
+        try:
+            async with self._http().get(f"{self._api}/cgi-bin/token", params=params) as response:
+                data = json.loads(await response.read())
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise DeliveryFailed(f"access token: {type(exc).__name__}") from None
+        token = data.get("access_token")
+        if not token:
+            raise DeliveryFailed(f"access token refused (errcode {data.get('errcode')})")
+        REDACTOR.add(token)
+        log.info("WeChat access token refreshed")
+        return token, float(data.get("expires_in", 7200))
 
     async def _api_call(self, path: str, params: dict | None = None, body=None) -> dict:
         """POST to the API with the access token; on an invalid-token error, refresh once.

@@ -25,6 +25,7 @@ from handlers.memory import Memory
 from inference import AsyncEngine, Engine, EngineConfig
 from tests.fakes.platform import FakePlatform, Harness
 from tests.fakes.telegram_api import FakeTelegram, User
+from tests.services.redis_plugin import pytest_runtest_setup, redis_url  # noqa: F401 - the `redis` marker's fixture and rule
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 SECRET = "k" * 64

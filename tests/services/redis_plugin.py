@@ -1,0 +1,43 @@
+"""Tests marked `redis` run against a real redis-server (tests/services/redis.sh start exports
+DARKROOM_TEST_REDIS_URL). Without one they are skipped, except in CI (CI=true), where a missing
+server fails them: a proof that silently skips proves nothing."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ENV = "DARKROOM_TEST_REDIS_URL"
+_databases = itertools.cycle(range(1, 16))  # database 0 is left alone; each test gets its own index
+
+
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("redis") is None or os.environ.get(ENV):
+        return
+    reason = f'no test Redis: {ENV} is not set (run: eval "$(tests/services/redis.sh start)")'
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the Redis tests", pytrace=False)
+    pytest.skip(reason)
+
+
+def with_database(url: str, index: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, parts.fragment))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A URL of an empty database of the test Redis, emptied again after the test."""
+    from redis import Redis
+
+    url = with_database(os.environ[ENV], next(_databases))
+    client = Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
