@@ -35,6 +35,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         jpeg_quality=settings.jpeg_quality,
         visible_label=settings.visible_label,
         custom_styles=settings.custom_styles,
+        backend=settings.engine,
+        precision=settings.precision,
     )
 
 
@@ -183,6 +185,7 @@ class Darkroom:
             "version": __version__,
             "queue_waiting": self.queue.waiting if self.queue else 0,
             "queue_running": self.queue.running if self.queue else 0,
+            "engine": self.engine.choice.as_dict() if self.engine is not None and self.engine.choice else None,
         }
 
     async def stop(self, grace: float = 10.0) -> None:
