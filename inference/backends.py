@@ -264,9 +264,8 @@ def choose_runner(
     every style in ``styles`` against ``reference`` (onnxruntime fp32, itself a candidate); keep
     the first that passes among those the operator allows. ``precisions``: OpenVINO's to try,
     by default those the CPU reports."""
-    if precisions is None:
-        capabilities = cpu_capabilities()
-        precisions = [p for p in PRECISIONS if p == FP32 or p.upper() in capabilities] if capabilities else []
+    if precisions is None:  # fp32 always (without OpenVINO its build says why), bf16 if reported
+        precisions = [FP32] + ([BF16] if BF16.upper() in cpu_capabilities() else [])
     candidates = [_Candidate(ONNXRUNTIME, FP32, lambda: reference)]
     candidates += [_Candidate(OPENVINO, p, (lambda p=p: build_openvino(p))) for p in precisions]
     wanted = [c for c in candidates if preference.allows(c.backend, c.precision)]
@@ -288,9 +287,7 @@ def choose_runner(
     times: dict[_Candidate, list[float]] = {c: [] for c in runners}
     for _ in range(PROBE_RUNS):  # interleaved: a busy moment on a shared machine hits all alike
         for candidate, runner in runners.items():
-            started = time.perf_counter()
-            runner(image, styles[0])
-            times[candidate].append(time.perf_counter() - started)
+            times[candidate].append(_seconds(runner, image, styles[0]))
     # the best of a few runs: what the machine can do, not how busy its neighbours were
     fastest = {c: min(t) for c, t in times.items()}
 
@@ -316,6 +313,7 @@ def choose_runner(
     if chosen is None:  # nothing the operator allowed works: onnxruntime fp32 always does
         chosen, how = candidates[0], "fallback"
         runners[chosen] = reference
+        fastest[chosen] = min(_seconds(reference, image, styles[0]) for _ in range(PROBE_RUNS))
     for candidate, runner in runners.items():
         if candidate is not chosen and runner is not reference:
             runner.close()
@@ -325,5 +323,10 @@ def choose_runner(
     runner = runners[chosen]
     if isinstance(runner, OpenVinoRunner):
         runner.forget_shapes()  # the probe's shape is not a photo's: leave every slot to photos
-    probe_ms = 1000 * fastest.get(chosen, float("nan"))
-    return runner, BackendChoice(chosen.backend, chosen.precision, probe_ms, quality, how, "; ".join(notes))
+    return runner, BackendChoice(chosen.backend, chosen.precision, 1000 * fastest[chosen], quality, how, "; ".join(notes))
+
+
+def _seconds(runner: NetworkRunner, image: np.ndarray, weights: np.ndarray) -> float:
+    started = time.perf_counter()
+    runner(image, weights)
+    return time.perf_counter() - started
