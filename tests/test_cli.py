@@ -58,3 +58,26 @@ def test_sheet_shows_every_style_labelled(tmp_path, small_portrait):
     tiles = len(load_catalogue().styles) + 1
     rows = -(-tiles // 4)
     assert sheet.width > 4 * 200 and sheet.height > rows * 200
+
+
+def test_stylize_without_a_style_uses_the_default_style(tmp_path, small_portrait, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no .env from the working directory
+    monkeypatch.delenv("DARKROOM_DEFAULT_STYLE", raising=False)
+    (tmp_path / "me.jpg").write_bytes(small_portrait)
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out")]) == 0
+    default = load_catalogue().default.key
+    assert (tmp_path / "out" / f"me-{default}.jpg").exists()
+    monkeypatch.setenv("DARKROOM_DEFAULT_STYLE", "ink")
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "me-ink.jpg").exists()
+
+
+def test_styles_engine_shows_the_backend_chosen_here(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DARKROOM_ENGINE", "onnxruntime")
+    assert main(["styles", "--engine"]) == 0
+    out = capsys.readouterr().out
+    assert "styling network: onnxruntime fp32 (forced)" in out and "ms on the probe" in out
+    monkeypatch.setenv("DARKROOM_PRECISION", "int8")
+    assert main(["styles", "--engine"]) == 2
+    assert "DARKROOM_PRECISION=int8 is not offered" in capsys.readouterr().err
