@@ -13,31 +13,18 @@ from handlers.context import Context, ConversationSettings
 from handlers.memory import Memory
 from handlers.replies import DeleteMessage, SendText
 from handlers.texts import t
-from inference import AsyncEngine, Engine, EngineConfig, __version__
+from inference import AsyncEngine, Engine, __version__
 
 from .http import HttpServer, build_app
 from .jobs import FairQueue
 from .logs import REDACTOR
 from .pseudonym import Pseudonymizer, load_or_create_secret
 from .router import Router
+from .engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
 from .settings import Settings
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        max_side=settings.max_side,
-        max_bytes=settings.max_input_bytes,
-        max_pixels=settings.max_input_pixels,
-        threads=settings.threads,
-        jpeg_quality=settings.jpeg_quality,
-        visible_label=settings.visible_label,
-        custom_styles=settings.custom_styles,
-        backend=settings.engine,
-        precision=settings.precision,
-    )
 
 
 def software_version() -> str:

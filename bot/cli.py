@@ -64,7 +64,7 @@ def _engine(settings=None):
     from inference import Engine, ModelIntegrityError
 
     from .settings import SettingsError, from_environment
-    from .app import engine_config
+    from .engine_config import engine_config
 
     try:
         settings = settings or from_environment()
