@@ -89,16 +89,21 @@ class BackendChoice:
     psnr_db: float  # worst network style on the probe portrait against onnxruntime fp32
     how: str  # "auto", "forced", or "fallback"
     note: str = ""  # why other candidates (or the forced one) were not taken
+    seconds: float = 0.0  # what choosing cost at start-up (building, compiling, timing, checking)
 
     def line(self) -> str:
         quality = "reference" if self.psnr_db == float("inf") else f"{self.psnr_db:.1f} dB vs fp32"
-        text = f"styling network: {self.backend} {self.precision} ({self.how}), {self.probe_ms:.1f} ms on the probe, {quality}"
+        text = (
+            f"styling network: {self.backend} {self.precision} ({self.how}), {self.probe_ms:.1f} ms on the probe, "
+            f"{quality}, chosen in {self.seconds:.2f} s"
+        )
         return f"{text}; {self.note}" if self.note else text
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["probe_ms"] = round(self.probe_ms, 1)
         data["psnr_db"] = None if self.psnr_db == float("inf") else round(self.psnr_db, 1)
+        data["seconds"] = round(self.seconds, 2)
         return data
 
 
@@ -266,6 +271,7 @@ def choose_runner(
     every style in ``styles`` against ``reference`` (onnxruntime fp32, itself a candidate); keep
     the first that passes among those the operator allows. ``precisions``: OpenVINO's to try,
     by default those the CPU reports."""
+    started = time.perf_counter()
     if precisions is None and preference.backend == ONNXRUNTIME:
         precisions = []  # not even imported
     elif precisions is None:  # fp32 always (without OpenVINO its build says why), bf16 if reported
@@ -327,7 +333,8 @@ def choose_runner(
     runner = runners[chosen]
     if isinstance(runner, OpenVinoRunner):
         runner.forget_shapes()  # the probe's shape is not a photo's: leave every slot to photos
-    return runner, BackendChoice(chosen.backend, chosen.precision, 1000 * fastest[chosen], quality, how, "; ".join(notes))
+    seconds = time.perf_counter() - started
+    return runner, BackendChoice(chosen.backend, chosen.precision, 1000 * fastest[chosen], quality, how, "; ".join(notes), seconds)
 
 
 def _seconds(runner: NetworkRunner, image: np.ndarray, weights: np.ndarray) -> float:

@@ -104,6 +104,7 @@ def test_the_fastest_candidate_that_keeps_the_quality_is_chosen():
     assert stubs[FP32].closed and not stubs[BF16].closed
     assert "onnxruntime fp32" in choice.note and "openvino fp32" in choice.note
     assert choice.line().startswith("styling network: openvino bf16 (auto)")
+    assert 0 < choice.seconds < 5 and "chosen in" in choice.line()
 
 
 def test_a_faster_candidate_that_loses_quality_is_passed_over():
