@@ -16,31 +16,20 @@ from handlers.context import Context, ConversationSettings
 from handlers.memory import Memory
 from handlers.replies import DeleteMessage, SendText
 from handlers.texts import t
-from inference import AsyncEngine, Engine, EngineConfig, __version__
+from inference import AsyncEngine, Engine, __version__
 
 from .http import HttpServer, build_app
 from .jobs import FairQueue
 from .logs import REDACTOR
 from .pseudonym import Pseudonymizer, load_or_create_secret
 from .router import Router
+from .engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
 from .settings import Settings, StartupError
 from .shared import SharedState, connect as connect_shared_state
 from .storage import Storage
 
 log = logging.getLogger("darkroom")
 SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        max_side=settings.max_side,
-        max_bytes=settings.max_input_bytes,
-        max_pixels=settings.max_input_pixels,
-        threads=settings.threads,
-        jpeg_quality=settings.jpeg_quality,
-        visible_label=settings.visible_label,
-        custom_styles=settings.custom_styles,
-    )
 
 
 def software_version() -> str:
@@ -262,6 +251,7 @@ class Darkroom:
             "queue_running": self.queue.running if self.queue else 0,
             "messages_waiting": self.router.backlog if self.router else 0,
             "messages_dropped": self.router.dropped if self.router else 0,
+            "engine": self.engine.choice.as_dict() if self.engine is not None and self.engine.choice else None,
         }
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -21,11 +21,12 @@ def main(argv: list[str] | None = None) -> int:
 
     styles = sub.add_parser("styles", help="the style catalogue with licences and sources")
     styles.add_argument("--zh", action="store_true", help="names and descriptions in Chinese")
+    styles.add_argument("--engine", action="store_true", help="also time the backends here and show which one styles")
 
     stylize = sub.add_parser("stylize", help="style photos offline")
     stylize.add_argument("inputs", nargs="+", type=Path, metavar="IN")
     stylize.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
-    stylize.add_argument("--style", required=True, metavar="NAME")
+    stylize.add_argument("--style", metavar="NAME", help="default: DARKROOM_DEFAULT_STYLE, else the first style")
     stylize.add_argument("--strength", type=float, default=1.0, metavar="S", help="0..1 (default 1)")
     stylize.add_argument("--keep-colours", "--keep-colors", action="store_true", help="keep the photo's own colours")
     stylize.add_argument("--no-face-awareness", action="store_true", help="style faces at full strength too")
@@ -71,14 +72,14 @@ def _error(message: str) -> None:
     print(f"darkroom: {message}", file=sys.stderr)
 
 
-def _engine():
+def _engine(settings=None):
     from inference import Engine, ModelIntegrityError
 
     from .settings import SettingsError, from_environment
-    from .app import engine_config
+    from .engine_config import engine_config
 
     try:
-        settings = from_environment()
+        settings = settings or from_environment()
         config = engine_config(settings)
     except SettingsError as exc:
         _error(str(exc))
@@ -128,7 +129,8 @@ def _styles(args) -> int:
     from .settings import SettingsError, from_environment
 
     try:
-        catalogue = load_catalogue(from_environment().custom_styles)
+        settings = from_environment()
+        catalogue = load_catalogue(settings.custom_styles)
     except (ModelIntegrityError, SettingsError) as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -148,6 +150,15 @@ def _styles(args) -> int:
         for label, value in (("sha256", m.sha256), ("licence", m.licence), ("source", m.source), ("trained on", m.trained_on)):
             print(textwrap.fill(value, width=100, initial_indent=f"    {label}: ", subsequent_indent=" " * 8))
     print("\nface: the share of the style kept over a face (face awareness).")
+    if args.engine:
+        engine = _engine(settings)
+        if engine is None:
+            return EXIT_USAGE
+        from inference.backends import cpu_capabilities
+
+        print("\nEngine (timed on this machine now; DARKROOM_ENGINE and DARKROOM_PRECISION force it):")
+        print(f"- {engine.choice.line()}")
+        print(f"- CPU capabilities (OpenVINO): {', '.join(cpu_capabilities()) or 'OpenVINO not available'}")
     return EXIT_OK
 
 
@@ -160,13 +171,21 @@ def _width(text: str) -> int:
 def _stylize(args) -> int:
     from inference import PICTURE_STYLE, ImageRejected, StyleRequest, UnknownStyle
 
+    from .settings import SettingsError, from_environment
+
     if not 0.0 <= args.strength <= 1.0:
         _error("--strength must be between 0 and 1")
         return EXIT_USAGE
-    engine = _engine()
+    try:
+        settings = from_environment()
+    except SettingsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    engine = _engine(settings)
     if engine is None:
         return EXIT_USAGE
-    style_key = args.style
+    style_name = args.style or settings.default_style or engine.catalogue.default.key
+    style_key = style_name
     style_data = None
     if args.style_image is not None:
         style_key = PICTURE_STYLE
@@ -177,9 +196,9 @@ def _stylize(args) -> int:
             return EXIT_USAGE
     else:
         try:
-            style_key = engine.catalogue.get(args.style).key
+            style_key = engine.catalogue.get(style_name).key
         except UnknownStyle:
-            _error(f"unknown style {args.style!r}; `darkroom styles` lists them")
+            _error(f"unknown style {style_name!r}; `darkroom styles` lists them")
             return EXIT_USAGE
     request = StyleRequest(style_key, args.strength, args.keep_colours, not args.no_face_awareness)
     try:
@@ -217,7 +236,7 @@ _REASONS = {
     "empty": "the file is empty",
     "too_many_bytes": "the file is too large",
     "too_many_pixels": "the picture has too many pixels (refused before decoding)",
-    "unsupported_format": "not a JPEG, PNG, WebP or GIF picture",
+    "unsupported_format": "not a JPEG, PNG, WebP, GIF, HEIC or AVIF picture",
     "corrupt": "the picture is damaged or truncated",
     "too_small": "the picture is too small or too narrow",
     "too_complex": "the picture would take too long to decode (refused, or stopped at the CPU limit)",

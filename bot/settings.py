@@ -65,6 +65,8 @@ class Settings:
     jpeg_quality: int = 90
     visible_label: bool = False
     custom_styles: Path | None = None
+    engine: str = ""  # "" (choose at start-up), "onnxruntime" or "openvino"
+    precision: str = ""  # "" (choose at start-up), "fp32" or "bf16"
     # Load
     queue_limit: int = 100
     per_person_pending: int = 5
@@ -184,6 +186,8 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         jpeg_quality=_int(get, "DARKROOM_JPEG_QUALITY", 90, 50, 100),
         visible_label=_bool(get, "DARKROOM_VISIBLE_LABEL", False),
         custom_styles=Path(get("DARKROOM_CUSTOM_STYLES")).expanduser() if get("DARKROOM_CUSTOM_STYLES") else None,
+        engine=_engine(get("DARKROOM_ENGINE", "")),
+        precision=_precision(get("DARKROOM_PRECISION", "")),
         queue_limit=_int(get, "DARKROOM_QUEUE_LIMIT", 100, 1, 100_000),
         per_person_pending=_int(get, "DARKROOM_PER_PERSON_PENDING", 5, 1, 1000),
         rate_limit_per_hour=_int(get, "DARKROOM_RATE_LIMIT_PER_HOUR", 20, 0, 100_000),
@@ -270,6 +274,29 @@ def _bool(get, key: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{key} must be true or false")
+
+
+def _engine(raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return ""
+    if value not in ("onnxruntime", "openvino"):
+        raise SettingsError("DARKROOM_ENGINE must be onnxruntime or openvino (or empty to choose at start-up)")
+    return value
+
+
+def _precision(raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return ""
+    if value == "int8":
+        raise SettingsError(
+            "DARKROOM_PRECISION=int8 is not offered: it did not keep every style within 40 dB of fp32; "
+            "use fp32 or bf16 (or leave it empty)"
+        )
+    if value not in ("fp32", "bf16"):
+        raise SettingsError("DARKROOM_PRECISION must be fp32 or bf16 (or empty to choose at start-up)")
+    return value
 
 
 def _secret(raw: str) -> bytes:

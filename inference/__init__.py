@@ -1,26 +1,6 @@
 """Darkroom's local styling engine. It knows nothing about chats: the bot and the CLI call it."""
 
-import os
-import sys
-import warnings
-
-# onnxruntime on Linux (1.32 at least) sends usage telemetry: about 9 seconds after
-# `import onnxruntime` it resolves mobile.events.data.microsoft.com (a dozen DNS lookups), and
-# at import it writes a device id and onnxruntime.db under ~/.cache/Microsoft/DeveloperTools/
-# and a `.ses` file in $TMPDIR. Only this variable, present BEFORE onnxruntime is imported, stops
-# all of it (`onnxruntime.disable_telemetry_events()` does not). Every onnxruntime import in
-# Darkroom goes through this package, so setting it here covers `darkroom run`, `stylize`,
-# `sheet`, `styles` and library use. Forced, not defaulted: "0" in the environment must not turn
-# telemetry back on. tests/proofs/test_os_level.py proves it under strace in a network namespace.
-if "onnxruntime" in sys.modules and os.environ.get("ORT_DISABLE_TELEMETRY") != "1":
-    warnings.warn(
-        "onnxruntime was imported before Darkroom's engine, so its telemetry could not be switched "
-        "off; import inference first or set ORT_DISABLE_TELEMETRY=1 in the environment",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-
+from . import hardening  # noqa: F401  (first: before any runtime is imported)
 from importlib.metadata import PackageNotFoundError, version
 
 try:

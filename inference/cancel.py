@@ -25,6 +25,7 @@ class Cancellation:
         self._cancelled = False
         self._children: set[int] = set()
         self._run_options = None
+        self._stoppers: list = []
 
     @property
     def cancelled(self) -> bool:
@@ -37,6 +38,8 @@ class Cancellation:
                 _kill(pid)
             if self._run_options is not None:
                 self._run_options.terminate = True
+            for stop in self._stoppers:
+                stop()
 
     def check(self) -> None:
         """Raise `Cancelled` if cancelled: called between steps of the work."""
@@ -56,6 +59,19 @@ class Cancellation:
         """Called before the child is reaped, so a reused pid is never killed."""
         with self._lock:
             self._children.discard(pid)
+
+    def add_stopper(self, stop) -> None:
+        """A callable that stops running work (e.g. an OpenVINO request's ``cancel``); called
+        on `cancel()`, at once if already cancelled."""
+        with self._lock:
+            self._stoppers.append(stop)
+            if self._cancelled:
+                stop()
+
+    def remove_stopper(self, stop) -> None:
+        with self._lock:
+            if stop in self._stoppers:
+                self._stoppers.remove(stop)
 
     def run_options(self):
         """The onnxruntime RunOptions for every run of this work; `cancel()` terminates them."""

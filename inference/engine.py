@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .cancel import Cancellation, Cancelled, run_options
+from .backends import DEFAULT_MAX_SHAPES, BackendChoice, BackendPreference
 from .catalogue import Catalogue, Style, load_catalogue
 from .errors import InferenceError, UnknownStyle
 from .faces import Face, FaceDetector, face_mask
@@ -45,6 +46,9 @@ class EngineConfig:
     visible_label: bool = False
     custom_styles: Path | None = None
     software: str = f"Darkroom {__version__}"
+    backend: str = ""  # "", "onnxruntime" or "openvino": '' lets start-up time them and choose
+    precision: str = ""  # "", "fp32" or "bf16" (bf16 only where the CPU reports it)
+    compiled_shapes: int = DEFAULT_MAX_SHAPES  # per backend that compiles per shape (OpenVINO)
 
     @property
     def limits(self) -> DecodeLimits:
@@ -90,7 +94,14 @@ class Engine:
         self.config = config
         self.catalogue = catalogue or load_catalogue(config.custom_styles)
         self.sessions = SessionPool(config.threads or machine_threads())
-        self.multistyle = MultiStyleNetwork(self.catalogue.model("multistyle26"), self.sessions)
+        self.multistyle = MultiStyleNetwork(
+            self.catalogue.model("multistyle26"),
+            self.sessions,
+            BackendPreference(config.backend, config.precision),
+            max_shapes=config.compiled_shapes,
+            # the start-up check covers every network style of the catalogue
+            probe_styles=[s.weights for s in self.catalogue.styles if s.kind == "network"],
+        )
         self.arbitrary = ArbitraryStyleNetwork(
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions
         )
@@ -108,6 +119,11 @@ class Engine:
         for style in self.catalogue.styles:
             if style.kind == "custom":
                 self.sessions.session(style.model)
+
+    @property
+    def choice(self) -> BackendChoice | None:
+        """Where the 26-style network runs (known after `verify` or the first network style)."""
+        return self.multistyle.choice
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -196,7 +212,7 @@ class Engine:
 
     def _apply(self, style: Style, rgb: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         if style.kind == "network":
-            return self.multistyle.run(rgb, style.weights, run_options(cancel))
+            return self.multistyle.run(rgb, style.weights, cancel)
         if style.kind == "filter":
             return FILTERS[style.filter](rgb)
         if style.kind == "custom":

@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from .cancel import Cancellation, Cancelled
 from .errors import (
@@ -39,11 +40,14 @@ from .errors import (
     UnsupportedFormat,
 )
 
-# Formats people actually send as photos (a phone's multi-picture JPEG opens as JPEG). Everything
-# else (HEIC, AVIF, SVG, PDF, TIFF, ...) is refused by name instead of being handed to a
-# less-travelled decoder.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
-Image.init()  # register every plugin once, so `formats=` can name WebP
+# Formats people actually send as photos (a phone's multi-picture JPEG opens as JPEG; an
+# iPhone's HEIC, and AVIF, arrive when sent as files). Everything else (SVG, PDF, TIFF, ...) is
+# refused by name instead of being handed to a less-travelled decoder. HEIF is read by
+# pillow-heif (libheif), AVIF by Pillow itself; both go through the same limits as the rest.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF")
+Image.init()  # register every plugin once, so `formats=` can name WebP and AVIF
+# No thumbnails, depth maps or auxiliary images: only the primary picture is ever decoded.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # IPTC Digital Source Type terms (https://cv.iptc.org/newscodes/digitalsourcetype/).
 # A neural restyling of a captured photo mixes trained-model output with the capture (strength,
@@ -335,7 +339,7 @@ def _decode(data: bytes, limits: DecodeLimits) -> Image.Image:
         known = _signature(data)
         if known:
             raise CorruptImage(f"damaged {known} header") from None
-        raise UnsupportedFormat("not a JPEG, PNG, WebP or GIF picture") from None
+        raise UnsupportedFormat("not a JPEG, PNG, WebP, GIF, HEIC or AVIF picture") from None
     except Exception as exc:  # hostile headers make Pillow raise nearly anything
         raise CorruptImage(type(exc).__name__) from None
 
@@ -376,6 +380,12 @@ def _signature(data: bytes) -> str:
         return "GIF"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
+    if data[4:8] == b"ftyp":  # ISO base media file: the brand says which
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
+            return "HEIF"
     return ""
 
 

@@ -72,20 +72,32 @@ class SessionPool:
         self._sessions: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def session(self, model: ModelFile, rewrite=None):
+    def session(self, model: ModelFile, rewrite=None, rewritten: bytes | None = None):
         """The shared session for ``model``; ``rewrite(bytes) -> bytes`` may transform the
-        verified graph once (e.g. to specialise it) before the session is built."""
-        key = model.key if rewrite is None else f"{model.key}:{getattr(rewrite, 'key', id(rewrite))}"
+        verified graph once (e.g. to specialise it) before the session is built. A caller that
+        already holds ``rewrite(model.read_verified())`` passes it as ``rewritten``."""
+        key = self._key(model, rewrite)
         with self._lock:
             existing = self._sessions.get(key)
             if existing is not None:
                 return existing
-            data = model.read_verified()
-            if rewrite is not None:
-                data = rewrite(data)
+            data = rewritten
+            if data is None:
+                data = model.read_verified()
+                if rewrite is not None:
+                    data = rewrite(data)
             session = self._build(data)
             self._sessions[key] = session
             return session
+
+    def discard(self, model: ModelFile, rewrite=None) -> None:
+        """Drop a session nobody will use again (its memory goes when the last user lets go)."""
+        with self._lock:
+            self._sessions.pop(self._key(model, rewrite), None)
+
+    @staticmethod
+    def _key(model: ModelFile, rewrite) -> str:
+        return model.key if rewrite is None else f"{model.key}:{getattr(rewrite, 'key', id(rewrite))}"
 
     def _build(self, data: bytes):
         import onnxruntime as ort

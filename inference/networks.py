@@ -11,9 +11,29 @@ The weights are the same numbers and the output matches the shipped graph to flo
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Sequence
+
 import numpy as np
 
+from .backends import (
+    DEFAULT_MAX_SHAPES,
+    FP32,
+    ONNXRUNTIME,
+    BackendChoice,
+    BackendPreference,
+    BackendUnavailable,
+    NetworkRunner,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    choose_runner,
+    probe_portrait,
+)
+from .cancel import Cancellation
 from .models import ModelFile, SessionPool
+
+log = logging.getLogger("darkroom.engine")
 
 NUM_STYLES = 26
 ARBITRARY_CONTENT_SIDE = 384  # the arbitrary transform network is fixed at 384x384
@@ -25,24 +45,71 @@ _EDGE = 4  # the reflect padding of its first convolution (9x9), done before the
 class MultiStyleNetwork:
     """The 26-style conditional-instance-norm network (Dumoulin et al.).
 
-    One onnxruntime session serves every style and blend: the 26 style weights stay an input of
-    the graph (they only pick the per-channel scale and shift of each normalisation), so a new
-    blend costs nothing and memory does not grow with the catalogue.
+    One runner serves every style and blend: the 26 style weights stay an input of the graph
+    (they only pick the per-channel scale and shift of each normalisation), so a new blend costs
+    nothing and memory does not grow with the catalogue. The runner is onnxruntime or OpenVINO,
+    fp32 or bf16, whichever `backends.choose_runner` finds fastest here at warm-up (or the
+    operator forces); onnxruntime fp32 is the reference every other one is checked against.
     """
 
-    def __init__(self, model: ModelFile, sessions: SessionPool) -> None:
+    def __init__(
+        self,
+        model: ModelFile,
+        sessions: SessionPool,
+        preference: BackendPreference = BackendPreference(),
+        max_shapes: int = DEFAULT_MAX_SHAPES,
+        probe_styles: Sequence[np.ndarray] = (),
+        precisions: Sequence[str] | None = None,
+    ) -> None:
         self.model = model
         self._sessions = sessions
+        self.preference = preference
+        self.max_shapes = max_shapes
+        # default probe styles: each of the 26 alone
+        self.probe_styles = list(probe_styles) or [np.eye(NUM_STYLES, dtype=np.float32)[i] for i in range(NUM_STYLES)]
+        self._precisions = precisions
+        self.choice: BackendChoice | None = None
+        self._runner: NetworkRunner | None = None
+        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        self._session()
+        self._current()
 
-    def _session(self):
-        return self._sessions.session(self.model, rewrite=FAST_REWRITE)
+    def _reference(self, graph: bytes | None = None) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(self._sessions.session(self.model, rewrite=FAST_REWRITE, rewritten=graph))
 
-    def run(self, rgb: np.ndarray, weights: np.ndarray, run_options=None) -> np.ndarray:
+    def _current(self) -> NetworkRunner:
+        with self._lock:
+            if self._runner is None:
+                self._runner, self.choice = self._choose()
+                log.info("%s", self.choice.line())
+            return self._runner
+
+    def _choose(self) -> tuple[NetworkRunner, BackendChoice]:
+        graph = FAST_REWRITE(self.model.read_verified())  # once, for both backends
+        reference = self._reference(graph)
+
+        def build_openvino(precision: str) -> NetworkRunner:
+            return OpenVinoRunner(graph, precision, self._sessions.threads, self.max_shapes)
+
+        image = _network_input(probe_portrait())
+        runner, choice = choose_runner(reference, build_openvino, image, self.probe_styles, self.preference, self._precisions)
+        if runner is not reference:  # ~40 MB of onnxruntime session nobody will use
+            self._sessions.discard(self.model, rewrite=FAST_REWRITE)
+        return runner, choice
+
+    def _fall_back(self, failed: NetworkRunner, reason: str) -> NetworkRunner:
+        with self._lock:
+            if self._runner is failed:
+                failed.close()
+                self._runner = self._reference()
+                self.choice = BackendChoice(ONNXRUNTIME, FP32, 0.0, float("inf"), "fallback", reason)
+                log.warning("%s", self.choice.line())
+            return self._runner
+
+    def run(self, rgb: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         """Stylise an HxWx3 uint8 array with a normalised 26-vector of style weights.
-        ``run_options`` (onnxruntime RunOptions) lets another thread terminate the run."""
+        ``cancel`` lets another thread stop the run, on either backend."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("expected an HxWx3 uint8 array")
         height, width = rgb.shape[:2]
@@ -50,7 +117,11 @@ class MultiStyleNetwork:
             raise ValueError(f"both sides need at least {MIN_SIDE} pixels, got {width}x{height}")
         weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(NUM_STYLES)
         x = _network_input(rgb)
-        styled = self._session().run(None, {"image": x, "style_weights": weights}, run_options)[0][0]
+        runner = self._current()
+        try:
+            styled = runner(x, weights, cancel)[0]
+        except BackendUnavailable as exc:  # e.g. OpenVINO cannot compile this photo's shape
+            styled = self._fall_back(runner, str(exc))(x, weights, cancel)[0]
         return _from_phases(styled, height, width)
 
 

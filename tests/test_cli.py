@@ -74,7 +74,7 @@ def test_stylize_reports_the_time_of_the_whole_run_decoding_included(tmp_path, s
         time.sleep(1.5)  # in the decode child: the time a hostile file could cost
         return real(data, limits)
 
-    monkeypatch.setattr(cli, "_engine", lambda: engine)
+    monkeypatch.setattr(cli, "_engine", lambda *args, **kwargs: engine)
     monkeypatch.setattr(imageio, "decode_here", slow_decode)
     (tmp_path / "me.jpg").write_bytes(small_portrait)
     started = time.perf_counter()
@@ -83,3 +83,26 @@ def test_stylize_reports_the_time_of_the_whole_run_decoding_included(tmp_path, s
     [reported] = re.findall(r"([0-9.]+)s\)$", capsys.readouterr().out.strip())
     assert 1.5 <= float(reported) <= took + 0.01  # printed to 2 decimals
     assert engine.stylize(small_portrait, __import__("inference").StyleRequest("film")).seconds >= 1.5
+
+
+def test_stylize_without_a_style_uses_the_default_style(tmp_path, small_portrait, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no .env from the working directory
+    monkeypatch.delenv("DARKROOM_DEFAULT_STYLE", raising=False)
+    (tmp_path / "me.jpg").write_bytes(small_portrait)
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out")]) == 0
+    default = load_catalogue().default.key
+    assert (tmp_path / "out" / f"me-{default}.jpg").exists()
+    monkeypatch.setenv("DARKROOM_DEFAULT_STYLE", "ink")
+    assert main(["stylize", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "me-ink.jpg").exists()
+
+
+def test_styles_engine_shows_the_backend_chosen_here(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DARKROOM_ENGINE", "onnxruntime")
+    assert main(["styles", "--engine"]) == 0
+    out = capsys.readouterr().out
+    assert "styling network: onnxruntime fp32 (forced)" in out and "ms on the probe" in out
+    monkeypatch.setenv("DARKROOM_PRECISION", "int8")
+    assert main(["styles", "--engine"]) == 2
+    assert "DARKROOM_PRECISION=int8 is not offered" in capsys.readouterr().err

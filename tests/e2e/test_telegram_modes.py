@@ -31,7 +31,11 @@ async def test_webhook_mode_registers_secret_and_serves_updates(fake_telegram, d
 
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                assert response.status == 200 and (await response.json())["status"] == "ok"
+                health = await response.json()
+                assert response.status == 200 and health["status"] == "ok"
+                # which backend styles, chosen at start-up
+                assert health["engine"]["backend"] == engine.choice.backend
+                assert health["engine"]["precision"] == engine.choice.precision
             update = {"update_id": 99, "message": fake.text_message(ALICE, ALICE.id, "/start")}
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
                 async with session.post(url, json=update, headers=headers) as response:

@@ -127,7 +127,7 @@ async def test_not_an_image_gets_a_clear_message(harness):
     alice = await consented(harness)
     await harness.photo(alice, b"%PDF-1.4 this is not a photo", caption="ink")
     await harness.idle()
-    assert "only read JPEG, PNG, WebP and GIF" in harness.platform.last(EditText).text
+    assert "only read JPEG, PNG, WebP, GIF, HEIC and AVIF" in harness.platform.last(EditText).text
     await harness.unsupported(alice, "document")
     assert "doesn't look like a photo" in harness.platform.last(SendText).text
 

@@ -245,8 +245,8 @@ def _build() -> list[Case]:
     data = encoded(Image.fromarray(photo), "JPEG", quality=92, exif=broken)
     cases.append(Case("malformed-exif", data, OK, "an EXIF IFD with absurd counts and offsets", (height, width), photo, 8.0))
 
-    cases.append(Case("heic-renamed-jpg", ftyp(b"heic", [b"mif1", b"heic"]), UnsupportedFormat, "an iPhone HEIC renamed .jpg"))
-    cases.append(Case("avif-renamed-jpg", ftyp(b"avif", [b"avif", b"mif1", b"miaf"]), UnsupportedFormat, "an AVIF renamed .jpg"))
+    cases.append(Case("heic-truncated", ftyp(b"heic", [b"mif1", b"heic"]), CorruptImage, "an iPhone HEIC cut after its first boxes"))
+    cases.append(Case("avif-truncated", ftyp(b"avif", [b"avif", b"mif1", b"miaf"]), CorruptImage, "an AVIF cut after its first boxes"))
     svg = b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4000" height="4000"><rect width="100%" height="100%" fill="red"/></svg>\n'
     cases.append(Case("svg-renamed-jpg", svg, UnsupportedFormat, "an SVG renamed .jpg"))
     pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"

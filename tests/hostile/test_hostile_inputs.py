@@ -257,7 +257,7 @@ async def test_bot_answers_kindly_keeps_serving_and_zeroes_the_buffer(harness, c
 
 @CASES
 def test_cli_prints_one_line_naming_the_file_or_writes_the_picture(engine, monkeypatch, capsys, case: Case, tmp_path):
-    monkeypatch.setattr(cli, "_engine", lambda: engine)  # the session's verified engine (building one takes a second)
+    monkeypatch.setattr(cli, "_engine", lambda settings=None: engine)  # the session's verified engine (building one takes a second)
     path = tmp_path / f"{case.name}.jpg"  # renamed as .jpg, as people do
     path.write_bytes(case.data)
     out_dir = tmp_path / "out"

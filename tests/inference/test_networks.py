@@ -13,6 +13,7 @@ from PIL import Image
 from inference import load_catalogue
 from inference.catalogue import parse_blend
 from inference.errors import ModelIntegrityError
+from inference.backends import ONNXRUNTIME, BackendPreference
 from inference.models import SessionPool
 from inference.networks import MultiStyleNetwork
 
@@ -118,7 +119,7 @@ def test_one_cached_session_serves_every_blend(catalogue, portrait, monkeypatch)
     built = []
     original = SessionPool._build
     monkeypatch.setattr(SessionPool, "_build", lambda self, data: built.append(len(data)) or original(self, data))
-    net = MultiStyleNetwork(catalogue.model("multistyle26"), pool)
+    net = MultiStyleNetwork(catalogue.model("multistyle26"), pool, BackendPreference(ONNXRUNTIME))
     small = np.ascontiguousarray(portrait[:48, :64])
     net.run(small, parse_blend("1"))
     assert len(built) == 1

@@ -1,0 +1,363 @@
+"""Where the 26-style network runs: onnxruntime or OpenVINO, fp32 or bf16, chosen per machine.
+
+Both backends run the same verified, rewritten graph (`networks.fast_multistyle_graph`): the
+bytes whose SHA-256 was checked are rewritten once in memory and handed to either runtime;
+nothing is downloaded and nothing is written to disk.
+
+At start-up `choose_runner` times every backend and precision this machine offers on a small
+portrait that ships with the code (`probe_portrait.jpg`, 192x256: big enough to leave the CPU's
+caches, as photos do; at 96x128 onnxruntime and OpenVINO bf16 tie, at 1280x960 bf16 is 2-3x
+faster) and, fastest first, checks its output for every network style against onnxruntime in
+fp32: PSNR at least ``MIN_PSNR_DB``. The first that passes is kept; the operator may force one.
+
+OpenVINO compiles a graph for one static shape (dynamic shapes run about 0.76x as fast, measured),
+so `OpenVinoRunner` keeps at most ``max_shapes`` compiled shapes, least recently used out, and
+only the shape in use holds its working buffers (`CompiledModel.release_memory` on the others):
+photos of many sizes cannot grow memory without bound.
+
+int8 is not offered: NNCF's int8 (convolutions only) measured 38-43 dB against fp32, below the
+40 dB every style must hold, and bf16 was faster than the int8 variants that did hold it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from .cancel import Cancellation, Cancelled, run_options
+
+log = logging.getLogger("darkroom.engine")
+
+ONNXRUNTIME, OPENVINO = "onnxruntime", "openvino"
+BACKENDS = (ONNXRUNTIME, OPENVINO)
+FP32, BF16 = "fp32", "bf16"
+PRECISIONS = (FP32, BF16)
+MIN_PSNR_DB = 45.0  # a candidate's worst style on the probe portrait, against onnxruntime fp32
+PROBE_RUNS = 3  # timed runs per candidate, interleaved, after one warm-up run
+DEFAULT_MAX_SHAPES = 4
+_OV_PRECISION = {FP32: "f32", BF16: "bf16"}
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend or precision cannot run here (not installed, not supported, failed to compile)."""
+
+
+class NetworkRunner(Protocol):
+    backend: str
+    precision: str
+
+    def __call__(self, image: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
+        """float32 [1, 3, H, W] image and [26] weights -> the graph's uint8 output."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendPreference:
+    """What the operator asked for: '' lets the machine decide."""
+
+    backend: str = ""
+    precision: str = ""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("", *BACKENDS):
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}")
+        if self.precision not in ("", *PRECISIONS):
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+
+    def allows(self, backend: str, precision: str) -> bool:
+        return self.backend in ("", backend) and self.precision in ("", precision)
+
+    @property
+    def forced(self) -> bool:
+        return bool(self.backend or self.precision)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str
+    precision: str
+    probe_ms: float  # median time of one run on the probe portrait
+    psnr_db: float  # worst network style on the probe portrait against onnxruntime fp32
+    how: str  # "auto", "forced", or "fallback"
+    note: str = ""  # why other candidates (or the forced one) were not taken
+    seconds: float = 0.0  # what choosing cost at start-up (building, compiling, timing, checking)
+
+    def line(self) -> str:
+        quality = "reference" if self.psnr_db == float("inf") else f"{self.psnr_db:.1f} dB vs fp32"
+        text = (
+            f"styling network: {self.backend} {self.precision} ({self.how}), {self.probe_ms:.1f} ms on the probe, "
+            f"{quality}, chosen in {self.seconds:.2f} s"
+        )
+        return f"{text}; {self.note}" if self.note else text
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["probe_ms"] = round(self.probe_ms, 1)
+        data["psnr_db"] = None if self.psnr_db == float("inf") else round(self.psnr_db, 1)
+        data["seconds"] = round(self.seconds, 2)
+        return data
+
+
+# -- runners ----------------------------------------------------------------------------------
+
+
+class OnnxRuntimeRunner:
+    """One onnxruntime session: dynamic shapes, nothing compiled per shape."""
+
+    backend, precision = ONNXRUNTIME, FP32
+
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def __call__(self, image: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
+        return self._session.run(None, {"image": image, "style_weights": weights}, run_options(cancel))[0]
+
+    def close(self) -> None:
+        self._session = None
+
+
+class _Compiled:
+    def __init__(self, compiled) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.lock = threading.Lock()
+        self.holds_buffers = False
+
+
+class OpenVinoRunner:
+    """The graph on OpenVINO's CPU plugin, compiled per input shape, at most ``max_shapes`` kept."""
+
+    backend = OPENVINO
+
+    def __init__(self, graph: bytes, precision: str, threads: int, max_shapes: int = DEFAULT_MAX_SHAPES) -> None:
+        if precision not in _OV_PRECISION:
+            raise BackendUnavailable(f"OpenVINO precision {precision} is not offered")
+        try:
+            import openvino
+        except Exception as exc:  # ImportError, or a broken install failing in its own import
+            raise BackendUnavailable(f"OpenVINO is not importable ({type(exc).__name__})") from None
+        self.precision = precision
+        self.max_shapes = max(1, max_shapes)
+        self.compiles = 0
+        self.evictions = 0
+        self._core = openvino.Core()
+        if precision == BF16 and BF16.upper() not in cpu_capabilities(self._core):
+            raise BackendUnavailable("this CPU does not report bf16")
+        self._config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+            "INFERENCE_NUM_THREADS": str(threads),
+        }
+        try:  # from memory: the weights are in the graph bytes, no file is read
+            self._model = self._core.read_model(graph, openvino.Tensor(np.empty(0, dtype=np.uint8)))
+        except Exception as exc:
+            raise BackendUnavailable(f"OpenVINO cannot read the graph ({type(exc).__name__})") from None
+        self._shapes: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Compiled input shapes, least recently used first."""
+        with self._lock:
+            return list(self._shapes)
+
+    def _entry(self, shape: tuple[int, ...]) -> _Compiled:
+        with self._lock:
+            entry = self._shapes.get(shape)
+            if entry is not None:
+                self._shapes.move_to_end(shape)
+                return entry
+            # Compiled under the lock: two first photos of one size compile it once, and the
+            # 0.2-0.4 s compile happens on a worker thread, never on the event loop.
+            model = self._model.clone()
+            model.reshape({"image": list(shape), "style_weights": [26]})
+            try:
+                entry = _Compiled(self._core.compile_model(model, "CPU", self._config))
+            except Exception as exc:
+                raise BackendUnavailable(f"OpenVINO failed to compile {shape} ({type(exc).__name__})") from None
+            self.compiles += 1
+            self._shapes[shape] = entry
+            while len(self._shapes) > self.max_shapes:
+                self._shapes.popitem(last=False)  # freed when the last running call lets go
+                self.evictions += 1
+            return entry
+
+    def __call__(self, image: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
+        entry = self._entry(tuple(image.shape))
+        with entry.lock:
+            entry.holds_buffers = True
+            stop = entry.request.cancel
+            if cancel is not None:
+                cancel.add_stopper(stop)  # erasure or shutdown stops the request
+            try:
+                if cancel is not None:
+                    cancel.check()  # a request cancelled before it starts would still run
+                # share_inputs: OpenVINO reads the caller's array in place instead of copying it
+                # (15 MB at 1280x960); the output is copied out of the request's buffer.
+                out = entry.request.infer({"image": image, "style_weights": weights}, share_inputs=True)[0]
+            except RuntimeError:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled("cancelled") from None
+                raise
+            finally:
+                if cancel is not None:
+                    cancel.remove_stopper(stop)
+        self._release_others(entry)
+        return out
+
+    def _release_others(self, current: _Compiled) -> None:
+        """Only the shape in use keeps its working buffers (150-280 MB at 1280x960); the others
+        keep their compiled code (~22 MB each) and allocate again when next used."""
+        with self._lock:
+            others = [e for e in self._shapes.values() if e is not current and e.holds_buffers]
+        for entry in others:
+            if entry.lock.acquire(blocking=False):  # busy: another photo is running in it
+                try:
+                    entry.compiled.release_memory()
+                    entry.holds_buffers = False
+                finally:
+                    entry.lock.release()
+
+    def forget_shapes(self) -> None:
+        with self._lock:
+            self._shapes.clear()
+
+    def close(self) -> None:
+        self.forget_shapes()
+
+
+def cpu_capabilities(core=None) -> tuple[str, ...]:
+    """OpenVINO's list of what this CPU can do (e.g. FP32, BF16, INT8); () without OpenVINO."""
+    try:
+        if core is None:
+            import openvino
+
+            core = openvino.Core()
+        return tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:
+        return ()
+
+
+# -- the choice -------------------------------------------------------------------------------
+
+
+def probe_portrait() -> np.ndarray:
+    """The 192x256 portrait every candidate is timed and checked on (Grace Hopper, 1984 US Navy
+    photograph, public domain; the copy in matplotlib's sample data, downscaled)."""
+    from PIL import Image
+
+    data = files("inference").joinpath("probe_portrait.jpg").read_bytes()
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    backend: str
+    precision: str
+    build: Callable[[], NetworkRunner]
+
+
+def choose_runner(
+    reference: NetworkRunner,
+    build_openvino: Callable[[str], NetworkRunner],
+    image: np.ndarray,
+    styles: Sequence[np.ndarray],
+    preference: BackendPreference = BackendPreference(),
+    precisions: Sequence[str] | None = None,
+) -> tuple[NetworkRunner, BackendChoice]:
+    """Time each candidate on ``image`` (a network input), then, fastest first, check it on
+    every style in ``styles`` against ``reference`` (onnxruntime fp32, itself a candidate); keep
+    the first that passes among those the operator allows. ``precisions``: OpenVINO's to try,
+    by default those the CPU reports."""
+    started = time.perf_counter()
+    if precisions is None and preference.backend == ONNXRUNTIME:
+        precisions = []  # not even imported
+    elif precisions is None:
+        # bf16 where the CPU reports it; OpenVINO fp32 is not timed there (bf16 ran 2-2.5x as fast
+        # as it, and onnxruntime fp32 within 5% of it), unless the operator asks for fp32.
+        # Without OpenVINO, its build says why.
+        bf16 = BF16.upper() in cpu_capabilities() and preference.precision != FP32
+        precisions = [BF16] if bf16 else [FP32]
+    candidates = [_Candidate(ONNXRUNTIME, FP32, lambda: reference)]
+    candidates += [_Candidate(OPENVINO, p, (lambda p=p: build_openvino(p))) for p in precisions]
+    wanted = [c for c in candidates if preference.allows(c.backend, c.precision)]
+    notes: list[str] = []
+    if preference.forced and not wanted:
+        asked = f"{preference.backend} {preference.precision}".strip()
+        notes.append(f"{asked} is not available here")
+
+    runners: dict[_Candidate, NetworkRunner] = {}
+    for candidate in wanted:
+        try:
+            runner = candidate.build()
+            runner(image, styles[0])  # compiles, allocates, warms caches
+        except Exception as exc:  # not installed, no bf16, fails to compile: never stops start-up
+            detail = str(exc) if isinstance(exc, BackendUnavailable) else f"failed ({type(exc).__name__})"
+            notes.append(f"{candidate.backend} {candidate.precision}: {detail}")
+            continue
+        runners[candidate] = runner
+    times: dict[_Candidate, list[float]] = {c: [] for c in runners}
+    for _ in range(PROBE_RUNS):  # interleaved: a busy moment on a shared machine hits all alike
+        for candidate, runner in runners.items():
+            times[candidate].append(_seconds(runner, image, styles[0]))
+    # the best of a few runs: what the machine can do, not how busy its neighbours were
+    fastest = {c: min(t) for c, t in times.items()}
+
+    chosen: _Candidate | None = None
+    quality = float("inf")
+    expected: list[np.ndarray] = []  # the reference's outputs, only if another one is faster
+    for candidate in sorted(runners, key=fastest.get):
+        runner = runners[candidate]
+        if runner is reference:
+            chosen = candidate
+            break
+        try:
+            expected = expected or [reference(image, weights) for weights in styles]
+            worst = min(psnr(runner(image, w), want) for w, want in zip(styles, expected))
+        except Exception as exc:
+            notes.append(f"{candidate.backend} {candidate.precision}: failed ({type(exc).__name__})")
+            continue
+        if worst >= MIN_PSNR_DB:
+            chosen, quality = candidate, worst
+            break
+        notes.append(f"{candidate.backend} {candidate.precision}: {worst:.1f} dB < {MIN_PSNR_DB:.0f} dB")
+
+    how = "forced" if preference.forced else "auto"
+    if chosen is None:  # nothing the operator allowed works: onnxruntime fp32 always does
+        chosen, how = candidates[0], "fallback"
+        runners[chosen] = reference
+        fastest[chosen] = min(_seconds(reference, image, styles[0]) for _ in range(PROBE_RUNS))
+    for candidate, runner in runners.items():
+        if candidate is not chosen and runner is not reference:
+            runner.close()
+    others = ", ".join(f"{c.backend} {c.precision} {1000 * fastest[c]:.1f} ms" for c in fastest if c is not chosen)
+    if others:
+        notes.insert(0, f"also timed: {others}")
+    runner = runners[chosen]
+    if isinstance(runner, OpenVinoRunner):
+        runner.forget_shapes()  # the probe's shape is not a photo's: leave every slot to photos
+    seconds = time.perf_counter() - started
+    return runner, BackendChoice(chosen.backend, chosen.precision, 1000 * fastest[chosen], quality, how, "; ".join(notes), seconds)
+
+
+def _seconds(runner: NetworkRunner, image: np.ndarray, weights: np.ndarray) -> float:
+    started = time.perf_counter()
+    runner(image, weights)
+    return time.perf_counter() - started

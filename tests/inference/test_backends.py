@@ -1,0 +1,233 @@
+"""The backend layer: which runtime and precision styles, chosen per machine or forced; the
+fallbacks; the same pictures from every backend; a bounded number of compiled shapes."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference import load_catalogue
+from inference.backends import (
+    BF16,
+    FP32,
+    MIN_PSNR_DB,
+    ONNXRUNTIME,
+    OPENVINO,
+    BackendPreference,
+    BackendUnavailable,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    choose_runner,
+    cpu_capabilities,
+    probe_portrait,
+    psnr,
+)
+from inference.models import SessionPool
+from inference.networks import FAST_REWRITE, MultiStyleNetwork, _network_input
+
+OPENVINO_PRECISIONS = [FP32] + ([BF16] if "BF16" in cpu_capabilities() else [])
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def graph(catalogue) -> bytes:
+    return FAST_REWRITE(catalogue.model("multistyle26").read_verified())
+
+
+@pytest.fixture(scope="module")
+def network_styles(catalogue):
+    return [s for s in catalogue.styles if s.kind == "network"]
+
+
+@pytest.fixture(scope="module")
+def reference(graph) -> OnnxRuntimeRunner:
+    return OnnxRuntimeRunner(SessionPool(2)._build(graph))
+
+
+@pytest.fixture(scope="module")
+def portrait(grace_rgb) -> np.ndarray:
+    """257x301: neither side a multiple of 4."""
+    return np.asarray(Image.fromarray(grace_rgb).resize((257, 301), Image.Resampling.LANCZOS))
+
+
+# -- the choice, with stand-in runners (its logic, not the machine's speed) --------------------
+
+
+class Stub:
+    """A runner that takes ``seconds`` and is ``noise`` grey levels off the reference."""
+
+    def __init__(self, backend: str, precision: str, seconds: float, noise: float = 0.0) -> None:
+        self.backend, self.precision, self.seconds, self.noise = backend, precision, seconds, noise
+        self.closed = False
+
+    def __call__(self, image, weights):
+        time.sleep(self.seconds)
+        out = np.full((1, 48, 8, 8), 128, dtype=np.uint8)
+        if self.noise:
+            out[..., ::2, ::2] += np.uint8(self.noise)  # a quarter of the values off by `noise`
+        return out
+
+    def close(self):
+        self.closed = True
+
+
+def stub_openvino(stubs: dict[str, Stub]):
+    def build(precision: str):
+        stub = stubs[precision]
+        if isinstance(stub, Exception):
+            raise stub
+        return stub
+
+    return build
+
+
+IMAGE = np.zeros((1, 3, 16, 16), dtype=np.float32)
+STYLES = [np.eye(26, dtype=np.float32)[i] for i in (0, 5)]
+
+
+def test_the_fastest_candidate_that_keeps_the_quality_is_chosen():
+    reference = Stub(ONNXRUNTIME, FP32, 0.02)
+    stubs = {FP32: Stub(OPENVINO, FP32, 0.015), BF16: Stub(OPENVINO, BF16, 0.005, noise=1)}
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, precisions=[FP32, BF16])
+    assert runner is stubs[BF16]
+    assert (choice.backend, choice.precision, choice.how) == (OPENVINO, BF16, "auto")
+    assert choice.psnr_db >= MIN_PSNR_DB and 4 <= choice.probe_ms < 15
+    assert stubs[FP32].closed and not stubs[BF16].closed
+    assert "onnxruntime fp32" in choice.note and "openvino fp32" in choice.note
+    assert choice.line().startswith("styling network: openvino bf16 (auto)")
+    assert 0 < choice.seconds < 5 and "chosen in" in choice.line()
+
+
+def test_a_faster_candidate_that_loses_quality_is_passed_over():
+    reference = Stub(ONNXRUNTIME, FP32, 0.02)
+    # 30 grey levels off on a quarter of the values: 24.6 dB
+    stubs = {FP32: Stub(OPENVINO, FP32, 0.01), BF16: Stub(OPENVINO, BF16, 0.002, noise=30)}
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, precisions=[FP32, BF16])
+    assert runner is stubs[FP32] and stubs[BF16].closed
+    assert "openvino bf16: 24.6 dB < 45 dB" in choice.note
+
+
+def test_the_operator_can_force_a_slower_backend_or_a_precision():
+    reference = Stub(ONNXRUNTIME, FP32, 0.01)
+    stubs = {FP32: Stub(OPENVINO, FP32, 0.03), BF16: Stub(OPENVINO, BF16, 0.002)}
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, BackendPreference(OPENVINO, FP32), [FP32, BF16])
+    assert runner is stubs[FP32] and choice.how == "forced"
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, BackendPreference(ONNXRUNTIME), [FP32, BF16])
+    assert runner is reference and (choice.backend, choice.how, choice.psnr_db) == (ONNXRUNTIME, "forced", float("inf"))
+
+
+def test_a_forced_backend_that_cannot_run_falls_back_to_onnxruntime_fp32():
+    reference = Stub(ONNXRUNTIME, FP32, 0.001)
+    stubs = {FP32: BackendUnavailable("OpenVINO is not importable (ImportError)"), BF16: RuntimeError("compile failed")}
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, BackendPreference(OPENVINO), [FP32, BF16])
+    assert runner is reference and (choice.backend, choice.precision, choice.how) == (ONNXRUNTIME, FP32, "fallback")
+    assert "openvino fp32: OpenVINO is not importable (ImportError)" in choice.note
+    assert "openvino bf16: failed (RuntimeError)" in choice.note
+    # bf16 forced where the CPU does not report it: not even tried
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, BackendPreference(precision=BF16), [FP32])
+    assert runner is reference and choice.how == "fallback" and "bf16 is not available here" in choice.note
+
+
+def test_preferences_are_checked():
+    with pytest.raises(ValueError):
+        BackendPreference("tensorrt")
+    with pytest.raises(ValueError):
+        BackendPreference(precision="int8")
+
+
+# -- the real backends ------------------------------------------------------------------------
+
+
+def test_without_openvino_the_network_runs_on_onnxruntime(catalogue, monkeypatch, portrait):
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("simulated: openvino is not installed")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    for module in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
+        monkeypatch.delitem(sys.modules, module)
+    for preference, how in ((BackendPreference(), "auto"), (BackendPreference(OPENVINO), "fallback")):
+        net = MultiStyleNetwork(catalogue.model("multistyle26"), SessionPool(2), preference)
+        net.warm_up()
+        assert (net.choice.backend, net.choice.precision, net.choice.how) == (ONNXRUNTIME, FP32, how)
+        assert net.run(np.ascontiguousarray(portrait[:64, :64]), catalogue.get("ink").weights).std() > 5
+    assert "not importable" in net.choice.note
+
+
+def test_a_shape_openvino_fails_to_compile_falls_back_to_onnxruntime(catalogue, portrait, captured_logs):
+    net = MultiStyleNetwork(catalogue.model("multistyle26"), SessionPool(2), BackendPreference(OPENVINO, FP32))
+    net.warm_up()
+    assert net.choice.backend == OPENVINO
+    runner = net._runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated compile failure")
+
+    runner._core.compile_model = broken
+    weights = catalogue.get("ink").weights
+    out = net.run(portrait, weights)
+    assert (net.choice.backend, net.choice.how) == (ONNXRUNTIME, "fallback")
+    assert "failed to compile" in net.choice.note
+    reference = MultiStyleNetwork(catalogue.model("multistyle26"), SessionPool(2), BackendPreference(ONNXRUNTIME))
+    assert np.array_equal(out, reference.run(portrait, weights))
+    stream, _ = captured_logs
+    [line] = [line for line in stream.getvalue().splitlines() if "(fallback)" in line]
+    assert "onnxruntime fp32 (fallback)" in line and "Traceback" not in stream.getvalue()
+
+
+@pytest.mark.parametrize("precision", OPENVINO_PRECISIONS)
+def test_every_style_looks_the_same_on_every_backend(graph, reference, network_styles, portrait, precision):
+    runner = OpenVinoRunner(graph, precision, threads=2)
+    image = _network_input(portrait)
+    floor = 60.0 if precision == FP32 else MIN_PSNR_DB
+    worst = min(psnr(runner(image, s.weights), reference(image, s.weights)) for s in network_styles)
+    assert worst >= floor, f"openvino {precision}: worst style {worst:.1f} dB"
+
+
+def test_the_start_up_choice_checks_every_network_style(catalogue, network_styles):
+    net = MultiStyleNetwork(catalogue.model("multistyle26"), SessionPool(2), probe_styles=[s.weights for s in network_styles])
+    net.warm_up()
+    assert net.choice.backend in (ONNXRUNTIME, OPENVINO) and net.choice.how == "auto"
+    assert net.choice.psnr_db >= MIN_PSNR_DB
+    assert probe_portrait().shape == (256, 192, 3)
+
+
+def test_compiled_shapes_are_bounded_least_recently_used_out(graph, portrait):
+    runner = OpenVinoRunner(graph, FP32, threads=2, max_shapes=2)
+    weights = np.eye(26, dtype=np.float32)[3]
+    sizes = [(64, 64), (64, 96), (96, 64), (64, 64), (96, 64)]
+    for height, width in sizes:
+        runner(_network_input(np.ascontiguousarray(portrait[:height, :width])), weights)
+    # 64x64 was evicted by 96x64 and compiled again; the second 96x64 hit the cache
+    assert (runner.compiles, runner.evictions) == (4, 2)
+    assert runner.shapes == [(1, 3, 72, 72), (1, 3, 104, 72)]
+    # only the shape used last keeps its working buffers
+    assert [entry.holds_buffers for entry in runner._shapes.values()] == [False, True]
+
+
+def test_photos_of_many_sizes_do_not_grow_memory(graph, portrait):
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
+
+    runner = OpenVinoRunner(graph, OPENVINO_PRECISIONS[-1], threads=2, max_shapes=2)
+    weights = np.eye(26, dtype=np.float32)[3]
+    readings = []
+    for i in range(8):
+        side = 200 + 4 * i
+        runner(_network_input(np.ascontiguousarray(portrait[:side, :side - 8])), weights)
+        readings.append(rss_mb())
+    assert readings[-1] - readings[2] < 25, f"RSS kept growing: {[round(r) for r in readings]}"
+    assert runner.compiles == 8 and len(runner.shapes) == 2
