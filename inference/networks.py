@@ -122,6 +122,10 @@ class MultiStyleNetwork:
             styled = runner(x, weights, cancel)[0]
         except BackendUnavailable as exc:  # e.g. OpenVINO cannot compile this photo's shape
             styled = self._fall_back(runner, str(exc))(x, weights, cancel)[0]
+        finally:
+            # The photo as the network saw it: OpenVINO's request keeps a reference to its last
+            # input (shared, not copied), so freeing it is not enough (tests/proofs/test_memory.py).
+            x.fill(0)
         return _from_phases(styled, height, width)
 
 

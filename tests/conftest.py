@@ -144,7 +144,16 @@ def small_portrait(grace_rgb) -> bytes:
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
+    """The engine as `darkroom run` would build it here (its backend chosen for this machine)."""
     engine = Engine(EngineConfig())
+    engine.verify()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def reference_engine() -> Engine:
+    """onnxruntime fp32: the reference every other backend is checked against."""
+    engine = Engine(EngineConfig(backend="onnxruntime", precision="fp32"))
     engine.verify()
     return engine
 

@@ -221,9 +221,9 @@ async def test_selfie_is_deleted_when_refused_as_too_large_or_busy(harness, smal
     assert deleted(harness) == [too_large.message]
     harness.ctx.settings = dataclasses.replace(harness.ctx.settings, max_input_bytes=20 * 1024 * 1024)
     bob = await consented(harness, "bob")
-    await harness.queue.stop(grace=0)  # a closed queue takes nothing: the next photo is refused as "busy"
+    await harness.queue.stop(grace=0)  # a closed queue takes nothing: the next photo is refused
     busy = await harness.photo(bob, small_portrait, caption="ink")
-    assert "very busy" in harness.platform.last(SendText).text
+    assert "restarting" in harness.platform.last(SendText).text
     assert deleted(harness) == [too_large.message, busy.message]
 
 
