@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -64,6 +64,14 @@ class Settings:
     queue_limit: int = 100
     per_person_pending: int = 5
     rate_limit_per_hour: int = 20
+    # Scaling out (README "Scaling out"): with no broker, photos are styled in this process.
+    broker_url: str = field(default="", repr=False)  # any Celery broker URL; Redis by default
+    redis_url: str = field(default="", repr=False)  # idempotency, revocation and results (default: the broker, if Redis)
+    worker_slots: int = 2  # front: jobs sent to the workers at once (their total concurrency)
+    worker_concurrency: int = 1  # worker: styling processes (concurrency × DARKROOM_THREADS = cores)
+    job_timeout: int = 300  # front: seconds before a job sent to the workers is given up
+    worker_metrics_port: int = 0  # worker: Prometheus /metrics port (0: none)
+    metrics: bool = False  # front: serve Prometheus /metrics on the HTTP server
     # Operations
     log_level: str = "INFO"
 
@@ -77,7 +85,12 @@ class Settings:
 
     @property
     def needs_http(self) -> bool:
-        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled
+        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled or self.metrics
+
+    @property
+    def scaled_out(self) -> bool:
+        """Photos are styled by `darkroom worker`s, not in this process."""
+        return bool(self.broker_url)
 
     @property
     def database(self) -> Path:
@@ -96,6 +109,8 @@ class Settings:
             self.wechat_secret,
             self.wechat_aes_key,
             self.secret.hex() if self.secret else "",
+            self.broker_url,
+            self.redis_url,
         ]
         return [v for v in values if v and len(v) >= 6]
 
@@ -158,6 +173,22 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
     )
     if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
         raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
+    broker = get("DARKROOM_BROKER_URL", "").strip()
+    redis_url = get("DARKROOM_REDIS_URL", "").strip() or (broker if broker.startswith(("redis://", "rediss://")) else "")
+    if broker and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("DARKROOM_BROKER_URL is not Redis: set DARKROOM_REDIS_URL (workers keep results and marks there)")
+    if broker and settings.input_ttl:
+        raise SettingsError("DARKROOM_INPUT_TTL keeps photos in the front's memory; with DARKROOM_BROKER_URL set it must be 0")
+    settings = replace(
+        settings,
+        broker_url=broker,
+        redis_url=redis_url,
+        worker_slots=_int(get, "DARKROOM_WORKER_SLOTS", 2, 1, 10_000),
+        worker_concurrency=_int(get, "DARKROOM_WORKER_CONCURRENCY", 1, 1, 256),
+        job_timeout=_int(get, "DARKROOM_JOB_TIMEOUT", 300, 5, 3600),
+        worker_metrics_port=_int(get, "DARKROOM_WORKER_METRICS_PORT", 0, 0, 65535),
+        metrics=_bool(get, "DARKROOM_METRICS", False),
+    )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("DARKROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     return settings
