@@ -84,6 +84,8 @@ class Darkroom:
     wechat: object | None = field(default=None, init=False)
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
+    styler: object | None = field(default=None, init=False)  # runs the styling pipeline
+    metrics: object | None = field(default=None, init=False)
     janitor_interval: float = 5.0  # how often due reply deletions are looked for
     _janitor: asyncio.Task | None = field(default=None, init=False)
 
@@ -98,8 +100,24 @@ class Darkroom:
             await asyncio.to_thread(self.engine.verify)  # refuses to start on a tampered model
         self.storage = await Storage.open(settings.database, settings.secret)
         self.async_engine = AsyncEngine(self.engine)
+        from handlers.photos import LocalStyler
+
+        if settings.scaled_out:
+            from .workers import RemoteStyler
+
+            styler = RemoteStyler(settings)  # photos are styled by `darkroom worker`s
+            slots = settings.worker_slots  # never more out than the workers can run: positions stay true
+        else:
+            styler = LocalStyler(self.async_engine)
+            slots = self.engine.config.concurrency + 1  # one downloads/uploads while one styles
+        if settings.metrics:  # prometheus-client comes with the `scale` extra
+            from .metrics import FrontMetrics, MeteredStyler
+
+            self.metrics = FrontMetrics()
+            styler = MeteredStyler(styler, self.metrics)
+        self.styler = styler
         self.queue = FairQueue(
-            workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles
+            workers=slots,
             max_waiting=settings.queue_limit,
             per_person=settings.per_person_pending,
             rate_per_hour=settings.rate_limit_per_hour,
@@ -113,6 +131,7 @@ class Darkroom:
             catalogue=self.engine.catalogue,
             memory=memory,
             settings=conversation_settings(settings, self.engine),
+            styler=self.styler,
         )
         self.router = Router(base)
         pseudonymize = Pseudonymizer(settings.secret)
@@ -133,6 +152,7 @@ class Darkroom:
                 telegram_secret=settings.telegram_webhook_secret,
                 wechat=self.wechat,
                 health=self.health,
+                metrics=self._metrics if settings.metrics else None,
             )
             self.http = HttpServer(app, settings.http_host, settings.http_port)
             await self.http.start()
@@ -178,6 +198,9 @@ class Darkroom:
                 log.warning("deleting due replies failed: %s", type(exc).__name__)
             await asyncio.sleep(self.janitor_interval)
 
+    async def _metrics(self) -> tuple[bytes, str]:
+        return await self.metrics.render(self.queue, self.styler)
+
     def health(self) -> dict:
         return {
             "version": __version__,
@@ -200,6 +223,8 @@ class Darkroom:
             await self.queue.stop(grace)  # jobs still use the platforms to reply or to apologise
         if self.router is not None:
             await self.router.stop()
+        if self.styler is not None and hasattr(self.styler, "close"):
+            await self.styler.close()
         if self.telegram is not None:
             await self.telegram.close()
         if self.wechat is not None:
