@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -215,8 +216,9 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     fake, redis = processes.fake, processes.redis
     started = now()
     canary = make_canary(grace_rgb, side=640)
-    await processes.start_front(DARKROOM_METRICS="true")
-    await processes.start_worker()
+    front_port, worker_port = free_port(), free_port()
+    await processes.start_front(DARKROOM_METRICS="true", DARKROOM_HTTP_PORT=str(front_port))
+    await processes.start_worker(DARKROOM_WORKER_METRICS_PORT=str(worker_port))
     await consent_with_style(fake, MIO)
 
     fake.delays["file"] = 1.5  # the task is in the broker (unacked) while the worker downloads
@@ -244,6 +246,14 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     logs = processes.log_texts()
     assert "DEBUG" in logs[0] and "darkroom.style" in logs[1]
     assert scan_text(logs, identifiers + [canary.marker.decode()]) == []
+
+    # Prometheus on both sides: outcomes and durations, no label naming anyone.
+    front = urllib.request.urlopen(f"http://127.0.0.1:{front_port}/metrics", timeout=10).read().decode()
+    worker = urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).read().decode()
+    assert 'darkroom_jobs_total{outcome="done"} 1.0' in front and 'darkroom_jobs_total{outcome="done"} 1.0' in worker
+    assert "darkroom_workers 1.0" in front and "darkroom_queue_waiting 0.0" in front
+    assert "darkroom_styling_seconds_count 1.0" in worker and "darkroom_job_seconds_count 1.0" in front
+    assert scan_text([front, worker], identifiers) == []
 
 
 async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_portrait):
@@ -300,3 +310,22 @@ async def test_broker_restarted_busy_then_recovered_nothing_hangs(processes, sma
     await fake.send_photo_from(REN, small_portrait)
     await fake.wait_for("sendPhoto", chat_id=REN.id, timeout=90)
     assert len(fake.calls_to("sendPhoto", REN.id)) == 1
+
+
+async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(processes, small_portrait):
+    fake = processes.fake
+    await processes.start_front(DARKROOM_JOB_TIMEOUT="12")
+    worker = await processes.start_worker()
+    await consent_with_style(fake, MIO)
+    fake.delays["file"] = 3.0
+    await fake.send_photo_from(MIO, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its styling process, no goodbye
+    worker.wait()
+    told = await fake.wait_for_edit("send it again", chat_id=MIO.id, timeout=40)
+    assert told
+    # The front marked the job revoked when it gave up: when the broker delivers the task again
+    # (after its visibility timeout), the worker that gets it does not answer.
+    client = processes.redis.client()
+    assert [client.get(key) for key in client.keys("darkroom:claim:*")] == [b"revoked"]
+    assert fake.calls_to("sendPhoto", MIO.id) == []
