@@ -106,7 +106,10 @@ class Darkroom:
             from .workers import RemoteStyler
 
             styler = RemoteStyler(settings)  # photos are styled by `darkroom worker`s
-            slots = settings.worker_slots  # never more out than the workers can run: positions stay true
+            # What the workers can run, plus one waiting in the broker so that no worker idles
+            # while the front does a job's bookkeeping (as in-process: one uploads while one
+            # styles). Positions stay true within that one.
+            slots = settings.worker_slots + 1
         else:
             styler = LocalStyler(self.async_engine)
             slots = self.engine.config.concurrency + 1  # one downloads/uploads while one styles

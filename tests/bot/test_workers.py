@@ -41,3 +41,20 @@ def test_a_sealed_style_work_carries_no_reference_in_clear():
     message = json.dumps({"args": [blob], "id": job})
     assert "555000111" not in message and "AgACAgFILEID" not in message
     assert StyleWork.from_dict(BrokerSeal(secret).open(job, blob)["work"]) == work
+
+
+def test_scaling_settings():
+    from bot.settings import SettingsError, from_environment
+
+    plain = from_environment({}, dotenv=None)
+    assert not plain.scaled_out and plain.broker_url == ""
+    scaled = from_environment({"DARKROOM_BROKER_URL": "redis://:pw-secret-123@127.0.0.1:6379/0"}, dotenv=None)
+    assert scaled.scaled_out and scaled.redis_url == scaled.broker_url
+    assert scaled.broker_url in scaled.secrets()  # the password never reaches a log line
+    assert "pw-secret" not in repr(scaled)
+    with pytest.raises(SettingsError, match="DARKROOM_INPUT_TTL"):
+        from_environment({"DARKROOM_BROKER_URL": "redis://127.0.0.1/0", "DARKROOM_INPUT_TTL": "60"}, dotenv=None)
+    with pytest.raises(SettingsError, match="DARKROOM_REDIS_URL"):
+        from_environment({"DARKROOM_BROKER_URL": "amqp://127.0.0.1//"}, dotenv=None)
+    other = from_environment({"DARKROOM_BROKER_URL": "amqp://127.0.0.1//", "DARKROOM_REDIS_URL": "redis://r/1"}, dotenv=None)
+    assert other.redis_url == "redis://r/1"
