@@ -137,11 +137,14 @@ class RemoteStyler:
         job = job_id(self.settings.secret, work.key)
         blob = self.seal.seal(job, {"work": work.to_dict()})
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._send, job, blob), timeout=SEND_TIMEOUT)
-        except Exception as exc:
-            log.warning("could not hand a job to the workers (%s): is the broker running?", type(exc).__name__)
-            return Outcome(pipeline.BUSY)
-        try:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._send, job, blob), timeout=SEND_TIMEOUT)
+                log.debug("handed a job to the workers")
+            except asyncio.CancelledError:
+                raise  # erased while the task was being handed over: revoked below all the same
+            except Exception as exc:
+                log.warning("could not hand a job to the workers (%s): is the broker running?", type(exc).__name__)
+                return Outcome(pipeline.BUSY)
             outcome = await self._outcome(job, self.settings.job_timeout)
         except asyncio.CancelledError:
             # Erased (or shutting down): stop the job, and if a worker is already delivering,
@@ -187,6 +190,7 @@ class RemoteStyler:
                 await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
             if found:
+                log.debug("a job's outcome arrived")
                 return Outcome.from_dict(self.seal.open(job, found[1].decode()))
         return None
 
@@ -309,6 +313,7 @@ class WorkerRuntime:
 
     async def _run(self, job: str, blob: str) -> None:
         started = time.monotonic()
+        log.debug("job started")
         try:
             work = StyleWork.from_dict(self.seal.open(job, blob)["work"])
         except Exception as exc:  # not sealed by this instance: dropped, never run
@@ -338,6 +343,7 @@ class WorkerRuntime:
             batch.rpush(result_key(job), sealed)
             batch.expire(result_key(job), RESULT_TTL)
             await batch.execute()
+        log.debug("job outcome sent")
 
     async def _claim(self, job: str) -> bool:
         return bool(await self.redis.set(claim_key(job), DELIVERING, nx=True, ex=CLAIM_TTL))

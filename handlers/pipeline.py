@@ -180,13 +180,12 @@ async def deliver(platform: Platform, work: StyleWork, photos: SendPhotos, on_up
 
 
 def release(buffers: list[InputBuffer], pictures: list[Picture]) -> None:
-    """Zero the downloaded bytes and the decoded pixels, and free what cycles still hold."""
+    """Zero the downloaded bytes and the decoded pixels (in place: nothing to collect)."""
     for buffer in buffers:
         buffer.release()
     for picture in pictures:
         picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
     pictures.clear()
-    forget_freed_copies()
 
 
 # -- the pipeline -------------------------------------------------------------------------------
@@ -249,3 +248,6 @@ async def style(
         return Outcome(FAILED, detail=type(exc).__name__)
     finally:
         release([] if kept else buffers, pictures)
+        # Copies the libraries made (httpx keeps the downloaded body in a reference cycle) are
+        # freed now, so that glibc wipes them (bot/heap.py): once per job, where the photo was.
+        forget_freed_copies()

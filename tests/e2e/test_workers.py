@@ -329,3 +329,27 @@ async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(p
     client = processes.redis.client()
     assert [client.get(key) for key in client.keys("darkroom:claim:*")] == [b"revoked"]
     assert fake.calls_to("sendPhoto", MIO.id) == []
+
+
+async def test_wechat_styled_by_a_worker(processes, wechat_api, data_dir, engine, small_portrait):
+    from tests.conftest import running_bot
+    from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN as WECHAT_TOKEN, WeChatSender
+
+    openid = "oWorker_openid_of_li_na_678"
+    wechat = dict(WECHAT_TOKEN=WECHAT_TOKEN, WECHAT_APPID=APPID, WECHAT_SECRET=APPSECRET, WECHAT_API_URL=wechat_api.url)
+    port = free_port()
+    await processes.start_worker(**wechat)
+    async with running_bot(processes.fake, data_dir, engine, DARKROOM_BROKER_URL=processes.redis.url,
+                           DARKROOM_HTTP_PORT=str(port), **wechat):
+        sender = WeChatSender(f"http://127.0.0.1:{port}/wechat")
+        wechat_api.media["MEDIA_W"] = small_portrait
+        await sender.post(sender.image_xml(openid, "MEDIA_W"), openid)
+        await wechat_api.wait_for_text("你同意吗", openid)
+        await sender.post(sender.text_xml(openid, "同意"), openid)
+        await wechat_api.wait_for_text("[1] 印象派", openid)
+        await sender.post(sender.text_xml(openid, "3"), openid)
+        await wechat_api.wait_for(lambda: any(m["msgtype"] == "image" for m in wechat_api.sent(openid)), timeout=120)
+        await wechat_api.wait_for_text("水墨", openid)
+    assert len([m for m in wechat_api.sent(openid) if m["msgtype"] == "image"]) == 1
+    worker_log = processes.log_texts()[0]
+    assert "darkroom.style" in worker_log and openid not in worker_log and "MEDIA_W" not in worker_log
