@@ -293,18 +293,21 @@ class WorkerRuntime:
         self.loop.run_until_complete(self._run(job, blob))
 
     async def platform(self, name: str):
+        from .pseudonym import Pseudonymizer
+
         if name not in self.platforms:
             if name == "telegram":
                 from .telegram import TelegramPlatform
 
                 # The adapter without its updater: this process only fetches and answers.
                 settings = replace(self.settings, telegram_mode="webhook", telegram_webhook_url="-")
-                platform = TelegramPlatform(settings, None, None)
+                platform = TelegramPlatform(settings, Pseudonymizer(self.settings.secret), None)
                 await platform.app.initialize()
             elif name == "wechat":
                 from .wechat import WeChatPlatform
 
-                platform = WeChatPlatform(self.settings, None, None, None)
+                # No callbacks come here (dispatch, replay guard: None); it fetches and answers.
+                platform = WeChatPlatform(self.settings, Pseudonymizer(self.settings.secret), None, None)
                 await platform.start()
             else:
                 raise ValueError("unknown platform")
