@@ -35,6 +35,10 @@ POSITION_EDIT_INTERVAL = 3.0  # seconds between queue-position edits of one stat
 
 @dataclass
 class StyleJob:
+    """A photo job as the conversation holds it: who, where, the status message, its lock and
+    phase, the upload an erasure may have to take back. What the pipeline (and a broker) gets
+    of it is `work_for(ctx, job)`, a plain `pipeline.StyleWork`."""
+
     person: Person
     chat: Chat
     photos: tuple[PhotoRef, ...]
