@@ -106,6 +106,8 @@ class Darkroom:
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
     shared: SharedState | None = field(default=None, init=False)  # Redis, when DARKROOM_BROKER_URL is set
+    styler: object | None = field(default=None, init=False)  # runs the styling pipeline
+    metrics: object | None = field(default=None, init=False)
     janitor_interval: float = 5.0  # how often due reply deletions are looked for
     page_url: str = field(default="", init=False)  # where the on-device page is served, once started
     _pseudonymize: Pseudonymizer | None = field(default=None, init=False)
@@ -131,8 +133,27 @@ class Darkroom:
                     f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
                 ) from None
         self.async_engine = AsyncEngine(self.engine)
+        from handlers.photos import LocalStyler
+
+        if settings.scaled_out:
+            from .workers import RemoteStyler
+
+            styler = RemoteStyler(settings)  # photos are styled by `darkroom worker`s
+            # What the workers can run, plus one waiting in the broker so that no worker idles
+            # while the front does a job's bookkeeping (as in-process: one uploads while one
+            # styles). Positions stay true within that one.
+            slots = settings.worker_slots + 1
+        else:
+            styler = LocalStyler(self.async_engine)
+            slots = self.engine.config.concurrency + 1  # one downloads/uploads while one styles
+        if settings.metrics:  # prometheus-client comes with the `scale` extra
+            from .metrics import FrontMetrics, MeteredStyler
+
+            self.metrics = FrontMetrics()
+            styler = MeteredStyler(styler, self.metrics)
+        self.styler = styler
         self.queue = FairQueue(
-            workers=self.engine.config.concurrency + 1,  # one downloads/uploads while one styles
+            workers=slots,
             max_waiting=settings.queue_limit,
             per_person=settings.per_person_pending,
             rate_per_hour=settings.rate_limit_per_hour,
@@ -146,6 +167,7 @@ class Darkroom:
             catalogue=self.engine.catalogue,
             memory=memory,
             settings=conversation_settings(settings, self.engine),
+            styler=self.styler,
         )
         self.router = Router(base)
         pseudonymize = Pseudonymizer(settings.secret)
@@ -181,6 +203,7 @@ class Darkroom:
                 wechat=self.wechat,
                 health=self.health,
                 webapp=webapp,
+                metrics=self._metrics if settings.metrics else None,
             )
             self.http = HttpServer(app, settings.http_host, settings.http_port)
             await self.http.start()
@@ -244,6 +267,9 @@ class Darkroom:
                 log.warning("deleting due replies failed: %s", type(exc).__name__)
             await asyncio.sleep(self.janitor_interval)
 
+    async def _metrics(self) -> tuple[bytes, str]:
+        return await self.metrics.render(self.queue, self.styler)
+
     def health(self) -> dict:
         return {
             "version": __version__,
@@ -297,6 +323,8 @@ class Darkroom:
         await asyncio.gather(*closing)
         if self.router is not None:
             await self.router.stop()
+        if self.styler is not None and hasattr(self.styler, "close"):
+            await self.styler.close()
         if self.telegram is not None:
             await self.telegram.close()
         if self.wechat is not None:

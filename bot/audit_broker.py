@@ -147,9 +147,9 @@ def main(required: bool = False) -> int:
     except SettingsError as exc:
         print(f"darkroom: {exc}", file=sys.stderr)
         return 2
-    if not settings.broker_url:
+    if not settings.redis_url:
         if required:
-            print("darkroom: --broker needs DARKROOM_BROKER_URL", file=sys.stderr)
+            print("darkroom: --broker needs DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL)", file=sys.stderr)
             return 2
         return 0
     try:
@@ -158,12 +158,12 @@ def main(required: bool = False) -> int:
     except ImportError:
         print("darkroom: the Redis client is not installed: pip install 'darkroom-bot[scale]'", file=sys.stderr)
         return 2
-    print(f"\nBroker: {shown_url(settings.broker_url)}")
+    print(f"\nBroker: {shown_url(settings.redis_url)}")
     try:
-        redis = Redis.from_url(settings.broker_url, socket_connect_timeout=10, socket_timeout=30)
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=10, socket_timeout=30)
         redis.ping()
     except (RedisError, ValueError) as exc:
-        print(f"darkroom: cannot reach Redis at DARKROOM_BROKER_URL ({type(exc).__name__})", file=sys.stderr)
+        print(f"darkroom: cannot reach Redis at DARKROOM_REDIS_URL ({type(exc).__name__})", file=sys.stderr)
         return 2
     try:
         return 1 if audit_broker(redis, _instance_secret(settings)) else 0

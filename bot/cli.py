@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="start the bot (settings from the environment or .env); with no platform configured, just the on-device page")
+    sub.add_parser("worker", help="style photos for the bot on a Celery broker (DARKROOM_BROKER_URL)")
 
     styles = sub.add_parser("styles", help="the style catalogue with licences and sources")
     styles.add_argument("--zh", action="store_true", help="names and descriptions in Chinese")
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run()
+        if args.command == "worker":
+            return _worker()
         if args.command == "styles":
             return _styles(args)
         if args.command == "stylize":
@@ -120,6 +123,38 @@ def _run() -> int:
         _error(f"stopped by an unexpected error: {type(exc).__name__} at {where(exc)}; please report it")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _worker() -> int:
+    from dataclasses import replace
+
+    from inference import ModelIntegrityError
+
+    from . import logs
+    from .pseudonym import load_or_create_secret
+    from .settings import SettingsError, from_environment
+
+    try:
+        settings = from_environment()
+    except SettingsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    if not settings.broker_url:
+        _error("no broker configured: set DARKROOM_BROKER_URL (e.g. redis://127.0.0.1:6379/0); see README \"Scaling out\"")
+        return EXIT_USAGE
+    if not settings.secret:
+        if not settings.secret_file.exists():
+            _error("set DARKROOM_SECRET to the front's secret (workers open only what it sealed)")
+            return EXIT_USAGE
+        settings = replace(settings, secret=load_or_create_secret(settings.secret_file))
+    logs.configure(settings.log_level, settings.secrets())
+    from .workers import main as worker_main
+
+    try:
+        return worker_main(settings)
+    except ModelIntegrityError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
 
 
 def _styles(args) -> int:

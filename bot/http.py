@@ -18,9 +18,10 @@ MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; ph
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None) -> web.Application:
+def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None, metrics=None) -> web.Application:
     """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`;
-    ``webapp`` has `add_routes(app)`."""
+    ``webapp`` has `add_routes(app)`; ``metrics()`` returns the Prometheus exposition and its
+    content type."""
     app = web.Application(client_max_size=MAX_BODY)
     if webapp is not None:
         webapp.add_routes(app)
@@ -32,6 +33,14 @@ def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None
         return web.json_response(body)
 
     app.router.add_get("/healthz", healthz)
+
+    if metrics is not None:
+
+        async def prometheus(request: web.Request) -> web.Response:
+            body, content_type = await metrics()
+            return web.Response(body=body, headers={"Content-Type": content_type})
+
+        app.router.add_get("/metrics", prometheus)
 
     if telegram is not None:
 

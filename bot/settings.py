@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import unquote, urlsplit
@@ -71,10 +71,16 @@ class Settings:
     queue_limit: int = 100
     per_person_pending: int = 5
     rate_limit_per_hour: int = 20
+    # Scaling out (README "Scaling out"): with no broker, photos are styled in this process.
+    broker_url: str = field(default="", repr=False)  # any Celery broker URL; Redis by default
+    redis_url: str = field(default="", repr=False)  # idempotency, revocation and results (default: the broker, if Redis)
+    worker_slots: int = 2  # front: jobs sent to the workers at once (their total concurrency)
+    worker_concurrency: int = 1  # worker: styling processes (concurrency × DARKROOM_THREADS = cores)
+    job_timeout: int = 300  # front: seconds before a job sent to the workers is given up
+    worker_metrics_port: int = 0  # worker: Prometheus /metrics port (0: none)
+    metrics: bool = False  # front: serve Prometheus /metrics on the HTTP server
     # Operations
     log_level: str = "INFO"
-    # Scaling out (issue 13): set, the processes share state (WeChat token, Telegram limits) in Redis.
-    broker_url: str = field(default="", repr=False)
 
     @property
     def telegram_enabled(self) -> bool:
@@ -95,7 +101,17 @@ class Settings:
 
     @property
     def needs_http(self) -> bool:
-        return (self.telegram_enabled and self.telegram_mode == "webhook") or self.wechat_enabled or self.serves_webapp
+        return (
+            (self.telegram_enabled and self.telegram_mode == "webhook")
+            or self.wechat_enabled
+            or self.serves_webapp
+            or self.metrics
+        )
+
+    @property
+    def scaled_out(self) -> bool:
+        """Photos are styled by `darkroom worker`s, not in this process."""
+        return bool(self.broker_url)
 
     @property
     def database(self) -> Path:
@@ -109,12 +125,17 @@ class Settings:
     def broker_password(self) -> str:
         return unquote(urlsplit(self.broker_url).password or "") if self.broker_url else ""
 
+    @property
+    def redis_password(self) -> str:
+        return unquote(urlsplit(self.redis_url).password or "") if self.redis_url else ""
+
     def secrets(self) -> list[str | bytes]:
         """Values that must never appear in a log line (logs.Redactor also removes their hex,
         base64 and percent-encoded forms)."""
         values: list[str | bytes] = [
             self.broker_password,
             self.broker_url if self.broker_password else "",  # a short password still hides inside the URL
+            self.redis_password,
             self.telegram_bot_token,
             self.telegram_bot_token.partition(":")[2],  # the token's secret half on its own
             self.telegram_webhook_secret,
@@ -124,6 +145,8 @@ class Settings:
             self.secret,
             self.database_url,
             unquote(urlsplit(self.database_url).password or "") if self.database_url else "",
+            self.broker_url,
+            self.redis_url,
         ]
         if self.wechat_aes_key:
             try:  # WeChat's EncodingAESKey is the base64 of the real key, without its padding
@@ -192,7 +215,6 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         per_person_pending=_int(get, "DARKROOM_PER_PERSON_PENDING", 5, 1, 1000),
         rate_limit_per_hour=_int(get, "DARKROOM_RATE_LIMIT_PER_HOUR", 20, 0, 100_000),
         log_level=get("DARKROOM_LOG_LEVEL", "INFO").strip().upper(),
-        broker_url=_broker_url(get("DARKROOM_BROKER_URL", "")),
     )
     if settings.telegram_mode == "webhook" and settings.telegram_enabled and not settings.telegram_webhook_url:
         raise SettingsError("TELEGRAM_WEBHOOK_URL is required when TELEGRAM_MODE=webhook")
@@ -200,6 +222,24 @@ def from_environment(environ: Mapping[str, str] | None = None, dotenv: Path | No
         # A key created in one machine's data directory would give each process sharing the
         # database different pseudonyms: consent given to one would be unknown to the others.
         raise SettingsError("DARKROOM_DATABASE_URL needs DARKROOM_SECRET, the same in every process sharing the database")
+    broker = _url_setting(get("DARKROOM_BROKER_URL", ""), "DARKROOM_BROKER_URL", BROKER_SCHEMES)
+    redis_url = _url_setting(get("DARKROOM_REDIS_URL", ""), "DARKROOM_REDIS_URL", REDIS_SCHEMES) or (
+        broker if broker.startswith(REDIS_SCHEMES) else ""
+    )
+    if broker and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("DARKROOM_BROKER_URL is not Redis: set DARKROOM_REDIS_URL (workers keep results and marks there)")
+    if broker and settings.input_ttl:
+        raise SettingsError("DARKROOM_INPUT_TTL keeps photos in the front's memory; with DARKROOM_BROKER_URL set it must be 0")
+    settings = replace(
+        settings,
+        broker_url=broker,
+        redis_url=redis_url,
+        worker_slots=_int(get, "DARKROOM_WORKER_SLOTS", 2, 1, 10_000),
+        worker_concurrency=_int(get, "DARKROOM_WORKER_CONCURRENCY", 1, 1, 256),
+        job_timeout=_int(get, "DARKROOM_JOB_TIMEOUT", 300, 5, 3600),
+        worker_metrics_port=_int(get, "DARKROOM_WORKER_METRICS_PORT", 0, 0, 65535),
+        metrics=_bool(get, "DARKROOM_METRICS", False),
+    )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("DARKROOM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
     return settings
@@ -239,16 +279,21 @@ def _database_url(raw: str) -> str:
     return raw
 
 
-def _broker_url(value: str) -> str:
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+BROKER_SCHEMES = REDIS_SCHEMES + ("amqp://", "amqps://", "pyamqp://")  # what Celery's brokers take
+
+
+def _url_setting(value: str, key: str, schemes: tuple[str, ...]) -> str:
+    """A broker or Redis URL (it may hold a password: errors name the key, never the value)."""
     value = value.strip()
     if not value:
         return ""
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError("DARKROOM_BROKER_URL must be a redis://, rediss:// or unix:// URL")
+    if not value.startswith(schemes):
+        raise SettingsError(f"{key} must be a {', '.join(s[:-3] for s in schemes)} URL")
     try:
         urlsplit(value).port  # a malformed port raises here, not deep inside the client
     except ValueError:
-        raise SettingsError("DARKROOM_BROKER_URL has a malformed port") from None
+        raise SettingsError(f"{key} has a malformed port") from None
     return value
 
 

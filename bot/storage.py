@@ -152,8 +152,9 @@ class Sealer:
     """Seals chat addresses (AES-GCM, key derived from the instance secret) so the database
     holds no raw chat id, even for the few rows that must be able to reach a chat."""
 
-    def __init__(self, secret: bytes) -> None:
-        key = hmac.new(secret, b"darkroom:address-seal:v1", hashlib.sha256).digest()
+    def __init__(self, secret: bytes, label: bytes = b"darkroom:address-seal:v1") -> None:
+        # Each use has its own label, so its own key (bot/workers.py seals broker messages).
+        key = hmac.new(secret, label, hashlib.sha256).digest()
         self._aead = AESGCM(key)
 
     def seal(self, person: str, value: dict) -> bytes:

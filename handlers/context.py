@@ -10,7 +10,7 @@ from inference import AsyncEngine, Catalogue
 
 from .events import Address, Chat, MessageRef
 from .memory import Memory
-from .ports import DeliveryFailed, JobQueue, Platform, Store
+from .ports import DeliveryFailed, JobQueue, Platform, Store, Styler
 from .replies import DeleteMessage, EditText, Reply, SendText
 
 log = logging.getLogger("darkroom.handlers")
@@ -40,6 +40,8 @@ class Context:
     catalogue: Catalogue
     memory: Memory
     settings: ConversationSettings = field(default_factory=ConversationSettings)
+    # Where photos are styled: None runs the pipeline here, with this context's engine.
+    styler: Styler | None = None
 
     async def edit_or_send(self, chat: Chat, target: MessageRef | None, text: str, buttons=()) -> MessageRef | None:
         """Replace ``target``'s text where the platform can edit messages, else say it anew."""

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from inference import PICTURE_STYLE, ImageRejected, Picture, StyleRequest
+from inference import PICTURE_STYLE
 
-from . import consent
+from . import consent, pipeline
 from .context import Context, where
 from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, InputBuffer, Request, forget_freed_copies
-from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, QueueRefused, TooManyPending
+from .memory import HeldInput, HeldPhotos, InputBuffer, Request
+from .pipeline import Outcome, StyleWork
+from .ports import QueueRefused, TooManyPending
 from .registry import Routes
-from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, OutPhoto, SendPhotos, SendText
+from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
 from .texts import t
 
 log = logging.getLogger("darkroom.photos")
@@ -33,6 +35,10 @@ POSITION_EDIT_INTERVAL = 3.0  # seconds between queue-position edits of one stat
 
 @dataclass
 class StyleJob:
+    """A photo job as the conversation holds it: who, where, the status message, its lock and
+    phase, the upload an erasure may have to take back. What the pipeline (and a broker) gets
+    of it is `work_for(ctx, job)`, a plain `pipeline.StyleWork`."""
+
     person: Person
     chat: Chat
     photos: tuple[PhotoRef, ...]
@@ -50,6 +56,7 @@ class StyleJob:
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     upload: asyncio.Future | None = field(default=None, repr=False)  # the styled photo on its way
     waiting_for_answer: bool = False  # the downloaded photo waits for "everyone agreed"
+    key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleWork)
 
     @property
     def selfies(self) -> tuple[MessageRef | None, ...]:
@@ -247,7 +254,9 @@ async def everyone_agreed(event, ctx: Context) -> None:
     job = StyleJob(
         person=waiting.person,
         chat=waiting.chat,
-        photos=(),
+        # Where the styling ran elsewhere (a worker), nothing stayed here: fetched again by reference.
+        photos=() if held.buffers else waiting.photos,
+        style_picture=waiting.style_picture,
         request=waiting.request,
         selfie=waiting.selfie,
         more_selfies=waiting.more_selfies,
@@ -330,14 +339,49 @@ async def show_status(
 # -- the work -------------------------------------------------------------------------------------
 
 
-async def run(ctx: Context, job: StyleJob) -> None:
-    """Download, style, reply, delete the selfie, release. Runs in the queue's worker."""
-    job.phase = "running"
-    started = time.monotonic()
+class LocalStyler:
+    """The pipeline in this process, with the context's engine (the embedded default)."""
+
+    keeps_inputs = True
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    async def style(self, work: StyleWork, platform, held: list[InputBuffer], on_upload) -> Outcome:
+        return await pipeline.style(work, platform, self.engine, held, keep_inputs=True, on_upload=on_upload)
+
+
+def styler(ctx: Context):
+    return ctx.styler if ctx.styler is not None else LocalStyler(ctx.engine)
+
+
+def work_for(ctx: Context, job: StyleJob, name: str) -> StyleWork:
+    """What of ``job`` goes to the pipeline: plain data, nothing of the conversation."""
     language = job.person.language
-    buffers: list[InputBuffer] = job.held_input.buffers[:] if job.held_input else []
-    pictures: list[Picture] = []
-    keep_for_ttl = False
+    ttl = ctx.settings.input_ttl
+    caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
+    another = Button(t("photo.another", language), "again:", ("again", "换风格")) if ttl > 0 else None
+    return StyleWork(
+        key=job.key,
+        chat=job.chat.address,
+        photos=job.photos,
+        request=job.request,
+        caption=caption,
+        another=another,
+        reply_to=job.reply_to,
+        style_picture=job.style_picture,
+        others_confirmed=job.others_confirmed,
+        max_input_bytes=ctx.settings.max_input_bytes,
+    )
+
+
+async def run(ctx: Context, job: StyleJob) -> None:
+    """Check consent, run the pipeline (here or on a worker), then tell the person how it went
+    and release. Runs in the queue's worker."""
+    job.phase = "running"
+    language = job.person.language
+    held = job.held_input.buffers[:] if job.held_input else []
+    job.held_input = None
     # Remember (sealed) that this person has a job running, so that if the process dies now the
     # person can be told after the restart; the row goes when the job ends, however it ends.
     inflight = await ctx.store.job_started(job.person.pseudonym, job.chat.address, language)
@@ -348,60 +392,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
         name = style_label(ctx, job.request.style, language)
         await show_status(ctx, job, t("photo.styling", language, style=name))
         await ctx.send(job.chat, ChatAction("upload_photo"))
-        style_picture = None
-        if job.style_picture is not None:
-            style_buffer = InputBuffer(await ctx.platform.fetch(job.style_picture, ctx.settings.max_input_bytes))
-            try:
-                style_picture = await ctx.engine.load(style_buffer.data, detect_faces=False)
-                pictures.append(style_picture)
-            finally:
-                style_buffer.release()
-        for ref in job.photos:
-            buffers.append(InputBuffer(await ctx.platform.fetch(ref, ctx.settings.max_input_bytes)))
-        request = StyleRequest(job.request.style, job.request.strength, job.request.keep_colours)
-        loaded = []
-        for buffer in buffers:
-            picture = await ctx.engine.load(buffer.data)
-            pictures.append(picture)
-            loaded.append(picture)
-        faces = max(p.face_count for p in loaded)
-        if faces > 1 and not job.others_confirmed:
-            await ask_everyone_agreed(ctx, job, buffers, faces)
-            keep_for_ttl = True  # the downloaded photo waits (in memory, 10 minutes at most) for the answer
-            return
-        results = [await ctx.engine.render(picture, request, style_picture) for picture in loaded]
-        await ctx.send(job.chat, ChatAction("upload_photo"))
-        ttl = ctx.settings.input_ttl
-        caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
-        out = tuple(OutPhoto(r.jpeg, caption if i == 0 else "") for i, r in enumerate(results))
-        buttons = ((Button(t("photo.another", language), "again:", ("again", "换风格")),),) if ttl > 0 else ()
-        try:
-            sent = await deliver(ctx, job, SendPhotos(out, reply_to=job.reply_to, buttons=buttons))
-        except DeliveryFailed as exc:
-            # Given up after the adapter's retries: the photo is dropped (and released below).
-            log.warning("could not deliver a styled photo on %s: %s", ctx.platform.name, exc)
-            await show_status(ctx, job, t("photo.failed", language), final=True)
-            return
-        if sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
-            job.upload = None  # from here its reference row, and so any erasure, answers for it
-            await ctx.store.remember_reply(job.person.pseudonym, sent, int(time.time()) + ctx.settings.reply_ttl)
-        done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
-        await show_status(ctx, job, done, final=True, success=True)
-        log.info("styled %d photo(s) with %s in %.2fs", len(results), job.request.style, time.monotonic() - started)
-        if ttl > 0:
-            ctx.memory.keep_input(
-                HeldInput(job.person, job.chat, buffers, job.selfie or job.reply_to, time.monotonic() + ttl)
-            )
-            keep_for_ttl = True
-    except ImageRejected as exc:
-        log.info("input refused: %s", exc.reason)
-        await show_status(ctx, job, _rejection_text(ctx, exc, language), final=True)
-    except PhotoTooLarge:
-        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
-        await show_status(ctx, job, t("photo.too_large", language, limit_mb=limit_mb), final=True)
-    except FetchFailed as exc:
-        log.warning("photo download failed on %s: %s", ctx.platform.name, type(exc).__name__)
-        await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
+        work = work_for(ctx, job, name)
+        outcome, held = await styler(ctx).style(work, ctx.platform, held, partial(_uploading, job)), []
+        await conclude(ctx, job, outcome)
     except asyncio.CancelledError:
         if getattr(ctx.queue, "stopping", False):
             await asyncio.shield(show_status(ctx, job, t("photo.shutdown", language), final=True))
@@ -413,17 +406,55 @@ async def run(ctx: Context, job: StyleJob) -> None:
         log.error("styling failed: %s at %s", type(exc).__name__, where(exc))
         await show_status(ctx, job, t("photo.failed", language), final=True)
     finally:
-        if not keep_for_ttl:
-            for buffer in buffers:
-                buffer.release()
-        for picture in pictures:
-            picture.rgb.fill(0)  # decoded pixels are released as thoroughly as the bytes
-        pictures.clear()
-        job.held_input = None
-        forget_freed_copies()
+        pipeline.release(held, [])
         if not job.waiting_for_answer:  # done with the person's photo message, whatever the outcome
             await asyncio.shield(ctx.delete_selfies(job.person.pseudonym, job.selfies))
         await asyncio.shield(ctx.store.job_finished(inflight))
+
+
+def _uploading(job: StyleJob, upload: asyncio.Future) -> None:
+    job.upload = upload
+
+
+async def conclude(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+    """Tell the person how the pipeline ended, and keep what must be kept."""
+    language = job.person.language
+    kind = outcome.kind
+    if kind == pipeline.FACES:
+        await ask_everyone_agreed(ctx, job, outcome.inputs, outcome.faces)
+        return
+    if kind == pipeline.DONE:
+        if outcome.sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+            job.upload = None  # from here its reference row, and so any erasure, answers for it
+            await ctx.store.remember_reply(job.person.pseudonym, outcome.sent, int(time.time()) + ctx.settings.reply_ttl)
+        job.upload = None
+        ttl = ctx.settings.input_ttl
+        done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
+        await show_status(ctx, job, done, final=True, success=True)
+        log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
+        if ttl > 0 and outcome.inputs:
+            ctx.memory.keep_input(
+                HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, time.monotonic() + ttl)
+            )
+        else:
+            pipeline.release(outcome.inputs, [])
+        return
+    pipeline.release(outcome.inputs, [])
+    if kind == pipeline.REJECTED:
+        await show_status(ctx, job, _rejection_text(ctx, outcome.detail, language), final=True)
+    elif kind == pipeline.TOO_LARGE:
+        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
+        await show_status(ctx, job, t("photo.too_large", language, limit_mb=limit_mb), final=True)
+    elif kind == pipeline.FETCH_FAILED:
+        await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
+    elif kind == pipeline.CLAIMED:
+        job.phase = "finished"  # answered already (a job run again after a worker died)
+    elif kind == pipeline.LOST:
+        await show_status(ctx, job, t("photo.lost", language), final=True)
+    elif kind == pipeline.BUSY:
+        await show_status(ctx, job, t("photo.busy", language), final=True)
+    else:  # undelivered or failed
+        await show_status(ctx, job, t("photo.failed", language), final=True)
 
 
 async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBuffer], faces: int) -> None:
@@ -441,14 +472,6 @@ async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBu
     await ctx.send(job.chat, SendText(t("photo.faces_confirm", language, count=faces), buttons, reply_to=job.reply_to))
     job.phase = "finished"
     job.waiting_for_answer = True
-
-
-async def deliver(ctx: Context, job: StyleJob, photos: SendPhotos) -> MessageRef | None:
-    """Send the styled photo. The upload is shielded from cancellation: once the platform has
-    the bytes, the photo reaches the chat whether or not we wait, and only by waiting do we
-    learn where it landed, which is what an erasure meanwhile needs in order to delete it."""
-    job.upload = asyncio.ensure_future(ctx.platform.send(job.chat.address, photos))
-    return await asyncio.shield(job.upload)
 
 
 async def withdraw(ctx: Context, job: StyleJob) -> None:
@@ -478,7 +501,7 @@ def style_label(ctx: Context, key: str, language: str) -> str:
     return style.display_name(language) if style else key
 
 
-def _rejection_text(ctx: Context, exc: ImageRejected, language: str) -> str:
+def _rejection_text(ctx: Context, reason: str, language: str) -> str:
     key = {
         "empty": "photo.corrupt",
         "too_many_bytes": "photo.too_large",
@@ -487,5 +510,5 @@ def _rejection_text(ctx: Context, exc: ImageRejected, language: str) -> str:
         "corrupt": "photo.corrupt",
         "too_small": "photo.too_small",
         "too_complex": "photo.too_complex",
-    }.get(exc.reason, "photo.corrupt")
+    }.get(reason, "photo.corrupt")
     return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))

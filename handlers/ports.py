@@ -150,3 +150,15 @@ class JobQueue(Protocol):
         ...
 
     def pending(self, owner: str) -> int: ...
+
+
+class Styler(Protocol):
+    """Where the styling pipeline (handlers/pipeline.py) runs for the front: in this process
+    (`LocalStyler`) or on `darkroom worker`s through a broker (bot/workers.py)."""
+
+    keeps_inputs: bool  # the downloaded inputs can stay in this process's memory afterwards
+
+    async def style(self, work, platform: Platform, held: list, on_upload) -> "object":
+        """Run the pipeline for ``work`` and return its Outcome. Cancelling the awaiting task
+        stops the work (and, on a worker, its delivery)."""
+        ...

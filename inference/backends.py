@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import logging
-import statistics
 import threading
 import time
 from collections import OrderedDict

@@ -43,24 +43,24 @@ class SharedState:
 
 
 async def connect(settings: Settings, pseudonymize: Pseudonymizer) -> SharedState | None:
-    """The shared state when DARKROOM_BROKER_URL is set (None otherwise); refuses to start, with
+    """The shared state when DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL) is set (None otherwise); refuses to start, with
     one clear message, when Redis is missing or unreachable."""
-    if not settings.broker_url:
+    if not settings.redis_url:
         return None
     try:
         from redis.asyncio import Redis
         from redis.exceptions import RedisError
     except ImportError:
-        raise StartupError("DARKROOM_BROKER_URL is set but the Redis client is not installed: pip install 'darkroom-bot[scale]'") from None
+        raise StartupError("DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL) is set but the Redis client is not installed: pip install 'darkroom-bot[scale]'") from None
     try:
-        redis = Redis.from_url(settings.broker_url, socket_connect_timeout=10, socket_timeout=10, health_check_interval=30)
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=10, socket_timeout=10, health_check_interval=30)
     except ValueError:
-        raise StartupError("DARKROOM_BROKER_URL is not a valid Redis URL") from None
+        raise StartupError("DARKROOM_REDIS_URL is not a valid Redis URL") from None
     try:
         await redis.ping()
     except RedisError as exc:
         await redis.aclose()
-        raise StartupError(f"cannot use Redis at DARKROOM_BROKER_URL ({type(exc).__name__}); is it running, is the password right?") from None
+        raise StartupError(f"cannot use Redis at DARKROOM_REDIS_URL ({type(exc).__name__}); is it running, is the password right?") from None
     await _warn_if_persistent(redis)
     log.info("shared state in Redis: WeChat token and Telegram limits are shared with other processes")
     return SharedState(redis, BrokerSealer(settings.secret), pseudonymize)

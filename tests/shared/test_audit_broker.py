@@ -115,7 +115,7 @@ async def test_fails_when_persistence_is_on(redis_url, setting, value):
 async def test_darkroom_audit_checks_the_broker_when_configured(redis_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DARKROOM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DARKROOM_SECRET", SECRET.decode())
-    monkeypatch.setenv("DARKROOM_BROKER_URL", redis_url)
+    monkeypatch.setenv("DARKROOM_REDIS_URL", redis_url)
     await real_use(redis_url)
     assert await asyncio.to_thread(cli, ["audit"]) == 0
     assert "Broker: " in capsys.readouterr().out
@@ -128,10 +128,11 @@ async def test_darkroom_audit_checks_the_broker_when_configured(redis_url, tmp_p
 def test_broker_audit_is_silent_unless_configured_or_asked(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DARKROOM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DARKROOM_BROKER_URL", raising=False)
+    monkeypatch.delenv("DARKROOM_REDIS_URL", raising=False)
     assert cli(["audit"]) == 0
     assert "Broker" not in capsys.readouterr().out
     assert cli(["audit", "--broker"]) == 2
-    assert "--broker needs DARKROOM_BROKER_URL" in capsys.readouterr().err
+    assert "--broker needs DARKROOM_REDIS_URL" in capsys.readouterr().err
 
 
 def test_the_report_never_shows_the_password():

@@ -1,0 +1,80 @@
+"""Prometheus metrics (prometheus-client): on the front at GET /metrics (DARKROOM_METRICS=true),
+on each worker process on its own port (DARKROOM_WORKER_METRICS_PORT + the process's index).
+
+Labels carry only an outcome kind (handlers/pipeline.py KINDS): never a person, chat or file id.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+SECONDS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
+
+
+class _Jobs:
+    def __init__(self, registry: CollectorRegistry, where: str) -> None:
+        self.jobs = Counter("darkroom_jobs", f"Styling jobs ({where}) by outcome", ["outcome"], registry=registry)
+        self.styling = Histogram("darkroom_styling_seconds", "Time to load and render a job's photos", buckets=SECONDS, registry=registry)
+        self.job = Histogram(
+            "darkroom_job_seconds", f"A job from its start to its outcome ({where}: end to end)", buckets=SECONDS, registry=registry
+        )
+
+    def observe(self, outcome, seconds: float) -> None:
+        self.jobs.labels(outcome=outcome.kind).inc()
+        if outcome.seconds:
+            self.styling.observe(outcome.seconds)
+        self.job.observe(seconds)
+
+
+class FrontMetrics(_Jobs):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        super().__init__(self.registry, "front")
+        self.waiting = Gauge("darkroom_queue_waiting", "Jobs waiting in the front's fair queue", registry=self.registry)
+        self.running = Gauge("darkroom_queue_running", "Jobs running (in this process or sent to workers)", registry=self.registry)
+        self.workers = Gauge("darkroom_workers", "Worker processes seen in the last 15 s (1 when styling in-process)", registry=self.registry)
+
+    async def render(self, queue, styler) -> tuple[bytes, str]:
+        if queue is not None:
+            self.waiting.set(queue.waiting)
+            self.running.set(queue.running)
+        count = getattr(styler, "workers", None)
+        try:
+            self.workers.set(await count() if count is not None else 1)
+        except Exception:
+            self.workers.set(0)  # Redis is away: no worker can be seen
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class WorkerMetrics(_Jobs):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        super().__init__(self.registry, "worker")
+
+    @classmethod
+    def serve(cls, port: int, host: str = "127.0.0.1") -> "WorkerMetrics":
+        from prometheus_client import start_http_server
+
+        metrics = cls()
+        start_http_server(port, addr=host, registry=metrics.registry)
+        return metrics
+
+
+class MeteredStyler:
+    """Counts every job's outcome and times it, whichever styler runs it."""
+
+    def __init__(self, styler, metrics: FrontMetrics) -> None:
+        self.styler = styler
+        self.metrics = metrics
+        self.keeps_inputs = styler.keeps_inputs
+
+    async def style(self, work, platform, held, on_upload):
+        started = time.monotonic()
+        outcome = await self.styler.style(work, platform, held, on_upload)
+        self.metrics.observe(outcome, time.monotonic() - started)
+        return outcome
+
+    def __getattr__(self, name):
+        return getattr(self.styler, name)

@@ -1,0 +1,130 @@
+"""The front's side of scale-out (bot/workers.py RemoteStyler) against a real Redis, with this
+test playing the worker: outcomes come back sealed, a job nobody answers ends as "send it again"
+and stays revoked, and an erasure that loses the delivery claim learns where the photo landed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from redis import Redis
+
+from bot.settings import Settings
+from bot.workers import DELIVERING, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
+from handlers import pipeline
+from handlers.events import Address, MessageRef, PhotoRef
+from handlers.memory import Request
+from handlers.pipeline import Outcome, StyleWork
+from tests.conftest import SECRET
+
+pytestmark = pytest.mark.redis
+CHAT = Address("telegram", "424242")
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    if not os.environ.get("DARKROOM_TEST_REDIS_URL"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("DARKROOM_TEST_REDIS_URL is not set (start tests/services/redis.sh)")
+        pytest.skip("Redis tests need DARKROOM_TEST_REDIS_URL (eval \"$(tests/services/redis.sh)\")")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            Redis.from_url(url).ping()
+            break
+        except Exception:
+            time.sleep(0.05)
+    yield url
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+
+
+def work(key: str) -> StyleWork:
+    return StyleWork(key=key, chat=CHAT, photos=(PhotoRef("FILE-ID-123"),), request=Request("ink"), caption="Ink")
+
+
+@pytest.fixture
+async def styler(redis_url):
+    settings = Settings(secret=SECRET.encode(), broker_url=redis_url, redis_url=redis_url, job_timeout=2)
+    remote = RemoteStyler(settings)
+    yield remote
+    await remote.close()
+
+
+def answer(redis_url: str, key: str, outcome: Outcome) -> None:
+    """What a worker does at the end of a job."""
+    job = job_id(SECRET.encode(), key)
+    Redis.from_url(redis_url).rpush(result_key(job), BrokerSeal(SECRET.encode()).seal(job, outcome.to_dict()))
+
+
+async def test_the_task_is_one_sealed_blob_and_the_outcome_comes_back(styler, redis_url):
+    client = Redis.from_url(redis_url)
+    sent = MessageRef(CHAT, "77")
+    running = asyncio.create_task(styler.style(work("k1"), None, [], lambda upload: None))
+    for _ in range(100):
+        queued = client.lrange("darkroom", 0, -1)
+        if queued:
+            break
+        await asyncio.sleep(0.02)
+    assert len(queued) == 1 and b"424242" not in queued[0] and b"FILE-ID-123" not in queued[0]
+    answer(redis_url, "k1", Outcome(pipeline.DONE, styled=1, sent=sent))
+    outcome = await running
+    assert (outcome.kind, outcome.sent) == (pipeline.DONE, sent)
+
+
+async def test_no_answer_in_time_asks_to_send_again_and_the_job_stays_revoked(styler, redis_url):
+    outcome = await styler.style(work("k2"), None, [], lambda upload: None)
+    assert outcome.kind == pipeline.LOST
+    assert Redis.from_url(redis_url).get(claim_key(job_id(SECRET.encode(), "k2"))) == REVOKED
+
+
+async def test_erasure_after_the_worker_claimed_delivery_learns_where_the_photo_landed(styler, redis_url):
+    uploads: list[asyncio.Future] = []
+    running = asyncio.create_task(styler.style(work("k3"), None, [], uploads.append))
+    await asyncio.sleep(0.3)
+    job = job_id(SECRET.encode(), "k3")
+    Redis.from_url(redis_url).set(claim_key(job), DELIVERING)  # the worker won the claim
+    running.cancel()  # /delete_my_data
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    landed = MessageRef(CHAT, "88")
+    answer(redis_url, "k3", Outcome(pipeline.DONE, styled=1, sent=landed))
+    assert await asyncio.wait_for(uploads[0], timeout=10) == landed  # photos.withdraw deletes it
+
+
+async def test_erasure_before_delivery_wins_the_claim(styler, redis_url):
+    uploads: list[asyncio.Future] = []
+    running = asyncio.create_task(styler.style(work("k4"), None, [], uploads.append))
+    await asyncio.sleep(0.3)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    with pytest.raises(Exception):
+        await asyncio.wait_for(uploads[0], timeout=10)  # nothing to take back
+    assert Redis.from_url(redis_url).get(claim_key(job_id(SECRET.encode(), "k4"))) == REVOKED
+
+
+async def test_no_broker_means_busy(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    url = f"redis://127.0.0.1:{port}/0"
+    if not os.environ.get("DARKROOM_TEST_REDIS_URL"):
+        pytest.skip("Redis tests need DARKROOM_TEST_REDIS_URL")
+    remote = RemoteStyler(Settings(secret=SECRET.encode(), broker_url=url, redis_url=url, job_timeout=5))
+    started = time.monotonic()
+    outcome = await remote.style(work("k5"), None, [], lambda upload: None)
+    assert outcome.kind == pipeline.BUSY and time.monotonic() - started < 10
+    await remote.close()

@@ -1,0 +1,355 @@
+"""One front and real `darkroom worker` processes on a real Redis broker, against the fake Bot API
+in this test process: styling, erasure while a task runs, a worker killed mid-job, the broker
+restarted, and a canary photo that must leave no trace in Redis (keys, DUMPs, an RDB snapshot),
+in the worker's files or in any log.
+
+Each test starts its own redis-server (so it can kill it and read its snapshot); they run only
+where Redis is available for tests (DARKROOM_TEST_REDIS_URL, see tests/services/redis.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from tests.conftest import SECRET, TOKEN
+from tests.fakes.telegram_api import User
+from tests.privacy_scan import make_canary, now, scan_files, scan_text
+
+pytestmark = pytest.mark.redis
+
+MIO = User(777000111, "Mio", "mio_secret_name", "en")
+REN = User(777000222, "Ren", "ren_hidden_handle", "en")
+
+
+@pytest.fixture(autouse=True)
+def redis_required():
+    if not os.environ.get("DARKROOM_TEST_REDIS_URL"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("DARKROOM_TEST_REDIS_URL is not set (start tests/services/redis.sh)")
+        pytest.skip("Redis tests need DARKROOM_TEST_REDIS_URL (eval \"$(tests/services/redis.sh)\")")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server without persistence: killed and restarted on the same port at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir), "--dbfilename", "dump.rdb"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return self
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def environment(fake, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fake.url,
+        DARKROOM_DATA_DIR=str(data_dir),
+        DARKROOM_SECRET=SECRET,
+        DARKROOM_BROKER_URL=redis_url,
+        DARKROOM_LOG_LEVEL="DEBUG",
+        DARKROOM_JOB_TIMEOUT="40",
+    )
+    env.update(extra)
+    return env
+
+
+class Processes:
+    """The front and the workers of one test; everything started is stopped, logs are kept."""
+
+    def __init__(self, fake, redis: RedisServer, root: Path) -> None:
+        self.fake, self.redis, self.root = fake, redis, root
+        self.front: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+
+    async def start_front(self, **extra: str) -> None:
+        workdir = self.root / "front"
+        workdir.mkdir(exist_ok=True)
+        log = workdir / "front.log"
+        self.logs.append(log)
+        calls_before = len(self.fake.calls_to("deleteWebhook"))
+        self.front = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"], cwd=workdir, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+            env=environment(self.fake, self.redis.url, self.root / "front-data", **extra),
+        )
+        await self.fake.wait_for("deleteWebhook", count=calls_before + 1, timeout=90)
+
+    async def start_worker(self, **extra: str) -> subprocess.Popen:
+        index = len(self.workers)
+        workdir = self.root / f"worker{index}"
+        workdir.mkdir(exist_ok=True)
+        log = workdir / "worker.log"
+        self.logs.append(log)
+        env = environment(self.fake, self.redis.url, workdir / "data", DARKROOM_WORKER_CONCURRENCY="1", DARKROOM_THREADS="1", **extra)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+            env=env, start_new_session=True,
+        )
+        self.workers.append(worker)
+        deadline = time.monotonic() + 120
+        while "ready (engine loaded)" not in log.read_text(errors="replace") or "ready." not in log.read_text(errors="replace"):
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.2)
+        return worker
+
+    def log_texts(self) -> list[str]:
+        return [p.read_text(errors="replace") for p in self.logs if p.exists()]
+
+    def stop(self) -> None:
+        for process in [self.front, *self.workers]:
+            if process is not None and process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM) if process is not self.front else process.terminate()
+                except ProcessLookupError:
+                    pass
+        for process in [self.front, *self.workers]:
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                if process is self.front:
+                    process.kill()
+                else:
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+async def processes(fake_telegram, redis_server, tmp_path):
+    running = Processes(fake_telegram, redis_server, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+async def consent_with_style(fake, user: User, style: str = "ink") -> None:
+    await fake.send_text_from(user, "/start")
+    await fake.wait_for_text("Do you agree?", chat_id=user.id)
+    await fake.press(user, "consent:agree")
+    await fake.wait_for_text("Thank you", chat_id=user.id)
+    await fake.send_text_from(user, f"/style {style}")
+    await fake.wait_for_text("favourite style", chat_id=user.id)
+
+
+def redis_contents(client: Redis) -> bytes:
+    """Every key's name and DUMP, as one byte string."""
+    out = b""
+    for key in client.keys("*"):
+        out += key + b"\n" + (client.dump(key) or b"") + b"\n"
+        if client.type(key) == b"hash":  # DUMP may compress: the values themselves too
+            for field, value in client.hgetall(key).items():
+                out += field + b"=" + value + b"\n"
+        elif client.type(key) == b"list":
+            out += b"\n".join(client.lrange(key, 0, -1)) + b"\n"
+    return out
+
+
+async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(processes, grace_rgb, tmp_path):
+    fake, redis = processes.fake, processes.redis
+    started = now()
+    canary = make_canary(grace_rgb, side=640)
+    front_port, worker_port = free_port(), free_port()
+    await processes.start_front(DARKROOM_METRICS="true", DARKROOM_HTTP_PORT=str(front_port))
+    await processes.start_worker(DARKROOM_WORKER_METRICS_PORT=str(worker_port))
+    await consent_with_style(fake, MIO)
+
+    fake.delays["file"] = 1.5  # the task is in the broker (unacked) while the worker downloads
+    await fake.send_photo_from(MIO, canary.jpeg, caption="a caption only Mio wrote")
+    await fake.wait_for_arrival("getFile", timeout=60)
+    during = redis_contents(redis.client())
+    sent = await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
+    assert sent
+    await fake.wait_for_edit("Done", chat_id=MIO.id, timeout=30)
+    await asyncio.sleep(1.0)
+    assert len(fake.calls_to("sendPhoto", MIO.id)) == 1
+
+    client = redis.client()
+    after = redis_contents(client)
+    client.save()  # force an RDB snapshot, then read it
+    rdb = (redis.dir / "dump.rdb").read_bytes()
+    file_ids = [fid for fid, (data, _) in fake.files.items() if data == canary.jpeg]
+    identifiers = [str(MIO.id), MIO.username, MIO.first_name, "only Mio wrote", TOKEN, *file_ids]
+    assert file_ids
+    for where, blob in (("during", during), ("after", after), ("rdb", rdb)):
+        for needle in [*canary.needles, *(i.encode() for i in identifiers)]:
+            assert needle not in blob, f"{needle[:30]!r} found in Redis ({where})"
+    assert b"darkroom:claim:" in after  # the proof looked at a broker that did hold the job's marks
+    assert scan_files([tmp_path / "worker0", tmp_path / "front", tmp_path / "front-data", redis.dir], canary.needles, since=started) == []
+    logs = processes.log_texts()
+    assert "DEBUG" in logs[0] and "darkroom.style" in logs[1]
+    assert scan_text(logs, identifiers + [canary.marker.decode()]) == []
+
+    # Prometheus on both sides: outcomes and durations, no label naming anyone.
+    front = urllib.request.urlopen(f"http://127.0.0.1:{front_port}/metrics", timeout=10).read().decode()
+    worker = urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).read().decode()
+    assert 'darkroom_jobs_total{outcome="done"} 1.0' in front and 'darkroom_jobs_total{outcome="done"} 1.0' in worker
+    assert "darkroom_workers 1.0" in front and "darkroom_queue_waiting 0.0" in front
+    assert "darkroom_styling_seconds_count 1.0" in worker and "darkroom_job_seconds_count 1.0" in front
+    assert scan_text([front, worker], identifiers) == []
+
+
+async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_portrait):
+    fake = processes.fake
+    await processes.start_front()
+    await processes.start_worker()
+    await consent_with_style(fake, REN)
+    fake.delays["file"] = 4.0
+    await fake.send_photo_from(REN, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    await fake.send_text_from(REN, "/delete_my_data")
+    receipt = await fake.wait_for_text("deleted", chat_id=REN.id, timeout=30)
+    assert receipt
+    await asyncio.sleep(8.0)  # longer than the download: a worker that went on would have answered
+    assert fake.calls_to("sendPhoto", REN.id) == []
+    assert "Terminating" in processes.log_texts()[1]  # Celery terminated the running task too
+
+
+async def test_a_worker_killed_mid_job_is_answered_exactly_once(processes, small_portrait):
+    fake = processes.fake
+    await processes.start_front()
+    first = await processes.start_worker()
+    second = await processes.start_worker()
+    await consent_with_style(fake, MIO)
+    fake.delays["file"] = 3.0
+    await fake.send_photo_from(MIO, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    await asyncio.sleep(0.3)
+    logs = {p: (processes.root / f"worker{i}" / "worker.log") for i, p in enumerate((first, second))}
+    busy = [p for p, log in logs.items() if "received" in log.read_text(errors="replace")]
+    assert len(busy) == 1, "exactly one worker took the task"
+    for child in children(busy[0].pid):
+        os.kill(child, signal.SIGKILL)  # the process that was styling the photo
+    await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
+    await asyncio.sleep(5.0)
+    assert len(fake.calls_to("sendPhoto", MIO.id)) == 1
+    texts = [c.params.get("text", "") for c in fake.calls_to("sendMessage", MIO.id)]
+    assert not any("send it again" in t for t in texts)
+
+
+async def test_broker_restarted_busy_then_recovered_nothing_hangs(processes, small_portrait):
+    fake, redis = processes.fake, processes.redis
+    await processes.start_front(DARKROOM_JOB_TIMEOUT="20")
+    await processes.start_worker()
+    await consent_with_style(fake, REN)
+
+    redis.kill()
+    await fake.send_photo_from(REN, small_portrait)
+    told = await fake.wait_for_edit("busy", chat_id=REN.id, timeout=30)
+    assert told
+
+    redis.start()  # same port, empty (no persistence): the worker reconnects by itself
+    await asyncio.sleep(3.0)
+    await fake.send_photo_from(REN, small_portrait)
+    await fake.wait_for("sendPhoto", chat_id=REN.id, timeout=90)
+    assert len(fake.calls_to("sendPhoto", REN.id)) == 1
+
+
+async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(processes, small_portrait):
+    fake = processes.fake
+    await processes.start_front(DARKROOM_JOB_TIMEOUT="12")
+    worker = await processes.start_worker()
+    await consent_with_style(fake, MIO)
+    fake.delays["file"] = 3.0
+    await fake.send_photo_from(MIO, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its styling process, no goodbye
+    worker.wait()
+    told = await fake.wait_for_edit("send it again", chat_id=MIO.id, timeout=40)
+    assert told
+    # The front marked the job revoked when it gave up: when the broker delivers the task again
+    # (after its visibility timeout), the worker that gets it does not answer.
+    client = processes.redis.client()
+    assert [client.get(key) for key in client.keys("darkroom:claim:*")] == [b"revoked"]
+    assert fake.calls_to("sendPhoto", MIO.id) == []
+
+
+async def test_wechat_styled_by_a_worker(processes, wechat_api, data_dir, engine, small_portrait):
+    from tests.conftest import running_bot
+    from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN as WECHAT_TOKEN, WeChatSender
+
+    openid = "oWorker_openid_of_li_na_678"
+    wechat = dict(WECHAT_TOKEN=WECHAT_TOKEN, WECHAT_APPID=APPID, WECHAT_SECRET=APPSECRET, WECHAT_API_URL=wechat_api.url)
+    port = free_port()
+    await processes.start_worker(**wechat)
+    async with running_bot(processes.fake, data_dir, engine, DARKROOM_BROKER_URL=processes.redis.url,
+                           DARKROOM_HTTP_PORT=str(port), **wechat):
+        sender = WeChatSender(f"http://127.0.0.1:{port}/wechat")
+        wechat_api.media["MEDIA_W"] = small_portrait
+        await sender.post(sender.image_xml(openid, "MEDIA_W"), openid)
+        await wechat_api.wait_for_text("你同意吗", openid)
+        await sender.post(sender.text_xml(openid, "同意"), openid)
+        await wechat_api.wait_for_text("[1] 印象派", openid)
+        await sender.post(sender.text_xml(openid, "3"), openid)
+        await wechat_api.wait_for(lambda: any(m["msgtype"] == "image" for m in wechat_api.sent(openid)), timeout=120)
+        await wechat_api.wait_for_text("水墨", openid)
+    assert len([m for m in wechat_api.sent(openid) if m["msgtype"] == "image"]) == 1
+    worker_log = processes.log_texts()[0]
+    assert "darkroom.style" in worker_log and openid not in worker_log and "MEDIA_W" not in worker_log
