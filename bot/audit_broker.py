@@ -4,18 +4,26 @@ should not be (run automatically by `darkroom audit` when DARKROOM_BROKER_URL is
 Redis must keep nothing on disk: `CONFIG GET save` must be empty and `appendonly` must be "no"
 (a server that refuses CONFIG cannot be checked, which is a finding too). Every key in the
 database must be one that bot/shared/keys.py describes, and every value in it must look the way
-that description says: the WeChat access token sealed (and, when the instance key is at hand,
-opened with it, which proves it is ours), everything else random lock owners, random counter
-entries or flags. Any other key or value is a finding; the exit code is 1 if there is any.
+that description says: the WeChat access token and the workers' job outcomes sealed (and, when
+the instance key is at hand, opened with it, which proves they are ours), everything else random
+lock owners, random counter entries, job marks or flags. Celery's task messages (waiting in the
+queue or held unacknowledged) are taken apart: the body must be the one sealed argument of
+Darkroom's task and nothing else, the headers only Celery's bookkeeping (the task's name, its id,
+a repr of that same sealed argument). A Celery result key is a finding (results are off). Any
+other key or value is a finding; the exit code is 1 if there is any.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .shared.keys import PREFIX, KeyKind, kind_of
+from .shared.keys import CELERY_RESULT, MESSAGE, OUTCOME, PREFIX, QUEUE, TASK, UNACKED, KeyKind, kind_of
 from .shared.seal import BrokerSealer, Unsealable, looks_sealed
 
 SHOWN = 20  # unexpected keys listed by name; the rest are counted
@@ -27,6 +35,7 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
     out = out or sys.stdout
     problems: list[str] = []
     sealer = BrokerSealer(secret) if secret else None
+    jobs = _JobSeal(secret)
 
     print("Persistence:", file=out)
     try:
@@ -45,6 +54,7 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
 
     counts: dict[str, list[int]] = {}  # kind -> [keys, elements]
     unexpected: list[str] = []
+    celery_results = 0
     total = 0
     for raw_key in redis.scan_iter(count=1000):
         total += 1
@@ -52,13 +62,17 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
         kind = kind_of(key, prefix)
         key_type = _text(redis.type(raw_key))
         values = _values(redis, raw_key, key_type)
+        if CELERY_RESULT.fullmatch(key):
+            celery_results += 1
+            continue
         if kind is None or kind.type != key_type:
             plain = sum(1 for v in values if not looks_sealed(v))
             unexpected.append(f"{key[:80]!r} ({key_type}, {len(values)} value(s), {plain} not sealed)")
             continue
-        bad = [v for v in values if not _fits(kind, key, v, sealer)]
-        if bad:
-            problems.append(f"{len(bad)} value(s) under a {kind.name} key do not look as they must")
+        reasons = [r for r in (_misfit(kind, key, v, sealer, jobs) for v in values) if r]
+        if reasons:
+            shown = "; ".join(sorted(set(reasons))[:3])
+            problems.append(f"{len(reasons)} value(s) under a {kind.name} key do not look as they must ({shown})")
         tally = counts.setdefault(kind.name, [0, 0])
         tally[0] += 1
         tally[1] += len(values)
@@ -66,6 +80,10 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
     print(f"\nKeys: {total}", file=out)
     for name, (keys, elements) in counts.items():
         print(f"  {name}: {keys} key(s), {elements} value(s)", file=out)
+    if celery_results:
+        problems.append(
+            f"{celery_results} Celery result key(s) (celery-task-meta-*): results must be off (task_ignore_result, no result backend)"
+        )
     if unexpected:
         problems.append(f"{len(unexpected)} key(s) Darkroom does not write")
         print("  Not written by Darkroom:", file=out)
@@ -73,7 +91,7 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
             print(f"    {line}", file=out)
         if len(unexpected) > SHOWN:
             print(f"    ... and {len(unexpected) - SHOWN} more", file=out)
-    if sealer is None and any(name.endswith("(sealed)") for name in counts):
+    if sealer is None and any("sealed" in name for name in counts):
         print("  (no instance key at hand: sealed values checked by form only, not opened)", file=out)
     print("", file=out)
     if problems:
@@ -85,16 +103,174 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
     return len(problems)
 
 
-def _fits(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None) -> bool:
+def _misfit(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None, jobs: "_JobSeal") -> str | None:
+    """Why ``value`` does not belong under ``key`` (a short reason naming no value), or None."""
+    if kind.form == OUTCOME:
+        return jobs.misfit(key.rsplit(":", 1)[1], _text(value))
+    if kind.form == MESSAGE:
+        return _message_misfit(value, jobs)
+    if kind.form == UNACKED:
+        return _unacked_misfit(value, jobs)
     if kind.sealed:
         if sealer is None:
-            return looks_sealed(value)
+            return None if looks_sealed(value) else "not sealed"
         try:
             sealer.open(key, value)
-            return True
+            return None
         except Unsealable:
-            return False
-    return kind.element is not None and kind.element.fullmatch(value) is not None
+            return "does not open with the instance key"
+    if kind.element is not None and kind.element.fullmatch(value) is not None:
+        return None
+    return "unexpected value"
+
+
+class _JobSeal:
+    """The workers' seal (bot/workers.py BrokerSeal: base64 of AES-GCM, bound to the job id)."""
+
+    _NONCE, _TAG = 12, 16
+
+    def __init__(self, secret: bytes | None) -> None:
+        from .workers import BrokerSeal
+
+        self._seal = BrokerSeal(secret) if secret else None
+
+    def misfit(self, job: str, blob) -> str | None:
+        if not isinstance(blob, str):
+            return "not a sealed blob"
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError):
+            return "not a sealed blob (not base64)"
+        if self._seal is not None:
+            try:
+                self._seal.open(job, blob)
+                return None
+            except Exception:  # noqa: BLE001 - InvalidTag, or not JSON inside: not ours either way
+                return "sealed blob does not open with the instance key for its job"
+        # Without the key, the form: nonce, tag and a body, and not readable text (ciphertext
+        # is random bytes; 40 random bytes are valid UTF-8 with odds far below one in a billion).
+        if len(raw) < self._NONCE + self._TAG + 2:
+            return "too short to be sealed"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return "readable text where a sealed blob must be"
+
+
+_HEX_JOB = re.compile(r"[0-9a-f]{40}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ORIGIN = re.compile(r"gen[0-9]+@[\w.-]+")  # Celery's sender: process id @ host name
+# Celery's headers (protocol 2) that may hold text, and what that text may be; any other header
+# may hold only nothing, a flag or a number (so no text can hide in it).
+_TEXT_HEADERS = {"lang", "task", "id", "root_id", "argsrepr", "kwargsrepr", "origin"}
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def _unacked_misfit(value: bytes, jobs: _JobSeal) -> str | None:
+    """A field of kombu's ``unacked`` hash (a delivery tag) or its value: [message, exchange, routing key]."""
+    if _UUID.fullmatch(_text(value)):
+        return None
+    try:
+        entry = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return "not a kombu unacknowledged entry"
+    if not (isinstance(entry, list) and len(entry) == 3 and entry[1:] == ["", QUEUE]):
+        return "not a kombu unacknowledged entry for Darkroom's queue"
+    return _envelope_misfit(entry[0], jobs)
+
+
+def _message_misfit(value: bytes, jobs: _JobSeal) -> str | None:
+    try:
+        envelope = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return "not a kombu message"
+    return _envelope_misfit(envelope, jobs)
+
+
+def _envelope_misfit(envelope, jobs: _JobSeal) -> str | None:
+    """A kombu message holding one call of Darkroom's task, with its sealed argument only."""
+    if not isinstance(envelope, dict) or set(envelope) != {"body", "content-encoding", "content-type", "headers", "properties"}:
+        return "not a kombu message"
+    if envelope["content-type"] != "application/json" or envelope["content-encoding"] != "utf-8":
+        return "message not JSON"
+    headers, properties = envelope["headers"], envelope["properties"]
+    if not isinstance(headers, dict) or not isinstance(properties, dict):
+        return "not a kombu message"
+    job = headers.get("id")
+    if headers.get("task") != TASK or headers.get("lang") != "py":
+        return "not Darkroom's task"
+    if not isinstance(job, str) or not _HEX_JOB.fullmatch(job) or headers.get("root_id") not in (None, job):
+        return "task id is not a job id"
+    if not isinstance(headers.get("origin"), (str, type(None))) or (headers.get("origin") and not _ORIGIN.fullmatch(headers["origin"])):
+        return "unexpected task origin"
+    if (reason := _plain_fields(headers, _TEXT_HEADERS)) is not None:
+        return f"header {reason}"
+    # Properties: kombu's routing and bookkeeping only.
+    if properties.get("correlation_id") != job or properties.get("body_encoding") != "base64":
+        return "unexpected message properties"
+    route = dict(properties.get("delivery_info") or {})
+    if route.pop("redelivered", False) not in (True, False) or route != {"exchange": "", "routing_key": QUEUE}:
+        return "not routed to Darkroom's queue"
+    for name in ("reply_to", "delivery_tag"):
+        if properties.get(name) is not None and not (isinstance(properties[name], str) and _UUID.fullmatch(properties[name])):
+            return f"property {name} is not a random id"
+    if (reason := _plain_fields(properties, {"correlation_id", "body_encoding", "delivery_info", "reply_to", "delivery_tag"})) is not None:
+        return f"property {reason}"
+    # The body: [args, kwargs, embed] with args the one sealed blob.
+    try:
+        body = json.loads(base64.b64decode(envelope["body"], validate=True))
+    except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+        return "message body not base64 JSON"
+    if not (isinstance(body, list) and len(body) == 3):
+        return "message body not a task call"
+    args, kwargs, embed = body
+    if kwargs != {} or embed != _EMBED:
+        return "message body holds more than the sealed argument"
+    if not (isinstance(args, list) and len(args) == 1):
+        return "message body holds more than the sealed argument"
+    if (reason := jobs.misfit(job, args[0])) is not None:
+        return f"task argument {reason}"
+    if not _repr_of(args[0], headers.get("argsrepr")) or headers.get("kwargsrepr") not in (None, "{}"):
+        return "argsrepr/kwargsrepr show more than the sealed argument"
+    return None
+
+
+def _plain_fields(fields: dict, texts: set[str]) -> str | None:
+    """Any field other than ``texts`` may hold only null, flags, numbers, or lists/dicts of them."""
+
+    def plain(value) -> bool:
+        if value is None or isinstance(value, (bool, int, float)):
+            return True
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        if isinstance(value, dict):
+            return all(_FIELD.fullmatch(k) and plain(v) for k, v in value.items())
+        return False
+
+    for name, value in fields.items():
+        if name in texts:
+            continue
+        if not _FIELD.fullmatch(name):
+            return "with an unexpected name"
+        if not plain(value):
+            return f"{name} holds text"
+    return None
+
+
+_FIELD = re.compile(r"[a-z_]{1,40}")
+
+
+def _repr_of(blob: str, argsrepr) -> bool:
+    """Celery's argsrepr of ``[blob]``: absent, whole, or cut short with "..." (argsrepr_maxsize)."""
+    if argsrepr is None:
+        return True
+    if not (isinstance(argsrepr, str) and argsrepr.startswith("['") and argsrepr.endswith("']")):
+        return False
+    shown = argsrepr[2:-2]
+    if shown.endswith("..."):
+        return blob.startswith(shown[:-3])
+    return shown == blob
 
 
 def _values(redis, key: bytes, key_type: str) -> list[bytes]:

@@ -16,6 +16,8 @@ Redis holds, per job and under a keyed hash of the job's random key (nothing of 
   stop delivery ("revoked"). So a job run twice (a worker killed, the task delivered again)
   replies at most once, and an erasure either stops the reply or learns where it landed.
 * ``darkroom:result:<id>``: the sealed outcome, a list the front waits on (BLPOP).
+(Every key, Celery's own included, is described in bot/shared/keys.py; `darkroom audit --broker`
+checks them.)
 Celery's own result backend is off (`task_ignore_result`), and no events are sent.
 """
 
@@ -38,12 +40,11 @@ from handlers.pipeline import Outcome, StyleWork
 from handlers.ports import DeliveryFailed
 
 from .settings import Settings
+from .shared.keys import QUEUE, TASK, Keys
 from .storage import Sealer
 
 log = logging.getLogger("darkroom.workers")
 
-TASK = "darkroom.style"
-QUEUE = "darkroom"
 SEAL_LABEL = b"darkroom:broker-seal:v1"
 CLAIM_TTL = 24 * 3600  # a claim outlives any redelivery of its task
 RESULT_TTL = 600  # an outcome nobody collects goes on its own
@@ -60,14 +61,14 @@ def job_id(secret: bytes, key: str) -> str:
 
 
 def claim_key(job: str) -> str:
-    return f"darkroom:claim:{job}"
+    return Keys().claim(job)
 
 
 def result_key(job: str) -> str:
-    return f"darkroom:result:{job}"
+    return Keys().result(job)
 
 
-WORKER_KEYS = "darkroom:worker:*"
+WORKER_KEYS = Keys().worker("*")
 
 
 class BrokerSeal:
@@ -284,7 +285,7 @@ class WorkerRuntime:
         client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
         while True:
             try:
-                client.set(f"darkroom:worker:{self.name}", b"1", ex=int(HEARTBEAT * 3))
+                client.set(Keys().worker(self.name), b"1", ex=int(HEARTBEAT * 3))
             except Exception:
                 pass  # Redis is away; the next beat tries again
             if self._beat.wait(HEARTBEAT):
