@@ -392,6 +392,10 @@ def build_worker_app(settings: Settings):
     def _load_engine(**_) -> None:  # once per worker process, not per task
         _start_runtime(settings)
 
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_) -> None:  # Celery's own "ready." is withheld with all third-party log text
+        log.info("worker ready: taking jobs from the queue")
+
     return app
 
 

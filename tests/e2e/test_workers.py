@@ -10,6 +10,7 @@ where Redis is available for tests (DARKROOM_TEST_REDIS_URL, see tests/services/
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from bot.audit_broker import audit_broker
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
 from tests.privacy_scan import make_canary, now, scan_files, scan_text
@@ -138,7 +140,7 @@ class Processes:
         )
         self.workers.append(worker)
         deadline = time.monotonic() + 120
-        while "ready (engine loaded)" not in log.read_text(errors="replace") or "ready." not in log.read_text(errors="replace"):
+        while "ready (engine loaded)" not in log.read_text(errors="replace") or "worker ready: taking jobs" not in log.read_text(errors="replace"):
             assert worker.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             await asyncio.sleep(0.2)
@@ -199,6 +201,15 @@ async def consent_with_style(fake, user: User, style: str = "ink") -> None:
     await fake.wait_for_text("favourite style", chat_id=user.id)
 
 
+def broker_audit(client: Redis) -> tuple[int, str]:
+    """`darkroom audit --broker` on what the real front and worker left in Redis."""
+    out = io.StringIO()
+    try:
+        return audit_broker(client, SECRET.encode(), out=out), out.getvalue()
+    finally:
+        client.close()
+
+
 def redis_contents(client: Redis) -> bytes:
     """Every key's name and DUMP, as one byte string."""
     out = b""
@@ -225,12 +236,17 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     await fake.send_photo_from(MIO, canary.jpeg, caption="a caption only Mio wrote")
     await fake.wait_for_arrival("getFile", timeout=60)
     during = redis_contents(redis.client())
+    problems, report = broker_audit(redis.client())
+    assert problems == 0, report  # Celery's and the workers' keys, with the task held unacknowledged
+    assert "Celery tasks being run (task messages, sealed): 1 key(s), 2 value(s)" in report, report
     sent = await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
     assert sent
     await fake.wait_for_edit("Done", chat_id=MIO.id, timeout=30)
     await asyncio.sleep(1.0)
     assert len(fake.calls_to("sendPhoto", MIO.id)) == 1
 
+    problems, report = broker_audit(redis.client())
+    assert problems == 0 and "job claims" in report and "worker heartbeats" in report, report
     client = redis.client()
     after = redis_contents(client)
     client.save()  # force an RDB snapshot, then read it
@@ -244,7 +260,7 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     assert b"darkroom:claim:" in after  # the proof looked at a broker that did hold the job's marks
     assert scan_files([tmp_path / "worker0", tmp_path / "front", tmp_path / "front-data", redis.dir], canary.needles, since=started) == []
     logs = processes.log_texts()
-    assert "DEBUG" in logs[0] and "darkroom.style" in logs[1]
+    assert "DEBUG" in logs[0] and "darkroom.workers: job started" in logs[1]  # Celery's own lines are withheld
     assert scan_text(logs, identifiers + [canary.marker.decode()]) == []
 
     # Prometheus on both sides: outcomes and durations, no label naming anyone.
