@@ -29,6 +29,7 @@ from .backends import (
     OpenVinoRunner,
     choose_runner,
     probe_portrait,
+    timing_portrait,
 )
 from .cancel import Cancellation
 from .models import ModelFile, SessionPool
@@ -93,7 +94,10 @@ class MultiStyleNetwork:
             return OpenVinoRunner(graph, precision, self._sessions.threads, self.max_shapes)
 
         image = _network_input(probe_portrait())
-        runner, choice = choose_runner(reference, build_openvino, image, self.probe_styles, self.preference, self._precisions)
+        runner, choice = choose_runner(
+            reference, build_openvino, image, self.probe_styles, self.preference, self._precisions,
+            timing_image=_network_input(timing_portrait()),
+        )
         if runner is not reference:  # ~40 MB of onnxruntime session nobody will use
             self._sessions.discard(self.model, rewrite=FAST_REWRITE)
         return runner, choice
