@@ -322,6 +322,21 @@ def choose_runner(
             notes.append(f"{candidate.backend} {candidate.precision}: {detail}")
             continue
         runners[candidate] = runner
+    if (
+        not any(c.backend == OPENVINO for c in runners)
+        and any(c.backend == OPENVINO and c.precision == BF16 for c in wanted)
+        and not any(c.backend == OPENVINO and c.precision == FP32 for c in wanted)
+        and preference.allows(OPENVINO, FP32)
+    ):
+        # bf16 reported but not compiled (e.g. oneDNN held to AVX2): OpenVINO fp32 still competes
+        fallback = _Candidate(OPENVINO, FP32, lambda: build_openvino(FP32))
+        try:
+            runner = fallback.build()
+            runner(timing_image, styles[0])
+            runners[fallback] = runner
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, BackendUnavailable) else f"failed ({type(exc).__name__})"
+            notes.append(f"{OPENVINO} {FP32}: {detail}")
     times: dict[_Candidate, list[float]] = {c: [] for c in runners}
     for _ in range(PROBE_RUNS):  # interleaved: a busy moment on a shared machine hits all alike
         for candidate, runner in runners.items():

@@ -137,6 +137,16 @@ def test_a_forced_backend_that_cannot_run_falls_back_to_onnxruntime_fp32():
     assert runner is reference and choice.how == "fallback" and "bf16 is not available here" in choice.note
 
 
+def test_bf16_that_does_not_compile_leaves_openvino_fp32_in_the_running():
+    """A CPU that reports bf16 while oneDNN is held to AVX2 (ONEDNN_MAX_CPU_ISA): bf16 fails to
+    compile, and OpenVINO fp32 is timed against onnxruntime instead of being skipped."""
+    reference = Stub(ONNXRUNTIME, FP32, 0.02)
+    stubs = {BF16: RuntimeError("compile failed"), FP32: Stub(OPENVINO, FP32, 0.005)}
+    runner, choice = choose_runner(reference, stub_openvino(stubs), IMAGE, STYLES, precisions=[BF16])
+    assert runner is stubs[FP32] and (choice.backend, choice.precision) == (OPENVINO, FP32)
+    assert "openvino bf16: failed (RuntimeError)" in choice.note
+
+
 def test_preferences_are_checked():
     with pytest.raises(ValueError):
         BackendPreference("tensorrt")
