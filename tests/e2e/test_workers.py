@@ -288,7 +288,11 @@ async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_po
     assert fake.calls_to("sendPhoto", REN.id) == []
     # Celery terminated the running task too: its pool process was replaced by a new one
     # (Celery's own "Terminating" line is withheld with all third-party log text).
-    assert len(set(re.findall(r"worker process (\d+) ready", processes.log_texts()[1]))) == 2
+    # The new one loads its engine first (a few seconds), so wait for its line.
+    deadline = time.monotonic() + 90
+    while len(set(re.findall(r"worker process (\d+) ready", processes.log_texts()[1]))) < 2:
+        assert time.monotonic() < deadline, "the terminated pool process was not replaced"
+        await asyncio.sleep(0.5)
 
 
 async def test_a_worker_killed_mid_job_is_answered_exactly_once(processes, small_portrait):
