@@ -53,6 +53,7 @@ LATE_GRACE = 60.0  # a job that timed out while a worker was delivering: wait th
 WATCH_INTERVAL = 0.2  # how often a worker looks for its job's revocation mark
 HEARTBEAT = 5.0  # worker processes announce themselves this often (the workers gauge)
 REVOKED, DELIVERING = b"revoked", b"delivering"
+ENGINE_LOAD_TIMEOUT = 300.0  # seconds a new pool process has to load its engine
 
 
 def job_id(secret: bytes, key: str) -> str:
@@ -112,6 +113,10 @@ def celery_app(settings: Settings):
         broker_transport_options={"visibility_timeout": settings.job_timeout + 60},
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
+        # Each pool process loads and chooses its engine before it reports up (seconds, more on a
+        # busy machine); Celery's default 4 s would kill every replacement of a terminated process
+        # before it is ready, and start another, forever.
+        worker_proc_alive_timeout=ENGINE_LOAD_TIMEOUT,
     )
     return app
 

@@ -297,10 +297,17 @@ async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_po
         replaced = len(set(re.findall(r"worker process (\d+) ready", worker_log))) >= 2
         if stopped_itself or replaced:
             break
-        assert time.monotonic() < deadline, "the running job was neither stopped nor its process replaced"
+        assert time.monotonic() < deadline, "the running job was neither stopped nor its process replaced:\n" + worker_log[-4000:]
         await asyncio.sleep(0.5)
     assert "job outcome sent" in worker_log or replaced
     assert fake.calls_to("sendPhoto", REN.id) == []
+    # And the worker is whole again: the next person's photo is styled (a replacement killed
+    # before it finished loading its engine would be replaced again and again, and nobody answered).
+    del fake.delays["file"]
+    await consent_with_style(fake, MIO)
+    await fake.send_photo_from(MIO, small_portrait)
+    assert await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
+    assert "exited with 'signal 9" not in processes.log_texts()[1]
 
 
 async def test_a_worker_killed_mid_job_is_answered_exactly_once(processes, small_portrait):
