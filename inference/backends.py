@@ -4,11 +4,12 @@ Both backends run the same verified, rewritten graph (`networks.fast_multistyle_
 bytes whose SHA-256 was checked are rewritten once in memory and handed to either runtime;
 nothing is downloaded and nothing is written to disk.
 
-At start-up `choose_runner` times every backend and precision this machine offers on a small
-portrait that ships with the code (`probe_portrait.jpg`, 192x256: big enough to leave the CPU's
-caches, as photos do; at 96x128 onnxruntime and OpenVINO bf16 tie, at 1280x960 bf16 is 2-3x
-faster) and, fastest first, checks its output for every network style against onnxruntime in
-fp32: PSNR at least ``MIN_PSNR_DB``. The first that passes is kept; the operator may force one.
+At start-up `choose_runner` times every backend and precision this machine offers on a portrait
+that ships with the code (`probe_portrait.jpg`, 192x256, enlarged to 576x768 by `timing_portrait`:
+at the small size fixed per-run costs hide the difference photos show, and at 1280x960 bf16 is
+2-3x faster) and, fastest first, checks its output for every network style against onnxruntime
+in fp32 on the probe itself: PSNR at least ``MIN_PSNR_DB``. The first that passes is kept; the
+operator may force one.
 
 OpenVINO compiles a graph for one static shape (dynamic shapes run about 0.76x as fast, measured),
 so `OpenVinoRunner` keeps at most ``max_shapes`` compiled shapes, least recently used out, and
