@@ -107,12 +107,15 @@ class Engine:
         )
         self.faces = FaceDetector(self.catalogue.model("face_frontal"), self.catalogue.model("face_profile"))
 
-    def verify(self) -> None:
+    def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a
         tampered or missing file stops start-up with a clear message instead of failing a
-        person's photo later."""
+        person's photo later. ``sessions=False`` checks the files only: for a process that
+        styles nothing itself (a front whose photos go to workers), no runtime is loaded."""
         for model in self.catalogue.models.values():
             model.read_verified()
+        if not sessions:
+            return
         self.multistyle.warm_up()
         self.arbitrary.warm_up()
         self.faces.warm_up()

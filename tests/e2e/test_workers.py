@@ -262,6 +262,8 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     assert scan_files([tmp_path / "worker0", tmp_path / "front", tmp_path / "front-data", redis.dir], canary.needles, since=started) == []
     logs = processes.log_texts()
     assert "DEBUG" in logs[0] and "darkroom.workers: job started" in logs[1]  # Celery's own lines are withheld
+    # Only the worker loads a runtime and chooses its backend; the front just checks the files.
+    assert "styling network:" in logs[1] and "styling network:" not in logs[0]
     assert scan_text(logs, identifiers + [canary.marker.decode()]) == []
 
     # Prometheus on both sides: outcomes and durations, no label naming anyone.
