@@ -53,13 +53,10 @@ class WorkerMetrics(_Jobs):
         self.registry = CollectorRegistry()
         super().__init__(self.registry, "worker")
 
-    @classmethod
-    def serve(cls, port: int, host: str = "127.0.0.1") -> "WorkerMetrics":
+    def serve_on(self, port: int, host: str = "127.0.0.1") -> None:
         from prometheus_client import start_http_server
 
-        metrics = cls()
-        start_http_server(port, addr=host, registry=metrics.registry)
-        return metrics
+        start_http_server(port, addr=host, registry=self.registry)
 
 
 class MeteredStyler:

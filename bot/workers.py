@@ -411,13 +411,16 @@ def _start_runtime(settings: Settings) -> WorkerRuntime:
     heap.wipe_freed_memory()
     metrics = None
     if settings.worker_metrics_port:
-        from billiard.process import current_process
-
         from .metrics import WorkerMetrics
 
-        index = getattr(current_process(), "index", 0) or 0
-        metrics = WorkerMetrics.serve(settings.worker_metrics_port + index)
+        metrics = WorkerMetrics()
     _runtime = WorkerRuntime(settings, metrics)
+    if metrics is not None:
+        from billiard.process import current_process
+
+        # Served once the engine is loaded: a process whose /metrics answers can take a job.
+        index = getattr(current_process(), "index", 0) or 0
+        metrics.serve_on(settings.worker_metrics_port + index)
     log.info("worker process %d ready (engine loaded)", os.getpid())
     return _runtime
 
