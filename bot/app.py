@@ -18,6 +18,7 @@ from handlers.replies import DeleteMessage, SendText
 from handlers.texts import t
 from inference import AsyncEngine, Engine, __version__
 
+from . import heap
 from .http import HttpServer, build_app
 from .jobs import FairQueue
 from .logs import REDACTOR
@@ -177,6 +178,8 @@ class Darkroom:
         self.shared = await connect_shared_state(settings, pseudonymize)
         self.queue.start()
         self.router.start()
+        # Before any update can arrive: later per-job collections skip what start-up built.
+        heap.freeze_start_up_objects()
         if settings.telegram_enabled:
             from .telegram import TelegramPlatform
 
@@ -306,6 +309,7 @@ class Darkroom:
             if self.shared is not None:
                 await self.shared.close()
                 self.shared = None
+            heap.thaw_start_up_objects()
         log.info("Darkroom stopped")
 
     async def _stop_work(self, grace_ends: float) -> None:

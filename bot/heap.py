@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger("darkroom.heap")
@@ -34,3 +35,19 @@ def wipe_freed_memory() -> bool:
         log.warning("freed memory is not wiped: mallopt(M_PERTURB) was refused")
         return False
     return True
+
+
+def freeze_start_up_objects() -> None:
+    """Leave what start-up built (libraries, the engine, the bot's own objects) out of every
+    later garbage collection: `gc.freeze`. Each job ends with a full collection
+    (`handlers.memory.forget_freed_copies`) so that reference cycles holding a photo are freed,
+    and so wiped, at once; with everything loaded that walks about 100,000 objects, 58 ms a job
+    in a worker; frozen, it walks only what came after. Call it before the first photo can
+    arrive: a frozen object is never collected (its memory is freed only by reference count)."""
+    gc.collect()
+    gc.freeze()
+
+
+def thaw_start_up_objects() -> None:
+    """Undo `freeze_start_up_objects` (the bot stopped, the process may go on, as in tests)."""
+    gc.unfreeze()

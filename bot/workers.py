@@ -421,6 +421,7 @@ def _start_runtime(settings: Settings) -> WorkerRuntime:
         # Served once the engine is loaded: a process whose /metrics answers can take a job.
         index = getattr(current_process(), "index", 0) or 0
         metrics.serve_on(settings.worker_metrics_port + index)
+    heap.freeze_start_up_objects()  # before the first task: per-job collections skip all this
     log.info("worker process %d ready (engine loaded)", os.getpid())
     return _runtime
 
