@@ -19,7 +19,6 @@ def collectable(obj) -> bool:
 
 
 async def test_start_up_is_frozen_before_the_platforms_and_thawed_at_stop(fake_telegram, data_dir, engine, small_portrait):
-    assert gc.get_freeze_count() == 0
     async with running_bot(fake_telegram, data_dir, engine) as darkroom:
         assert gc.get_freeze_count() > 10_000  # the libraries and the engine
         assert not collectable(darkroom.engine)  # built before: frozen
