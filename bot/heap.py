@@ -49,5 +49,7 @@ def freeze_start_up_objects() -> None:
 
 
 def thaw_start_up_objects() -> None:
-    """Undo `freeze_start_up_objects` (the bot stopped, the process may go on, as in tests)."""
+    """Undo `freeze_start_up_objects` (the bot stopped, the process may go on, as in tests), and
+    collect at once what became garbage while frozen: here, not in whatever runs next."""
     gc.unfreeze()
+    gc.collect()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import gc
 import io
 import json
 import math
@@ -230,6 +231,11 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
 
 
 def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, parent: int) -> None:
+    # No garbage collection in here: a collection runs the finalizers of whatever the parent left
+    # for it (an HTTP client, a connection, a thread pool), and one that takes a lock another
+    # thread of the parent held at the fork hangs until the wall-clock limit. This process lives
+    # for one decode and leaves with os._exit; its memory goes with it.
+    gc.disable()
     code = 0
     try:
         # No core dump of a picture, and no traceback of a crash on the bot's stderr.

@@ -254,3 +254,47 @@ def test_the_largest_real_input_fits_the_memory_budget():
     side = 7000
     data = encoded(Image.new("RGBA", (side, side), (200, 10, 10, 128)), "PNG")
     assert decode(data).shape == (1280, 1280, 3)
+
+
+def test_the_decode_child_runs_no_garbage_collection():
+    """A collection in the forked child would run finalizers of the parent's garbage; one that
+    takes a lock another thread held at the fork would hang the decode until the wall limit."""
+    import gc
+
+    lock = threading.Lock()
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            done.wait()
+
+    class TakesTheLock:
+        def __del__(self) -> None:
+            with lock:
+                pass
+
+    def work(data, limits):
+        kept = [[] for _ in range(5_000)]  # container allocations that set off a collection
+        assert len(kept) == 5_000
+        return np.zeros((40, 48, 3), np.uint8)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    gc.collect()
+    gc.disable()
+    try:
+        garbage = TakesTheLock()
+        garbage.cycle = garbage
+        del garbage  # a cycle only the collector frees: it reaches the child
+        gc.enable()  # as in a running bot; too few allocations here to collect before the fork
+        started = time.monotonic()
+        out = isolated(work, b"", DecodeLimits(wall_seconds=5.0))
+        assert out.shape == (40, 48, 3)
+        assert time.monotonic() - started < 4.0
+    finally:
+        gc.enable()
+        done.set()
+        holder.join()
+        gc.collect()
