@@ -5,9 +5,8 @@ bytes whose SHA-256 was checked are rewritten once in memory and handed to eithe
 nothing is downloaded and nothing is written to disk.
 
 At start-up `choose_runner` times every backend and precision this machine offers on a portrait
-that ships with the code (`probe_portrait.jpg`, 192x256, enlarged to 576x768 by `timing_portrait`:
-at the small size fixed per-run costs hide the difference photos show, and at 1280x960 bf16 is
-2-3x faster) and, fastest first, checks its output for every network style against onnxruntime
+that ships with the code (`probe_portrait.jpg`, 192x256, enlarged by `timing_portrait` to
+960x1280, the size photos arrive at: the backends do not rank alike at smaller sizes) and, fastest first, checks its output for every network style against onnxruntime
 in fp32 on the probe itself: PSNR at least ``MIN_PSNR_DB``. The first that passes is kept; the
 operator may force one.
 
@@ -87,7 +86,7 @@ class BackendPreference:
 class BackendChoice:
     backend: str
     precision: str
-    probe_ms: float  # median time of one run on the probe portrait
+    probe_ms: float  # its fastest timed run on the probe portrait enlarged to 960x1280
     psnr_db: float  # worst network style on the probe portrait against onnxruntime fp32
     how: str  # "auto", "forced", or "fallback"
     note: str = ""  # why other candidates (or the forced one) were not taken
@@ -113,12 +112,20 @@ class BackendChoice:
 
 
 class OnnxRuntimeRunner:
-    """One onnxruntime session: dynamic shapes, nothing compiled per shape."""
+    """One onnxruntime session: dynamic shapes, nothing compiled per shape. ``renew`` (optional)
+    builds a fresh session: the only way to hand back what its memory arena grew to."""
 
     backend, precision = ONNXRUNTIME, FP32
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, renew: Callable[[], object] | None = None) -> None:
         self._session = session
+        self._renew = renew
+
+    def release_memory(self) -> None:
+        """Free the arena the runs grew (a fresh session; it grows again as it is used)."""
+        if self._renew is not None:
+            self._session = None
+            self._session = self._renew()
 
     def __call__(self, image: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         return self._session.run(None, {"image": image, "style_weights": weights}, run_options(cancel))[0]
@@ -216,7 +223,7 @@ class OpenVinoRunner:
         self._release_others(entry)
         return out
 
-    def _release_others(self, current: _Compiled) -> None:
+    def _release_others(self, current: _Compiled | None) -> None:
         """Only the shape in use keeps its working buffers (150-280 MB at 1280x960); the others
         keep their compiled code (~22 MB each) and allocate again when next used."""
         with self._lock:
@@ -228,6 +235,10 @@ class OpenVinoRunner:
                     entry.holds_buffers = False
                 finally:
                     entry.lock.release()
+
+    def release_memory(self) -> None:
+        """Free every compiled shape's working buffers (each allocates again when next used)."""
+        self._release_others(None)
 
     def forget_shapes(self) -> None:
         with self._lock:
@@ -262,12 +273,17 @@ def probe_portrait() -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+TIMING_SCALE = 5  # the probe (192x256) enlarged to 960x1280, the size most photos arrive at
+
+
 def timing_portrait() -> np.ndarray:
-    """The probe portrait at three times its size (576x768), to time the candidates on: on the tiny
-    probe itself, fixed per-run costs hide the difference a photo-sized input shows (onnxruntime
-    fp32 and OpenVINO bf16 timed alike at 192x256, while bf16 ran 3x as fast at 1280x960)."""
+    """The probe portrait enlarged to 960x1280 (``TIMING_SCALE``), to time the candidates on: the
+    backends do not rank alike at every size. On the tiny probe, fixed per-run costs hid a 3x
+    difference (onnxruntime fp32 and OpenVINO bf16 timed alike at 192x256); with both held to
+    AVX2, onnxruntime fp32 was 5% faster than OpenVINO fp32 at 576x768 and 10% slower at
+    1280x960, so a smaller stand-in chose the slower one for photos."""
     rgb = probe_portrait()
-    return np.ascontiguousarray(rgb.repeat(3, axis=0).repeat(3, axis=1))
+    return np.ascontiguousarray(rgb.repeat(TIMING_SCALE, axis=0).repeat(TIMING_SCALE, axis=1))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -313,16 +329,30 @@ def choose_runner(
         asked = f"{preference.backend} {preference.precision}".strip()
         notes.append(f"{asked} is not available here")
 
+    # One candidate at a time, each freeing its working memory once timed: at the photo size
+    # the timing runs at, onnxruntime's arena (~200 MB) and OpenVINO's buffers (~180 MB) held
+    # together took `darkroom stylize` from 378 to 564 MB peak RSS. Timed when there is a choice
+    # to make; otherwise one run, for the log line.
+    runs = PROBE_RUNS if len(wanted) > 1 else 1
     runners: dict[_Candidate, NetworkRunner] = {}
-    for candidate in wanted:
+    times: dict[_Candidate, list[float]] = {}
+
+    def time_candidate(candidate: _Candidate) -> None:
         try:
             runner = candidate.build()
             runner(timing_image, styles[0])  # compiles, allocates, warms caches
         except Exception as exc:  # not installed, no bf16, fails to compile: never stops start-up
             detail = str(exc) if isinstance(exc, BackendUnavailable) else f"failed ({type(exc).__name__})"
             notes.append(f"{candidate.backend} {candidate.precision}: {detail}")
-            continue
+            return
         runners[candidate] = runner
+        times[candidate] = [_seconds(runner, timing_image, styles[0]) for _ in range(runs)]
+        release = getattr(runner, "release_memory", None)
+        if release is not None:
+            release()
+
+    for candidate in wanted:
+        time_candidate(candidate)
     if (
         not any(c.backend == OPENVINO for c in runners)
         and any(c.backend == OPENVINO and c.precision == BF16 for c in wanted)
@@ -330,18 +360,7 @@ def choose_runner(
         and preference.allows(OPENVINO, FP32)
     ):
         # bf16 reported but not compiled (e.g. oneDNN held to AVX2): OpenVINO fp32 still competes
-        fallback = _Candidate(OPENVINO, FP32, lambda: build_openvino(FP32))
-        try:
-            runner = fallback.build()
-            runner(timing_image, styles[0])
-            runners[fallback] = runner
-        except Exception as exc:
-            detail = str(exc) if isinstance(exc, BackendUnavailable) else f"failed ({type(exc).__name__})"
-            notes.append(f"{OPENVINO} {FP32}: {detail}")
-    times: dict[_Candidate, list[float]] = {c: [] for c in runners}
-    for _ in range(PROBE_RUNS):  # interleaved: a busy moment on a shared machine hits all alike
-        for candidate, runner in runners.items():
-            times[candidate].append(_seconds(runner, timing_image, styles[0]))
+        time_candidate(_Candidate(OPENVINO, FP32, lambda: build_openvino(FP32)))
     # the best of a few runs: what the machine can do, not how busy its neighbours were
     fastest = {c: min(t) for c, t in times.items()}
 

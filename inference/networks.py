@@ -77,7 +77,11 @@ class MultiStyleNetwork:
         self._current()
 
     def _reference(self, graph: bytes | None = None) -> OnnxRuntimeRunner:
-        return OnnxRuntimeRunner(self._sessions.session(self.model, rewrite=FAST_REWRITE, rewritten=graph))
+        def renew():
+            self._sessions.discard(self.model, rewrite=FAST_REWRITE)
+            return self._sessions.session(self.model, rewrite=FAST_REWRITE, rewritten=graph)
+
+        return OnnxRuntimeRunner(self._sessions.session(self.model, rewrite=FAST_REWRITE, rewritten=graph), renew)
 
     def _current(self) -> NetworkRunner:
         with self._lock:
