@@ -331,9 +331,10 @@ def choose_runner(
 
     # One candidate at a time, each freeing its working memory once timed: at the photo size
     # the timing runs at, onnxruntime's arena (~200 MB) and OpenVINO's buffers (~180 MB) held
-    # together took `darkroom stylize` from 378 to 564 MB peak RSS. Timed when there is a choice
-    # to make; otherwise one run, for the log line.
-    runs = PROBE_RUNS if len(wanted) > 1 else 1
+    # together took `darkroom stylize` from 378 to 564 MB peak RSS. With no choice to make, one
+    # run for the log line, and the memory stays for the photos.
+    competing = len(wanted) > 1
+    runs = PROBE_RUNS if competing else 1
     runners: dict[_Candidate, NetworkRunner] = {}
     times: dict[_Candidate, list[float]] = {}
 
@@ -348,7 +349,7 @@ def choose_runner(
         runners[candidate] = runner
         times[candidate] = [_seconds(runner, timing_image, styles[0]) for _ in range(runs)]
         release = getattr(runner, "release_memory", None)
-        if release is not None:
+        if competing and release is not None:
             release()
 
     for candidate in wanted:
