@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .backends import (
+    BF16,
     DEFAULT_MAX_SHAPES,
     FP32,
     ONNXRUNTIME,
@@ -91,10 +92,12 @@ class MultiStyleNetwork:
             return self._runner
 
     def _choose(self) -> tuple[NetworkRunner, BackendChoice]:
-        graph = FAST_REWRITE(self.model.read_verified())  # once, for both backends
+        verified = self.model.read_verified()  # once, for both backends
+        graph = FAST_REWRITE(verified)
         reference = self._reference(graph)
 
         def build_openvino(precision: str) -> NetworkRunner:
+            graph = fast_multistyle_graph(verified, openvino=precision)
             return OpenVinoRunner(graph, precision, self._sessions.threads, self.max_shapes)
 
         image = _network_input(probe_portrait())
@@ -198,6 +201,13 @@ def _from_phases(styled: np.ndarray, height: int, width: int) -> np.ndarray:
 #   run at a fraction of their speed) turn into 32-, 64- and 48-channel ones. Norms reshape
 #   each channel's F*F phases together. The result leaves the graph as uint8 in phase layout
 #   and `_from_phases` interleaves it while writing the HxWx3 array.
+# * for OpenVINO only (``openvino``), the tensors keep its channels-last layout: the phase padding
+#   comes from 0/1 convolutions instead of a gather (whose reshape made OpenVINO copy 15-20 MB
+#   tensors to a planar layout and back), each norm's scale and shift are separate first inputs
+#   (else it copies the norm's output), and in fp32 the phase norms come from two reductions and
+#   a small pooling product instead of a reshape. At 1280x960 that took the time outside the
+#   convolutions from 142 to 99 ms with AVX2 (fp32) and from 64 to 52 ms with bf16, per node. In
+#   bf16 the phase norms keep the reshape: OpenVINO would compute E[x^2] - E[x]^2 in bf16.
 
 _NORM_EPS = 1e-5
 
@@ -221,11 +231,14 @@ _LAYERS = (
 _KERNELS = {"contract.0": (32, 3, 9), "expand.0": (8, 32, 3), "expand.1": (4, 8, 3), "expand.2": (3, 4, 9)}
 
 
-def fast_multistyle_graph(data: bytes) -> bytes:
+def fast_multistyle_graph(data: bytes, openvino: str = "") -> bytes:
     """The shipped multistyle26 ONNX bytes -> an equivalent, faster ONNX graph (bytes).
 
     Inputs: ``image`` float32 [1, 3, H'+8, W'+8] (see `_network_input`) and ``style_weights``
     float32 [26]; output ``styled`` uint8 [1, 48, H'/4, W'/4] in phase layout (`_from_phases`).
+    ``openvino`` ("fp32" or "bf16"): the same network in the form OpenVINO runs faster at that
+    precision (norms and phase padding that keep its channels-last layout; see `_GraphBuilder`);
+    onnxruntime, which runs that form 5-10% slower, and the browser get the default one ("").
     """
     import onnx
     from onnx import numpy_helper
@@ -240,12 +253,15 @@ def fast_multistyle_graph(data: bytes) -> bytes:
         for name, shape in shapes.items():
             if name not in weights or weights[name].shape != shape or weights[name].dtype != np.float32:
                 raise ModelIntegrityError(f"multistyle26 does not have the expected weight {name} {shape}")
-    return _GraphBuilder(weights).build()
+    if openvino not in ("", FP32, BF16):
+        raise ValueError(f"no OpenVINO form for precision {openvino!r}")
+    return _GraphBuilder(weights, openvino).build()
 
 
 class _GraphBuilder:
-    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+    def __init__(self, weights: dict[str, np.ndarray], openvino: str = "") -> None:
         self.w = weights
+        self.openvino = openvino  # "" (onnxruntime, the browser), or OpenVINO's precision
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
@@ -282,14 +298,53 @@ class _GraphBuilder:
         (of ``channels`` only, when ``x`` holds a part of the layer's channels)."""
         gamma = self.op("MatMul", ["style_weights", self.const(self.w[f"{layer}.norm.gamma"][:, channels])])
         beta = self.op("MatMul", ["style_weights", self.const(self.w[f"{layer}.norm.beta"][:, channels])])
-        if phases == 1:
+        if phases == 1 and self.openvino:
+            # OpenVINO runs the scale, shift and activation as one elementwise subgraph in place
+            # on its first input; when that input is the norm's output it copies it first (a
+            # full pass: 157 MB per half at full resolution). Scale and shift as first inputs
+            # leave the norm's output alone. At 1280x960 on AVX2: 54 -> 32 ms of such copies.
+            count = self.w[f"{layer}.norm.gamma"][:, channels].shape[1]
+            ones, zeros = np.ones(count, np.float32), np.zeros(count, np.float32)
+            y = self.op("InstanceNormalization", [x, self.const(ones), self.const(zeros)], epsilon=float(eps))
+            per_channel = self.ints(1, count, 1, 1)
+            scale, shift = self.op("Reshape", [gamma, per_channel]), self.op("Reshape", [beta, per_channel])
+            y = self.op("Add", [shift, self.op("Mul", [scale, y])])
+        elif phases == 1:
             y = self.op("InstanceNormalization", [x, gamma, beta], epsilon=float(eps))
+        elif self.openvino == FP32:
+            return self.phase_norm_from_statistics(x, layer, act, phases, eps)
         else:  # C*phases x H x W -> C x (phases*H*W): each channel's phases normalise together
             shape = self.op("Shape", [x])
             count = self.w[f"{layer}.norm.gamma"].shape[1]
             flat = self.op("Reshape", [x, self.ints(0, count, -1)])
             y = self.op("InstanceNormalization", [flat, gamma, beta], epsilon=float(eps))
             y = self.op("Reshape", [y, shape])
+        return self.op(act, [y]) if act else y
+
+    def phase_norm_from_statistics(self, x: str, layer: str, act: str | None, phases: int, eps: float) -> str:
+        """The phase-layout norm without reshaping the tensor (OpenVINO form): a reshape makes
+        OpenVINO move the tensor from its channels-last layout to a planar one and back, slow
+        copies of 15-20 MB. Instead: each phase channel's mean and mean square (two reductions),
+        pooled over each channel's phases by a small matrix product, then one scale-and-shift."""
+        count = self.w[f"{layer}.norm.gamma"].shape[1]
+        pool = np.kron(np.eye(count, dtype=np.float32), np.full((phases, phases), 1 / phases, np.float32))
+        column = self.ints(1, count * phases, 1, 1)
+        row = self.ints(1, count * phases)
+
+        def pooled(statistic: str) -> str:  # [1, C*P, 1, 1] -> the mean over each channel's phases
+            return self.op("Reshape", [self.op("MatMul", [self.op("Reshape", [statistic, row]), self.const(pool)]), column])
+
+        pixels = self.op("Cast", [self.op("ReduceProd", [self.op("Slice", [self.op("Shape", [x]), self.ints(2), self.ints(4)])], keepdims=1)], to=1)
+        mean = pooled(self.op("ReduceMean", [x], axes=[2, 3], keepdims=1))
+        root = self.op("ReduceL2", [x], axes=[2, 3], keepdims=1)
+        mean_square = pooled(self.op("Div", [self.op("Mul", [root, root]), pixels]))
+        variance = self.op("Sub", [mean_square, self.op("Mul", [mean, mean])])
+        gamma = self.op("MatMul", ["style_weights", self.const(np.repeat(self.w[f"{layer}.norm.gamma"], phases, axis=1))])
+        beta = self.op("MatMul", ["style_weights", self.const(np.repeat(self.w[f"{layer}.norm.beta"], phases, axis=1))])
+        root_variance = self.op("Sqrt", [self.op("Add", [variance, self.const(np.float32(eps))])])
+        scale = self.op("Div", [self.op("Reshape", [gamma, column]), root_variance])
+        shift = self.op("Sub", [self.op("Reshape", [beta, column]), self.op("Mul", [mean, scale])])
+        y = self.op("Add", [shift, self.op("Mul", [scale, x])])
         return self.op(act, [y]) if act else y
 
     def conv(self, x: str, kernel: np.ndarray, stride: int = 1) -> str:
@@ -306,25 +361,38 @@ class _GraphBuilder:
         if factor == 1:
             return self.op("Pad", [x, self.ints(0, 0, 1, 1, 0, 0, 1, 1)], mode=mode)
         last = np.iinfo(np.int64).max
-        split = self.ints(0, -1, 1, 0)  # [1, N, 2, L] -> [1, 2N, 1, L]: index = 2 * channel + row
-
-        def border(t: str, side: str, rows: bool) -> str:
-            index = self.const(_border_index(factor, channels, side, mode, pad, rows), "gather")
-            return self.op("Gather", [self.op("Reshape", [t, split]), index], axis=1)
+        split = None if self.openvino else self.ints(0, -1, 1, 0)  # [1, N, 2, L] -> [1, 2N, 1, L]
 
         def outer(t: str, side: str, axis: int) -> str:
             start, end = (0, 2) if side == "lo" else (-2, last)
             return self.op("Slice", [t, self.ints(start), self.ints(end), self.ints(axis)])
 
-        top = border(outer(x, "lo", 2), "lo", True)
-        bottom = border(outer(x, "hi", 2), "hi", True)
-        x = self.op("Concat", [top, x, bottom], axis=2)
+        def gather(t: str, side: str, rows: bool) -> str:
+            """Two outer block rows [1, N, 2, L] -> the padding block row [1, N, 1, L]."""
+            index = self.const(_border_index(factor, channels, side, mode, pad, rows), "gather")  # 2 * channel + row
+            return self.op("Gather", [self.op("Reshape", [t, split]), index], axis=1)
 
-        def column(side: str) -> str:
-            t = self.op("Transpose", [outer(x, side, 3)], perm=[0, 1, 3, 2])
-            return self.op("Reshape", [border(t, side, False), self.ints(0, 0, -1, 1)])
+        def select(t: str, side: str, rows: bool) -> str:
+            """The same as a convolution with 0/1 weights, on the two outer block rows [1, N, 2, L]
+            or columns [1, N, L, 2]: OpenVINO keeps its channels-last layout for it, where the
+            gather's reshape made it copy the whole tensor to a planar layout and back."""
+            index = _border_index(factor, channels, side, mode, pad, rows)
+            kernel = np.zeros((len(index), len(index), 2, 1) if rows else (len(index), len(index), 1, 2), np.float32)
+            for out, source in enumerate(index):
+                channel, offset = divmod(int(source), 2)
+                kernel[(out, channel, offset, 0) if rows else (out, channel, 0, offset)] = 1.0
+            return self.op("Conv", [t, self.const(kernel)])
 
-        return self.op("Concat", [column("lo"), x, column("hi")], axis=3)
+        border = select if self.openvino else gather
+        x = self.op("Concat", [border(outer(x, "lo", 2), "lo", True), x, border(outer(x, "hi", 2), "hi", True)], axis=2)
+        if self.openvino:
+            columns = [select(outer(x, side, 3), side, False) for side in ("lo", "hi")]
+        else:  # the gather takes rows: columns are transposed there and back
+            columns = [
+                self.op("Reshape", [gather(self.op("Transpose", [outer(x, side, 3)], perm=[0, 1, 3, 2]), side, False), self.ints(0, 0, -1, 1)])
+                for side in ("lo", "hi")
+            ]
+        return self.op("Concat", [columns[0], x, columns[1]], axis=3)
 
     def build(self) -> bytes:
         from onnx import TensorProto, helper

@@ -29,7 +29,7 @@ from inference.backends import (
     timing_portrait,
 )
 from inference.models import SessionPool
-from inference.networks import FAST_REWRITE, MultiStyleNetwork, _network_input
+from inference.networks import FAST_REWRITE, MultiStyleNetwork, _network_input, fast_multistyle_graph
 
 OPENVINO_PRECISIONS = [FP32] + ([BF16] if "BF16" in cpu_capabilities() else [])
 
@@ -288,12 +288,50 @@ def test_a_shape_openvino_fails_to_compile_falls_back_to_onnxruntime(catalogue, 
 
 
 @pytest.mark.parametrize("precision", OPENVINO_PRECISIONS)
-def test_every_style_looks_the_same_on_every_backend(graph, reference, network_styles, portrait, precision):
+def test_every_style_looks_the_same_on_every_backend(catalogue, reference, network_styles, portrait, precision):
+    """OpenVINO runs its own form of the graph (`fast_multistyle_graph(openvino=precision)`)."""
+    graph = fast_multistyle_graph(catalogue.model("multistyle26").read_verified(), openvino=precision)
     runner = OpenVinoRunner(graph, precision, threads=2)
     image = _network_input(portrait)
     floor = 60.0 if precision == FP32 else MIN_PSNR_DB
     worst = min(psnr(runner(image, s.weights), reference(image, s.weights)) for s in network_styles)
     assert worst >= floor, f"openvino {precision}: worst style {worst:.1f} dB"
+
+
+def copies_between_layouts(graph: bytes, precision: str) -> list[str]:
+    """Tensors OpenVINO copies from one memory layout to another inside the network (its Reorder
+    nodes other than those taking the input in and the output out), compiled at a small size."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(graph, ov.Tensor(np.empty(0, dtype=np.uint8)))
+    model.reshape({"image": [1, 3, 104, 88], "style_weights": [26]})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": {FP32: "f32", BF16: "bf16"}[precision]})
+    copies = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        if op.get_rt_info()["layerType"].astype(str) != "Reorder":
+            continue
+        source = op.input(0).get_source_output().get_node().get_rt_info()["layerType"].astype(str)
+        consumers = {i.get_node().get_rt_info()["layerType"].astype(str) for i in op.output(0).get_target_inputs()}
+        shape = op.get_output_partial_shape(0).to_shape()
+        is_image = len(shape) == 4 and shape[2] * shape[3] > 1  # not a weight or a [1, C, 1, 1] statistic
+        if is_image and source != "Input" and consumers != {"Output"}:
+            copies.append(f"{source}: {op.get_friendly_name()}")
+    return copies
+
+
+@pytest.mark.parametrize("precision", OPENVINO_PRECISIONS)
+def test_openvinos_form_keeps_its_layout(catalogue, graph, precision):
+    """The default form makes OpenVINO copy each norm's output and the decoder's tensors to a
+    planar layout and back; its own form copies none in fp32, and in bf16 no norm's output (the
+    phase norms keep their reshape there, and with it some planar copies)."""
+    default = copies_between_layouts(graph, precision)
+    assert len([c for c in default if c.startswith("MVN:")]) >= 8 and len(default) >= 14
+    own = copies_between_layouts(fast_multistyle_graph(catalogue.model("multistyle26").read_verified(), openvino=precision), precision)
+    if precision == FP32:
+        assert own == []
+    else:
+        assert not [c for c in own if c.startswith("MVN:")] and len(own) < len(default), own
 
 
 def test_the_start_up_choice_checks_every_network_style(catalogue, network_styles):
