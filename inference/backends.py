@@ -1,14 +1,15 @@
 """Where the 26-style network runs: onnxruntime or OpenVINO, fp32 or bf16, chosen per machine.
 
-Both backends run the same verified, rewritten graph (`networks.fast_multistyle_graph`): the
-bytes whose SHA-256 was checked are rewritten once in memory and handed to either runtime;
-nothing is downloaded and nothing is written to disk.
+Both backends run the verified network, rewritten (`networks.fast_multistyle_graph`; OpenVINO
+gets a form of the same graph that keeps its memory layout): the bytes whose SHA-256 was checked
+are rewritten in memory and handed to the runtime; nothing is downloaded or written to disk.
 
-At start-up `choose_runner` times every backend and precision this machine offers on a portrait
-that ships with the code (`probe_portrait.jpg`, 192x256, enlarged by `timing_portrait` to
-960x1280, the size photos arrive at: the backends do not rank alike at smaller sizes) and, fastest first, checks its output for every network style against onnxruntime
-in fp32 on the probe itself: PSNR at least ``MIN_PSNR_DB``. The first that passes is kept; the
-operator may force one.
+At start-up `choose_runner` times every backend and precision this machine offers, one after
+another, on a portrait that ships with the code (`probe_portrait.jpg`, 192x256, enlarged by
+`timing_portrait` to 960x1280, the size photos arrive at: the backends do not rank alike at
+smaller sizes) and, fastest first, checks its output for every network style against
+onnxruntime in fp32 on the probe itself: PSNR at least ``MIN_PSNR_DB``. The first that passes is
+kept; the operator may force one.
 
 OpenVINO compiles a graph for one static shape (dynamic shapes run about 0.76x as fast, measured),
 so `OpenVinoRunner` keeps at most ``max_shapes`` compiled shapes, least recently used out, and
