@@ -179,8 +179,12 @@ def observable_cores(workdir: Path):
 
 
 def allow_cores() -> None:
-    """In the child before exec: as `ulimit -c unlimited` (root may raise the hard limit)."""
+    """In the child before exec: as `ulimit -c unlimited` (root may raise the hard limit), and the
+    crash signals at their default action: a shell running the tests in the background without
+    job control passes SIGQUIT on ignored, and the bot would then outlive the "crash"."""
     resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    for crash in (signal.SIGQUIT, signal.SIGABRT):
+        signal.signal(crash, signal.SIG_DFL)
 
 
 def darkroom(broken: str | None) -> list[str]:
