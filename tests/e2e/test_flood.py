@@ -93,9 +93,7 @@ async def test_sigterm_exits_within_grace_while_a_chat_is_in_flood_wait(fake_tel
     workdir.mkdir()
     bot = await start_bot(fake, data_dir, workdir)
     try:
-        await fake.consent(FLOODER)
-        await fake.send_text_from(FLOODER, "/style ink")
-        await fake.wait_for_text("favourite style", chat_id=FLOODER.id)
+        await fake.consent_with_style(FLOODER, "ink")
         fake.chat_floods[FLOODER.id] = 60.0  # a minute between messages to that chat
         await fake.send_photo_from(FLOODER, small_portrait)
         await flood_commands(fake, FLOOD)

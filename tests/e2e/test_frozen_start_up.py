@@ -23,12 +23,7 @@ async def test_start_up_is_frozen_before_the_platforms_and_thawed_at_stop(fake_t
         assert gc.get_freeze_count() > 10_000  # the libraries and the engine
         assert not collectable(darkroom.engine)  # built before: frozen
         assert collectable(darkroom.telegram) and collectable(darkroom.telegram.app)  # after: not
-        await fake_telegram.send_text_from(ADA, "/start")
-        await fake_telegram.wait_for_text("Do you agree?", chat_id=ADA.id)
-        await fake_telegram.press(ADA, "consent:agree")
-        await fake_telegram.wait_for_text("Thank you", chat_id=ADA.id)
-        await fake_telegram.send_text_from(ADA, "/style ink")
-        await fake_telegram.wait_for_text("favourite style", chat_id=ADA.id)
+        await fake_telegram.consent_with_style(ADA, "ink")
         await fake_telegram.send_photo_from(ADA, small_portrait)
         assert await fake_telegram.wait_for("sendPhoto", chat_id=ADA.id, timeout=120)
     assert gc.get_freeze_count() == 0

@@ -6,17 +6,11 @@ from __future__ import annotations
 from tests.conftest import ALICE, BOB, CAROL, GROUP, running_bot
 
 
-async def favourite_ink(fake, user) -> None:
-    await fake.consent(user)
-    await fake.send_text_from(user, "/style ink")
-    await fake.wait_for_text("favourite style is now", chat_id=user.id)
-
-
 async def test_erasure_while_the_styled_photo_uploads_deletes_it_when_it_lands(fake_telegram, data_dir, engine, small_portrait):
     fake = fake_telegram
     fake.delays["sendPhoto"] = 2.0
     async with running_bot(fake, data_dir, engine) as bot:
-        await favourite_ink(fake, ALICE)
+        await fake.consent_with_style(ALICE)
         selfie = await fake.send_photo_from(ALICE, small_portrait)
         await fake.wait_for_arrival("sendPhoto")  # the styled photo is on its way
         await fake.send_text_from(ALICE, "/delete_my_data")
@@ -38,7 +32,7 @@ async def test_erasure_while_the_styled_photo_uploads_deletes_it_when_it_lands(f
 async def test_a_photo_forwarded_from_someone_else_is_refused_kindly(fake_telegram, data_dir, engine, small_portrait):
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine):
-        await favourite_ink(fake, ALICE)
+        await fake.consent_with_style(ALICE)
         for origin in (BOB, "hidden", "chat", "channel"):
             await fake.push({"message": fake.photo_message(ALICE, ALICE.id, small_portrait, forwarded_from=origin)})
         refusals = await fake.wait_for(
@@ -83,7 +77,7 @@ async def test_a_caption_command_for_another_bot_is_ignored(fake_telegram, data_
 async def test_personal_data_is_never_posted_in_a_group(fake_telegram, data_dir, engine):
     fake = fake_telegram
     async with running_bot(fake, data_dir, engine):
-        await favourite_ink(fake, ALICE)
+        await fake.consent_with_style(ALICE)
         await fake.send_text_from(ALICE, "/my_data", chat_id=GROUP)
         await fake.send_text_from(ALICE, "/privacy", chat_id=GROUP)
         await fake.wait_for("sendMessage", count=2, chat_id=GROUP)

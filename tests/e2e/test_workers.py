@@ -193,15 +193,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-async def consent_with_style(fake, user: User, style: str = "ink") -> None:
-    await fake.send_text_from(user, "/start")
-    await fake.wait_for_text("Do you agree?", chat_id=user.id)
-    await fake.press(user, "consent:agree")
-    await fake.wait_for_text("Thank you", chat_id=user.id)
-    await fake.send_text_from(user, f"/style {style}")
-    await fake.wait_for_text("favourite style", chat_id=user.id)
-
-
 def broker_audit(client: Redis) -> tuple[int, str]:
     """`darkroom audit --broker` on what the real front and worker left in Redis."""
     out = io.StringIO()
@@ -231,7 +222,7 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     front_port, worker_port = free_port(), free_port()
     await processes.start_front(DARKROOM_METRICS="true", DARKROOM_HTTP_PORT=str(front_port))
     await processes.start_worker(DARKROOM_WORKER_METRICS_PORT=str(worker_port))
-    await consent_with_style(fake, MIO)
+    await fake.consent_with_style(MIO)
 
     fake.delays["file"] = 1.5  # the task is in the broker (unacked) while the worker downloads
     await fake.send_photo_from(MIO, canary.jpeg, caption="a caption only Mio wrote")
@@ -279,7 +270,7 @@ async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_po
     fake = processes.fake
     await processes.start_front()
     await processes.start_worker()
-    await consent_with_style(fake, REN)
+    await fake.consent_with_style(REN)
     fake.delays["file"] = 4.0
     await fake.send_photo_from(REN, small_portrait)
     await fake.wait_for_arrival("getFile", timeout=60)
@@ -306,7 +297,7 @@ async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_po
     # And the worker is whole again: the next person's photo is styled (a replacement killed
     # before it finished loading its engine would be replaced again and again, and nobody answered).
     del fake.delays["file"]
-    await consent_with_style(fake, MIO)
+    await fake.consent_with_style(MIO)
     await fake.send_photo_from(MIO, small_portrait)
     assert await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
     assert "exited with 'signal 9" not in processes.log_texts()[1]
@@ -317,7 +308,7 @@ async def test_a_worker_killed_mid_job_is_answered_exactly_once(processes, small
     await processes.start_front()
     first = await processes.start_worker()
     second = await processes.start_worker()
-    await consent_with_style(fake, MIO)
+    await fake.consent_with_style(MIO)
     fake.delays["file"] = 3.0
     await fake.send_photo_from(MIO, small_portrait)
     await fake.wait_for_arrival("getFile", timeout=60)
@@ -338,7 +329,7 @@ async def test_broker_restarted_busy_then_recovered_nothing_hangs(processes, sma
     fake, redis = processes.fake, processes.redis
     await processes.start_front(DARKROOM_JOB_TIMEOUT="20")
     await processes.start_worker()
-    await consent_with_style(fake, REN)
+    await fake.consent_with_style(REN)
 
     redis.kill()
     await fake.send_photo_from(REN, small_portrait)
@@ -356,7 +347,7 @@ async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(p
     fake = processes.fake
     await processes.start_front(DARKROOM_JOB_TIMEOUT="12")
     worker = await processes.start_worker()
-    await consent_with_style(fake, MIO)
+    await fake.consent_with_style(MIO)
     fake.delays["file"] = 3.0
     await fake.send_photo_from(MIO, small_portrait)
     await fake.wait_for_arrival("getFile", timeout=60)

@@ -391,6 +391,12 @@ class FakeTelegram:
         await self.press(user, "consent:agree")
         await self.wait_for_text(thanks, chat_id=user.id)
 
+    async def consent_with_style(self, user: User, style: str = "ink") -> None:
+        """`consent`, then ``/style STYLE`` (a name, and a strength if wanted) as the favourite."""
+        await self.consent(user)
+        await self.send_text_from(user, f"/style {style}")
+        await self.wait_for_text("常用风格已设为" if user.language_code.startswith("zh") else "favourite style", chat_id=user.id)
+
     def message_with_button(self, data: str, chat_id: int) -> dict:
         for call in reversed(self.calls):
             markup = call.params.get("reply_markup")

@@ -47,12 +47,7 @@ async def test_kill_9_mid_styling_then_restart_and_sigterm(fake_telegram, tmp_pa
 
     # 1. Consent, a favourite style, and a big photo: kill -9 while it is being styled.
     first = await start_bot(fake, data_dir, workdir)
-    await fake.send_text_from(YUKI, "/start")
-    await fake.wait_for_text("Do you agree?", chat_id=YUKI.id)
-    await fake.press(YUKI, "consent:agree")
-    await fake.wait_for_text("Thank you", chat_id=YUKI.id)
-    await fake.send_text_from(YUKI, "/style oil")
-    await fake.wait_for_text("favourite style", chat_id=YUKI.id)
+    await fake.consent_with_style(YUKI, "oil")
     await fake.send_photo_from(YUKI, canary.jpeg, caption="my secret caption")
     await fake.wait_for_edit("Styling", chat_id=YUKI.id)
     for _ in range(200):

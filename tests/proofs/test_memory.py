@@ -90,10 +90,7 @@ async def style_then_erase(fake, tmp_path, grace_rgb, program: str, backend: str
     bot = await start(fake, tmp_path, program, backend)
     log = asyncio.create_task(bot.stderr.read())  # drained, so the DEBUG log never blocks the bot
     try:
-        await fake.send_text_from(MIKA, "/start")
-        await fake.wait_for_text("Do you agree?", chat_id=MIKA.id)
-        await fake.press(MIKA, "consent:agree")
-        await fake.wait_for_text("Thank you", chat_id=MIKA.id)
+        await fake.consent(MIKA)
         await fake.send_photo_from(MIKA, canary.jpeg, caption="oil")
         await fake.wait_for("sendPhoto", chat_id=MIKA.id, timeout=120)
         await fake.wait_for_edit("Done", chat_id=MIKA.id)
