@@ -4,7 +4,7 @@
 
 In a process with every model loaded (what `darkroom run` forks), interleaved A/B rounds:
 * decode in the CPU-limited child (`decode`) against decoding in this process (`decode_here`);
-* the whole styling (decode, faces, network, JPEG) with glibc wiping freed blocks (bot/heap.py)
+* the whole styling (decode, faces, network, JPEG) with glibc wiping freed blocks (bot/safeguards/heap.py)
   and without;
 * the garbage collection that ends each job (`forget_freed_copies`);
 * the hostile corpus's scan bomb: CPU to decode it unbounded, and time to refuse it.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.hos
 
 from PIL import Image  # noqa: E402
 
-from bot.heap import FREED, M_PERTURB  # noqa: E402
+from bot.safeguards.heap import FREED, M_PERTURB  # noqa: E402
 from inference import Engine, EngineConfig, StyleRequest  # noqa: E402
 from inference.imageio import decode, decode_here  # noqa: E402
 

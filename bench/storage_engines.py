@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from bot.storage import Storage  # noqa: E402
+from bot.storage.store import Storage  # noqa: E402
 from handlers.events import Address  # noqa: E402
 from handlers.ports import ConsentRecord, Preferences  # noqa: E402
 

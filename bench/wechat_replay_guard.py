@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.storage import Storage
+from bot.storage.store import Storage
 
 
 async def main(live_rows: int, callbacks: int) -> None:

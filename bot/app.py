@@ -18,16 +18,16 @@ from handlers.replies import DeleteMessage, SendText
 from handlers.texts import t
 from inference import AsyncEngine, Engine, __version__
 
-from . import heap
-from .http import HttpServer, build_app
-from .jobs import FairQueue
-from .logs import REDACTOR
-from .pseudonym import Pseudonymizer, load_or_create_secret
-from .router import Router
-from .engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
-from .settings import Settings, StartupError
-from .shared import SharedState, connect as connect_shared_state
-from .storage import Storage
+from bot.safeguards import heap
+from bot.web.server import HttpServer, build_app
+from bot.jobs import FairQueue
+from bot.safeguards.logs import REDACTOR
+from bot.safeguards.pseudonym import Pseudonymizer, load_or_create_secret
+from bot.router import Router
+from bot.engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
+from bot.settings import Settings, StartupError
+from bot.scale.state import SharedState, connect as connect_shared_state
+from bot.storage.store import Storage
 
 log = logging.getLogger("darkroom")
 SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
@@ -139,7 +139,7 @@ class Darkroom:
         from handlers.photos import LocalStyler
 
         if settings.scaled_out:
-            from .workers import RemoteStyler
+            from bot.scale.workers import RemoteStyler
 
             styler = RemoteStyler(settings)  # photos are styled by `darkroom worker`s
             # What the workers can run, plus one waiting in the broker so that no worker idles
@@ -150,7 +150,7 @@ class Darkroom:
             styler = LocalStyler(self.async_engine)
             slots = self.engine.config.concurrency + 1  # one downloads/uploads while one styles
         if settings.metrics:  # prometheus-client comes with the `scale` extra
-            from .metrics import FrontMetrics, MeteredStyler
+            from bot.scale.metrics import FrontMetrics, MeteredStyler
 
             self.metrics = FrontMetrics()
             styler = MeteredStyler(styler, self.metrics)
@@ -181,12 +181,12 @@ class Darkroom:
         # Before any update can arrive: later per-job collections skip what start-up built.
         heap.freeze_start_up_objects()
         if settings.telegram_enabled:
-            from .telegram import TelegramPlatform
+            from bot.platforms.telegram.adapter import TelegramPlatform
 
             limiter = self.shared.telegram_limiter() if self.shared else None
             self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue, rate_limiter=limiter)
         if settings.wechat_enabled:
-            from .wechat import WeChatPlatform
+            from bot.platforms.wechat.adapter import WeChatPlatform
 
             tokens = self.shared.wechat_tokens() if self.shared else None
             self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue, self.storage, tokens=tokens)
@@ -194,7 +194,7 @@ class Darkroom:
         if settings.needs_http:
             webapp = None
             if settings.serves_webapp:
-                from .webapp import WebApp
+                from bot.web.page import WebApp
 
                 webapp = WebApp(
                     self.engine.catalogue,

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command in PHOTO_COMMANDS:
-        from .hardening import HardeningError, harden_process
+        from bot.safeguards.core_dumps import HardeningError, harden_process
 
         try:
             harden_process()  # before any photo is read: a crash must not dump one to disk
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sheet":
             return _sheet(args)
         if args.command == "audit":
-            from .audit import main as audit_main
-            from .audit_broker import main as broker_audit_main
+            from bot.storage.audit import main as audit_main
+            from bot.scale.audit import main as broker_audit_main
 
             return max(audit_main(args.data_dir), broker_audit_main(required=args.broker))
     except KeyboardInterrupt:
@@ -78,8 +78,8 @@ def _error(message: str) -> None:
 def _engine(settings=None):
     from inference import Engine, ModelIntegrityError
 
-    from .settings import SettingsError, from_environment
-    from .engine_config import engine_config
+    from bot.settings import SettingsError, from_environment
+    from bot.engine_config import engine_config
 
     try:
         settings = settings or from_environment()
@@ -99,9 +99,9 @@ def _engine(settings=None):
 def _run() -> int:
     from inference import ModelIntegrityError
 
-    from . import heap, logs
-    from .app import Darkroom
-    from .settings import SettingsError, StartupError, from_environment
+    from bot.safeguards import heap, logs
+    from bot.app import Darkroom
+    from bot.settings import SettingsError, StartupError, from_environment
 
     try:
         settings = from_environment()
@@ -130,9 +130,9 @@ def _worker() -> int:
 
     from inference import ModelIntegrityError
 
-    from . import logs
-    from .pseudonym import load_or_create_secret
-    from .settings import SettingsError, from_environment
+    from bot.safeguards import logs
+    from bot.safeguards.pseudonym import load_or_create_secret
+    from bot.settings import SettingsError, from_environment
 
     try:
         settings = from_environment()
@@ -148,7 +148,7 @@ def _worker() -> int:
             return EXIT_USAGE
         settings = replace(settings, secret=load_or_create_secret(settings.secret_file))
     logs.configure(settings.log_level, settings.secrets())
-    from .workers import main as worker_main
+    from bot.scale.workers import main as worker_main
 
     try:
         return worker_main(settings)
@@ -161,7 +161,7 @@ def _styles(args) -> int:
     from inference import load_catalogue
     from inference.errors import ModelIntegrityError
 
-    from .settings import SettingsError, from_environment
+    from bot.settings import SettingsError, from_environment
 
     try:
         settings = from_environment()
@@ -206,7 +206,7 @@ def _width(text: str) -> int:
 def _stylize(args) -> int:
     from inference import PICTURE_STYLE, ImageRejected, StyleRequest, UnknownStyle
 
-    from .settings import SettingsError, from_environment
+    from bot.settings import SettingsError, from_environment
 
     if not 0.0 <= args.strength <= 1.0:
         _error("--strength must be between 0 and 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from inference import EngineConfig
 
-from .settings import Settings
+from bot.settings import Settings
 
 
 def engine_config(settings: Settings) -> EngineConfig:

@@ -33,7 +33,7 @@ class InputBuffer:
       memory that the job zeroes and unmaps (handlers/photos.py, inference/imageio.py);
     * copies made by libraries we do not own (the HTTP library's response body, an immutable
       `bytes`; numpy, OpenCV and onnxruntime working arrays; the encoded reply): `darkroom run`
-      has glibc wipe every block freed through malloc (bot/heap.py), and the job ends with a
+      has glibc wipe every block freed through malloc (bot/safeguards/heap.py), and the job ends with a
       garbage collection (`forget_freed_copies`) because httpx's response sits in a reference
       cycle until then.
     Not covered, and not claimed: blocks of 512 bytes or less that CPython's own allocator
@@ -71,7 +71,7 @@ class InputBuffer:
 
 def forget_freed_copies() -> None:
     """Free now what reference cycles still hold after a job (httpx keeps the downloaded body
-    in a cycle until the next collection), so that glibc wipes it now (bot/heap.py)."""
+    in a cycle until the next collection), so that glibc wipes it now (bot/safeguards/heap.py)."""
     gc.collect()
 
 

@@ -282,7 +282,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
     "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},
     "group.expired": {"en": "This request has expired.", "zh": "这个请求已过期。"},
-    # The on-device page (bot/webapp.py)
+    # The on-device page (bot/web/page.py)
     "webapp.button": {"en": "Style it on my phone — the photo is never sent", "zh": "在我的手机上处理——照片不会被发送"},
     "webapp.menu": {"en": "On my phone", "zh": "在手机上处理"},
     "webapp.link": {

@@ -1,6 +1,6 @@
 """Darkroom's local styling engine. It knows nothing about chats: the bot and the CLI call it."""
 
-from . import hardening  # noqa: F401  (first: before any runtime is imported)
+from . import offline  # noqa: F401  (first: before any runtime is imported)
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -19,7 +19,7 @@ from bot.app import Darkroom
 from bot.jobs import FairQueue
 from bot.router import Router
 from bot.settings import from_environment
-from bot.storage import Storage
+from bot.storage.store import Storage
 from handlers.context import Context, ConversationSettings
 from handlers.memory import Memory
 from inference import AsyncEngine, Engine, EngineConfig
@@ -69,7 +69,7 @@ def keep_the_test_process_dumpable(monkeypatch):
     """`stylize` and `sheet` called in-process would switch core dumps off for the rest of the
     test run, for good, so that later tests depend on the order they run in. Hardening is proven
     in fresh processes instead (tests/test_hardening.py, tests/proofs/test_os_level.py)."""
-    from bot import hardening
+    from bot.safeguards import core_dumps as hardening
 
     monkeypatch.setattr(hardening, "harden_process", lambda: None)
 
@@ -200,7 +200,7 @@ def data_dir(tmp_path) -> Path:
 @pytest.fixture
 def captured_logs():
     """Everything logged at DEBUG, both as raw records and as the redacted text operators see."""
-    from bot import logs
+    from bot.safeguards import logs
 
     stream = io.StringIO()
     handler = logs.configure("DEBUG", [TOKEN, SECRET], stream=stream)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bot.cli import main
-from bot.pseudonym import load_or_create_secret
-from bot.storage import Storage
+from bot.safeguards.pseudonym import load_or_create_secret
+from bot.storage.store import Storage
 from handlers.ports import ConsentRecord
 
 
@@ -232,7 +232,7 @@ async def test_a_damaged_key_fails(tmp_path, capsys):
 
 
 async def test_the_expected_schema_is_storage_own(tmp_path, capsys, monkeypatch):
-    from bot import storage
+    from bot.storage import store as storage
 
     monkeypatch.setattr(storage, "SCHEMA", storage.SCHEMA + "CREATE TABLE IF NOT EXISTS seen_nonces (nonce TEXT PRIMARY KEY, at INTEGER NOT NULL);\n")
     await make_data_dir(tmp_path)

@@ -1,5 +1,5 @@
 """Fetch the on-device page's runtime files with `npm pack` into a temporary directory, compress
-them (brotli and gzip) into bot/webapp_static/vendor/, and write their SHA-256 pins.
+them (brotli and gzip) into bot/web/static/vendor/, and write their SHA-256 pins.
 
 Run by a maintainer when a pinned version changes, never by an operator (the compressed files are
 committed). Needs npm and the `brotli` command.

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bot import logs
+from bot.safeguards import logs
 from bot.settings import SettingsError, from_environment
 
 SECRET = "k" * 64
@@ -85,7 +85,7 @@ def test_an_unreachable_database_stops_darkroom_run_with_one_line_and_no_passwor
 
 async def test_without_the_driver_the_url_asks_for_the_extra(monkeypatch):
     from bot.settings import StartupError
-    from bot.storage import Storage
+    from bot.storage.store import Storage
 
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if `pip install -e .` without [scale]
     with pytest.raises(StartupError, match=r"pip install 'darkroom-bot\[scale\]'"):

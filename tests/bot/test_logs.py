@@ -61,7 +61,7 @@ def test_our_own_records_keep_their_message(captured_logs):
 
 def test_every_form_of_every_secret_is_redacted(tmp_path, captured_logs):
     stream, _ = captured_logs
-    from bot import logs
+    from bot.safeguards import logs
 
     settings = from_environment(
         {

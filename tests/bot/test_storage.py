@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.storage import PERSON_TABLES, POSTGRES_SCHEMA, SCHEMA, Storage
+from bot.storage.store import PERSON_TABLES, POSTGRES_SCHEMA, SCHEMA, Storage
 from handlers.events import Address, MessageRef
 from handlers.ports import ConsentRecord, Preferences
 from tests.conftest import ENGINES, open_storage, storage_location

@@ -9,9 +9,9 @@ import time
 import pytest
 from telegram.error import RetryAfter
 
-from bot.pseudonym import Pseudonymizer
+from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import from_environment
-from bot.telegram import TelegramPlatform
+from bot.platforms.telegram.adapter import TelegramPlatform
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import ChatAction

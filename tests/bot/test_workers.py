@@ -1,4 +1,4 @@
-"""Sealing what goes through the broker (bot/workers.py): no Redis needed."""
+"""Sealing what goes through the broker (bot/scale/workers.py): no Redis needed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.workers import BrokerSeal, job_id
+from bot.scale.workers import BrokerSeal, job_id
 from handlers.events import Address, PhotoRef
 from handlers.memory import Request
 from handlers.pipeline import StyleWork

@@ -1,4 +1,4 @@
-"""The bot freezes what start-up built out of the garbage collector (bot/heap.py), so that the
+"""The bot freezes what start-up built out of the garbage collector (bot/safeguards/heap.py), so that the
 full collection ending each job is cheap, and does so before anything that receives photos
 exists: whatever the platforms and the jobs make stays collectable (a frozen object is never
 collected, and one holding a photo would keep it)."""

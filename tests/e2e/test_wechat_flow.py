@@ -203,7 +203,7 @@ async def test_outside_the_customer_service_window_replies_are_logged_and_droppe
         await consent_by_typing(api, sender)
         sent_before = len(api.sent(OPENID))
         # The person's last message was 49 hours ago: a late reply must not be pushed.
-        from bot.wechat import PLATFORM
+        from bot.platforms.wechat.adapter import PLATFORM
         from handlers.events import Address
         from handlers.replies import SendText
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import SettingsError, from_environment
-from bot.storage import Storage
+from bot.storage.store import Storage
 from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_bot
 from tests.fakes.wechat_api import AES_KEY, APPID, APPSECRET, TOKEN
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from bot.audit_broker import audit_broker
+from bot.scale.audit import audit_broker
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
 from tests.privacy_scan import make_canary, now, scan_files, scan_text

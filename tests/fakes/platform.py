@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.jobs import FairQueue
 from bot.router import Router
-from bot.storage import Storage
+from bot.storage.store import Storage
 from handlers.context import Context
 from handlers.events import (
     Address,

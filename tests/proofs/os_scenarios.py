@@ -54,12 +54,12 @@ BREAKS = {
     # Half of the hardening each: either measure alone must stop a core file.
     "core-prctl-only": (
         "import resource, types, bot.hardening\n"
-        "bot.hardening.resource = types.SimpleNamespace(\n"
+        "bot.safeguards.core_dumps.resource = types.SimpleNamespace(\n"
         "    RLIMIT_CORE=resource.RLIMIT_CORE, getrlimit=resource.getrlimit, setrlimit=lambda *args: None)\n"
     ),
     "core-rlimit-only": (
         "import types, bot.hardening\n"
-        "bot.hardening._libc = lambda: types.SimpleNamespace(prctl=lambda *args: 0)\n"
+        "bot.safeguards.core_dumps._libc = lambda: types.SimpleNamespace(prctl=lambda *args: 0)\n"
     ),
 }
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.audit import audit
+from bot.storage.audit import audit
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
 from tests.privacy_scan import make_canary, now, rest_roots, scan_files, scan_text

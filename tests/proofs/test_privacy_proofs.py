@@ -15,7 +15,7 @@ import io
 import pytest
 from PIL import Image
 
-from bot.pseudonym import Pseudonymizer
+from bot.safeguards.pseudonym import Pseudonymizer
 from tests.conftest import ALICE, BOB, GROUP, TOKEN, running_bot
 from tests.e2e.test_wechat_flow import OPENID, consent_by_typing, wechat_bot
 from tests.fakes.wechat_api import AES_KEY, APPSECRET

@@ -13,15 +13,15 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from bot.audit_broker import audit_broker, shown_url
+from bot.scale.audit import audit_broker, shown_url
 from bot.cli import main as cli
-from bot.pseudonym import Pseudonymizer
-from bot.shared.keys import Keys
-from bot.shared.ratelimit import RedisRateLimiter
-from bot.shared.redis_tokens import RedisTokenStore
-from bot.shared.seal import BrokerSealer
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.scale.keys import Keys
+from bot.scale.ratelimit import RedisRateLimiter
+from bot.scale.redis_tokens import RedisTokenStore
+from bot.scale.seal import BrokerSealer
 from bot.settings import Settings
-from bot.workers import DELIVERING, QUEUE, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
+from bot.scale.workers import DELIVERING, QUEUE, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, PhotoRef
 from handlers.memory import Request

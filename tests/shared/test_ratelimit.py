@@ -13,9 +13,9 @@ import pytest
 from redis.asyncio import Redis
 from telegram.error import RetryAfter
 
-from bot.pseudonym import Pseudonymizer
-from bot.shared.keys import Keys, kind_of
-from bot.shared.ratelimit import Limit, RedisRateLimiter
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.scale.keys import Keys, kind_of
+from bot.scale.ratelimit import Limit, RedisRateLimiter
 
 SECRET = b"r" * 64
 GROUP = -1001234567890

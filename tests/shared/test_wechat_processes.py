@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from bot.audit_broker import audit_broker
+from bot.scale.audit import audit_broker
 from handlers.events import Address
 from handlers.replies import SendText
 from tests.shared.wechat_process import OPENID as OPENID_B

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bot.pseudonym import Pseudonymizer
+from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import Settings
-from bot.wechat import WeChatPlatform
+from bot.platforms.wechat.adapter import WeChatPlatform
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import SendText
@@ -31,8 +31,8 @@ def platform(api_url: str, tokens) -> WeChatPlatform:
 def redis_tokens(redis_url: str):
     from redis.asyncio import Redis
 
-    from bot.shared.redis_tokens import RedisTokenStore
-    from bot.shared.seal import BrokerSealer
+    from bot.scale.redis_tokens import RedisTokenStore
+    from bot.scale.seal import BrokerSealer
 
     return RedisTokenStore(Redis.from_url(redis_url), BrokerSealer(SECRET))
 

@@ -33,7 +33,7 @@ def write_references(directory: Path, engine: Engine) -> Path:
     import cv2
     import onnxruntime as ort
 
-    from bot.webapp import served_model
+    from bot.web.page import served_model
 
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bot import webapp as webapp_module
-from bot.http import HttpServer, build_app
-from bot.webapp import InitDataError, WebApp, validate_init_data
+from bot.web import page as webapp_module
+from bot.web.server import HttpServer, build_app
+from bot.web.page import InitDataError, WebApp, validate_init_data
 from inference import ModelIntegrityError
 from tests.conftest import ALICE, BOB, TOKEN, jpeg_bytes, running_bot
 from tests.webapp.initdata import signed_init_data
@@ -215,7 +215,7 @@ async def test_telegram_offers_the_page_and_the_opt_in_upload_checks_init_data(f
 
 
 def test_wechat_shows_the_page_as_a_link():
-    from bot.wechat import _typed_choices
+    from bot.platforms.wechat.adapter import _typed_choices
     from handlers.consent import consent_buttons
     from handlers.context import ConversationSettings
 

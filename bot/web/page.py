@@ -32,7 +32,7 @@ from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL
 
 log = logging.getLogger("darkroom.webapp")
 
-STATIC = Path(__file__).resolve().parent / "webapp_static"
+STATIC = Path(__file__).resolve().parent / "static"
 VENDOR = STATIC / "vendor"
 PAGE_FILES = {  # name -> content type; the page's own files, small and served as they are
     "index.html": "text/html; charset=utf-8",

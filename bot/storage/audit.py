@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .pseudonym import KEY_FORMAT
+from bot.safeguards.pseudonym import KEY_FORMAT
 
 DATABASE = "darkroom.sqlite3"
 WAL = f"{DATABASE}-wal"
@@ -110,7 +110,7 @@ def _signatures(data: bytes) -> list[tuple[str, int]]:
 def expected_schema() -> dict[tuple[str, str], str]:
     """(type, name) -> SQL of everything this version of Darkroom creates: storage.SCHEMA applied
     to an empty in-memory database, so tables added to storage.py are expected automatically."""
-    from . import storage
+    from bot.storage import store as storage
 
     with sqlite3.connect(":memory:") as db:
         db.executescript(storage.SCHEMA)
@@ -361,7 +361,7 @@ def _check_database(image: bytes, report: Report) -> set[tuple[str, str]]:
 
 
 def _expected_columns(table: str) -> list[tuple]:
-    from . import storage
+    from bot.storage import store as storage
 
     with sqlite3.connect(":memory:") as db:
         db.executescript(storage.SCHEMA)
@@ -442,7 +442,7 @@ def _scan_raw_files(contents: dict[str, bytes], free_pages: set[int], found_live
 
 def main(data_dir: Path | None = None) -> int:
     if data_dir is None:
-        from .settings import SettingsError, from_environment
+        from bot.settings import SettingsError, from_environment
 
         try:
             data_dir = from_environment().data_dir

@@ -67,10 +67,10 @@ from handlers.replies import (
     SendText,
 )
 
-from .logs import REDACTOR
-from .pseudonym import Pseudonymizer
-from .settings import Settings
-from .shared.tokens import MemoryTokenStore, TokenStore
+from bot.safeguards.logs import REDACTOR
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.settings import Settings
+from bot.platforms.wechat.tokens import MemoryTokenStore, TokenStore
 
 log = logging.getLogger("darkroom.wechat")
 PLATFORM = "wechat"

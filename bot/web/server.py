@@ -1,5 +1,5 @@
 """One aiohttp server for everything that comes in over HTTP: `POST /telegram` (webhook mode),
-`GET|POST /wechat` (WeChat callbacks), the on-device page under `/app/` (bot/webapp.py) and
+`GET|POST /wechat` (WeChat callbacks), the on-device page under `/app/` (bot/web/page.py) and
 `GET /healthz`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 from aiohttp import web
 
-from .settings import StartupError
+from bot.settings import StartupError
 
 log = logging.getLogger("darkroom.http")
 MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; photos come by reference

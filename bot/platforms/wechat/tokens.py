@@ -3,7 +3,7 @@ new one expires the old one (after a short grace), so every process of one bot m
 token and only one may refresh it.
 
 `MemoryTokenStore` is the single-process store (an asyncio lock and a cached value);
-`RedisTokenStore` (bot/shared/redis_tokens.py) shares one sealed token among processes.
+`RedisTokenStore` (bot/scale/redis_tokens.py) shares one sealed token among processes.
 """
 
 from __future__ import annotations

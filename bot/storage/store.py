@@ -1,7 +1,7 @@
 """Storage: consent records, preferences, group switches, two kinds of short-lived chat references
 and the WeChat replay guard. Nothing else. On SQLite (the default, one file in the data directory)
 or PostgreSQL (DARKROOM_DATABASE_URL, for several processes); the queries below are the same for
-both, bot/database.py runs them.
+both, bot/storage/database.py runs them.
 
 Rows are keyed by pseudonym; no raw id, name, caption, file id or photo byte is ever written.
 Where the bot must be able to reach a chat later (to delete its own reply after
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from handlers.events import Address, MessageRef
 from handlers.ports import ConsentRecord, Preferences
 
-from .database import Database, PostgresDatabase, SQLiteDatabase
+from bot.storage.database import Database, PostgresDatabase, SQLiteDatabase
 
 log = logging.getLogger("darkroom.storage")
 
@@ -153,7 +153,7 @@ class Sealer:
     holds no raw chat id, even for the few rows that must be able to reach a chat."""
 
     def __init__(self, secret: bytes, label: bytes = b"darkroom:address-seal:v1") -> None:
-        # Each use has its own label, so its own key (bot/workers.py seals broker messages).
+        # Each use has its own label, so its own key (bot/scale/workers.py seals broker messages).
         key = hmac.new(secret, label, hashlib.sha256).digest()
         self._aead = AESGCM(key)
 

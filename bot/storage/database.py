@@ -1,6 +1,6 @@
 """The two databases Storage can run on, behind one small interface.
 
-Storage (bot/storage.py) writes its SQL once, with `?` placeholders and syntax both engines
+Storage (bot/storage/store.py) writes its SQL once, with `?` placeholders and syntax both engines
 share (`INSERT ... ON CONFLICT`, `RETURNING`); each class here runs it on its engine:
 
 - `SQLiteDatabase` (aiosqlite): one file in the data directory, one process. The default.
@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from .settings import StartupError
+from bot.settings import StartupError
 
 
 class Statements(Protocol):

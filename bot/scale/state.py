@@ -1,6 +1,6 @@
 """State shared by several Darkroom processes (issue 13), kept in Redis when DARKROOM_BROKER_URL
 is set: the sealed WeChat access token and Telegram's outbound limits. Nothing else is stored
-there (bot/shared/keys.py lists every key; `darkroom audit` checks it). Unset, nothing here is
+there (bot/scale/keys.py lists every key; `darkroom audit` checks it). Unset, nothing here is
 used and each process keeps these in memory, as a single process always did.
 """
 
@@ -10,10 +10,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..pseudonym import Pseudonymizer
-from ..settings import Settings, StartupError
-from .keys import Keys
-from .seal import BrokerSealer
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.settings import Settings, StartupError
+from bot.scale.keys import Keys
+from bot.scale.seal import BrokerSealer
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -29,12 +29,12 @@ class SharedState:
     keys: Keys = Keys()
 
     def wechat_tokens(self):
-        from .redis_tokens import RedisTokenStore
+        from bot.scale.redis_tokens import RedisTokenStore
 
         return RedisTokenStore(self.redis, self.sealer, self.keys)
 
     def telegram_limiter(self):
-        from .ratelimit import RedisRateLimiter
+        from bot.scale.ratelimit import RedisRateLimiter
 
         return RedisRateLimiter(self.redis, self.pseudonymize, self.keys)
 

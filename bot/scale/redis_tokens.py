@@ -1,6 +1,6 @@
 """One WeChat access token for every process, kept sealed in Redis.
 
-The token is stored sealed (bot/shared/seal.py) with a Redis expiry a little before WeChat's, so
+The token is stored sealed (bot/scale/seal.py) with a Redis expiry a little before WeChat's, so
 a reader never sees an expired one. One refresher at a time: whoever takes the lock (SET NX PX,
 owner checked on release) asks WeChat; the others wait, bounded, for the new value. A stale
 token (WeChat refused it) is replaced only if it is still the shared one, so ten processes that
@@ -19,9 +19,9 @@ from redis.exceptions import RedisError
 
 from handlers.ports import DeliveryFailed
 
-from .keys import Keys
-from .seal import BrokerSealer, Unsealable
-from .tokens import Fetch, usable_for
+from bot.scale.keys import Keys
+from bot.scale.seal import BrokerSealer, Unsealable
+from bot.platforms.wechat.tokens import Fetch, usable_for
 
 log = logging.getLogger("darkroom.shared")
 

@@ -16,7 +16,7 @@ Redis holds, per job and under a keyed hash of the job's random key (nothing of 
   stop delivery ("revoked"). So a job run twice (a worker killed, the task delivered again)
   replies at most once, and an erasure either stops the reply or learns where it landed.
 * ``darkroom:result:<id>``: the sealed outcome, a list the front waits on (BLPOP).
-(Every key, Celery's own included, is described in bot/shared/keys.py; `darkroom audit --broker`
+(Every key, Celery's own included, is described in bot/scale/keys.py; `darkroom audit --broker`
 checks them.)
 Celery's own result backend is off (`task_ignore_result`), and no events are sent.
 """
@@ -39,9 +39,9 @@ from handlers import pipeline
 from handlers.pipeline import Outcome, StyleWork
 from handlers.ports import DeliveryFailed
 
-from .settings import Settings
-from .shared.keys import QUEUE, TASK, Keys
-from .storage import Sealer
+from bot.settings import Settings
+from bot.scale.keys import QUEUE, TASK, Keys
+from bot.storage.store import Sealer
 
 log = logging.getLogger("darkroom.workers")
 
@@ -267,7 +267,7 @@ class WorkerRuntime:
 
         from inference import AsyncEngine, Engine
 
-        from .app import engine_config
+        from bot.app import engine_config
 
         self.settings = settings
         self.metrics = metrics
@@ -300,8 +300,8 @@ class WorkerRuntime:
         self.loop.run_until_complete(self._run(job, blob))
 
     async def platform(self, name: str):
-        from .pseudonym import Pseudonymizer
-        from .shared import connect as connect_shared_state
+        from bot.safeguards.pseudonym import Pseudonymizer
+        from bot.scale.state import connect as connect_shared_state
 
         if name not in self.platforms:
             pseudonymize = Pseudonymizer(self.settings.secret)
@@ -310,7 +310,7 @@ class WorkerRuntime:
                 # and Telegram's global send limits: the workers too.
                 self.shared = await connect_shared_state(self.settings, pseudonymize)
             if name == "telegram":
-                from .telegram import TelegramPlatform
+                from bot.platforms.telegram.adapter import TelegramPlatform
 
                 # The adapter without its updater: this process only fetches and answers.
                 settings = replace(self.settings, telegram_mode="webhook", telegram_webhook_url="-")
@@ -318,7 +318,7 @@ class WorkerRuntime:
                 platform = TelegramPlatform(settings, pseudonymize, None, rate_limiter=limiter)
                 await platform.app.initialize()
             elif name == "wechat":
-                from .wechat import WeChatPlatform
+                from bot.platforms.wechat.adapter import WeChatPlatform
 
                 # No callbacks come here (dispatch, replay guard: None); it fetches and answers.
                 tokens = self.shared.wechat_tokens() if self.shared else None
@@ -406,12 +406,12 @@ def build_worker_app(settings: Settings):
 
 def _start_runtime(settings: Settings) -> WorkerRuntime:
     global _runtime
-    from . import heap
+    from bot.safeguards import heap
 
     heap.wipe_freed_memory()
     metrics = None
     if settings.worker_metrics_port:
-        from .metrics import WorkerMetrics
+        from bot.scale.metrics import WorkerMetrics
 
         metrics = WorkerMetrics()
     _runtime = WorkerRuntime(settings, metrics)

@@ -3,7 +3,7 @@ should not be (run automatically by `darkroom audit` when DARKROOM_BROKER_URL is
 
 Redis must keep nothing on disk: `CONFIG GET save` must be empty and `appendonly` must be "no"
 (a server that refuses CONFIG cannot be checked, which is a finding too). Every key in the
-database must be one that bot/shared/keys.py describes, and every value in it must look the way
+database must be one that bot/scale/keys.py describes, and every value in it must look the way
 that description says: the WeChat access token and the workers' job outcomes sealed (and, when
 the instance key is at hand, opened with it, which proves they are ours), everything else random
 lock owners, random counter entries, job marks or flags. Celery's task messages (waiting in the
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .shared.keys import CELERY_RESULT, MESSAGE, OUTCOME, PREFIX, QUEUE, TASK, UNACKED, KeyKind, kind_of
-from .shared.seal import BrokerSealer, Unsealable, looks_sealed
+from bot.scale.keys import CELERY_RESULT, MESSAGE, OUTCOME, PREFIX, QUEUE, TASK, UNACKED, KeyKind, kind_of
+from bot.scale.seal import BrokerSealer, Unsealable, looks_sealed
 
 SHOWN = 20  # unexpected keys listed by name; the rest are counted
 
@@ -125,12 +125,12 @@ def _misfit(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None, 
 
 
 class _JobSeal:
-    """The workers' seal (bot/workers.py BrokerSeal: base64 of AES-GCM, bound to the job id)."""
+    """The workers' seal (bot/scale/workers.py BrokerSeal: base64 of AES-GCM, bound to the job id)."""
 
     _NONCE, _TAG = 12, 16
 
     def __init__(self, secret: bytes | None) -> None:
-        from .workers import BrokerSeal
+        from bot.scale.workers import BrokerSeal
 
         self._seal = BrokerSeal(secret) if secret else None
 
@@ -316,7 +316,7 @@ def shown_url(url: str) -> str:
 
 def main(required: bool = False) -> int:
     """Exit code: 0 clean (or no broker configured and none asked for), 1 problems, 2 unusable."""
-    from .settings import SettingsError, from_environment
+    from bot.settings import SettingsError, from_environment
 
     try:
         settings = from_environment()

@@ -64,8 +64,8 @@ from handlers.replies import (
 )
 from handlers.texts import language_of, t
 
-from .pseudonym import Pseudonymizer
-from .settings import Settings, StartupError
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.settings import Settings, StartupError
 
 log = logging.getLogger("darkroom.telegram")
 PLATFORM = "telegram"

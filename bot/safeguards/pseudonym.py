@@ -9,7 +9,7 @@ import re
 import secrets
 from pathlib import Path
 
-from .settings import StartupError
+from bot.settings import StartupError
 
 KEY_FORMAT = re.compile(rb"[0-9a-f]{64}")  # what load_or_create_secret writes (and `openssl rand -hex 32`)
 
