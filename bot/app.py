@@ -102,8 +102,10 @@ class Darkroom:
     storage: Storage | None = field(default=None, init=False)
     router: Router | None = field(default=None, init=False)
     queue: FairQueue | None = field(default=None, init=False)
-    telegram: object | None = field(default=None, init=False)
-    wechat: object | None = field(default=None, init=False)
+    telegram: object | None = field(default=None, init=False)  # the client: sends, fetches (the Platform)
+    telegram_receiver: object | None = field(default=None, init=False)  # updates → events
+    wechat: object | None = field(default=None, init=False)  # the client: sends, fetches (the Platform)
+    wechat_callback: object | None = field(default=None, init=False)  # /wechat callbacks → events
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
     shared: SharedState | None = field(default=None, init=False)  # Redis, when DARKROOM_BROKER_URL is set
@@ -139,7 +141,7 @@ class Darkroom:
         from handlers.photos import LocalStyler
 
         if settings.scaled_out:
-            from bot.scale.workers import RemoteStyler
+            from bot.scale.front import RemoteStyler
 
             styler = RemoteStyler(settings)  # photos are styled by `darkroom worker`s
             # What the workers can run, plus one waiting in the broker so that no worker idles
@@ -181,16 +183,20 @@ class Darkroom:
         # Before any update can arrive: later per-job collections skip what start-up built.
         heap.freeze_start_up_objects()
         if settings.telegram_enabled:
-            from bot.platforms.telegram.adapter import TelegramPlatform
+            from bot.platforms.telegram.client import TelegramClient
+            from bot.platforms.telegram.receive import TelegramReceiver
 
             limiter = self.shared.telegram_limiter() if self.shared else None
-            self.telegram = TelegramPlatform(settings, pseudonymize, self.router.enqueue, rate_limiter=limiter)
+            self.telegram = TelegramClient(settings, rate_limiter=limiter)
+            self.telegram_receiver = TelegramReceiver(settings, self.telegram, pseudonymize, self.router.enqueue)
         if settings.wechat_enabled:
-            from bot.platforms.wechat.adapter import WeChatPlatform
+            from bot.platforms.wechat.callback import WeChatCallback
+            from bot.platforms.wechat.client import WeChatClient
 
             tokens = self.shared.wechat_tokens() if self.shared else None
-            self.wechat = WeChatPlatform(settings, pseudonymize, self.router.enqueue, self.storage, tokens=tokens)
+            self.wechat = WeChatClient(settings, pseudonymize, tokens=tokens)
             await self.wechat.start()
+            self.wechat_callback = WeChatCallback(settings, self.wechat, pseudonymize, self.router.enqueue, self.storage)
         if settings.needs_http:
             webapp = None
             if settings.serves_webapp:
@@ -203,9 +209,9 @@ class Darkroom:
                     send_styled=self._send_styled if self.telegram is not None else None,
                 )
             app = build_app(
-                telegram=self.telegram if settings.telegram_mode == "webhook" else None,
+                telegram=self.telegram_receiver if settings.telegram_mode == "webhook" else None,
                 telegram_secret=settings.telegram_webhook_secret,
-                wechat=self.wechat,
+                wechat=self.wechat_callback,
                 health=self.health,
                 webapp=webapp,
                 metrics=self._metrics if settings.metrics else None,
@@ -215,8 +221,8 @@ class Darkroom:
             if webapp is not None:
                 host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
                 self.page_url = settings.webapp_url or f"http://{host}:{self.http.port}/app/"
-        if self.telegram is not None:
-            await self.telegram.start()
+        if self.telegram_receiver is not None:
+            await self.telegram_receiver.start()
         await self._tell_people_about_lost_jobs()
         self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
         log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
@@ -313,8 +319,8 @@ class Darkroom:
         log.info("Darkroom stopped")
 
     async def _stop_work(self, grace_ends: float) -> None:
-        if self.telegram is not None:
-            await self.telegram.stop_receiving()
+        if self.telegram_receiver is not None:
+            await self.telegram_receiver.stop_receiving()
         if self.http is not None:
             await self.http.stop()
             self.http = None
@@ -331,8 +337,12 @@ class Darkroom:
             await self.router.stop()
         if self.styler is not None and hasattr(self.styler, "close"):
             await self.styler.close()
+        if self.telegram_receiver is not None:
+            await self.telegram_receiver.close()
         if self.telegram is not None:
             await self.telegram.close()
+        if self.wechat_callback is not None:
+            await self.wechat_callback.stop()
         if self.wechat is not None:
             await self.wechat.stop()
 

@@ -148,7 +148,7 @@ def _worker() -> int:
             return EXIT_USAGE
         settings = replace(settings, secret=load_or_create_secret(settings.secret_file))
     logs.configure(settings.log_level, settings.secrets())
-    from bot.scale.workers import main as worker_main
+    from bot.scale.worker import main as worker_main
 
     try:
         return worker_main(settings)

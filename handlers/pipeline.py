@@ -1,7 +1,7 @@
 """The styling pipeline: fetch → load → confirm faces → render → deliver → release.
 
 It runs wherever the engine is: in the bot's own process (the in-process queue) or in a
-`darkroom worker` (bot/scale/workers.py), the same steps either way. It takes plain data
+`darkroom worker` (bot/scale/), the same steps either way. It takes plain data
 (`StyleWork`, which a broker can carry once sealed) and the two ports it needs (a platform to
 fetch from and deliver through, an engine), and returns plain data (`Outcome`). What only the
 conversation holds (status messages, locks, consent, queue positions) stays in
@@ -45,7 +45,7 @@ KINDS = (DONE, FACES, REJECTED, TOO_LARGE, FETCH_FAILED, UNDELIVERED, FAILED, CL
 class StyleWork:
     """One styling job as plain data: what a worker needs to fetch the photos from the platform
     itself, style them and answer the chat. No photo bytes, ever; the raw references here are
-    sealed before they leave the process (bot/scale/workers.py)."""
+    sealed before they leave the process (bot/scale/)."""
 
     key: str  # idempotency key: one reply per job, however often it runs
     chat: Address

@@ -154,7 +154,7 @@ class JobQueue(Protocol):
 
 class Styler(Protocol):
     """Where the styling pipeline (handlers/pipeline.py) runs for the front: in this process
-    (`LocalStyler`) or on `darkroom worker`s through a broker (bot/scale/workers.py)."""
+    (`LocalStyler`) or on `darkroom worker`s through a broker (bot/scale/)."""
 
     keeps_inputs: bool  # the downloaded inputs can stay in this process's memory afterwards
 

@@ -125,12 +125,12 @@ def _misfit(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None, 
 
 
 class _JobSeal:
-    """The workers' seal (bot/scale/workers.py BrokerSeal: base64 of AES-GCM, bound to the job id)."""
+    """The workers' seal (bot/scale/protocol.py BrokerSeal: base64 of AES-GCM, bound to the job id)."""
 
     _NONCE, _TAG = 12, 16
 
     def __init__(self, secret: bytes | None) -> None:
-        from bot.scale.workers import BrokerSeal
+        from bot.scale.protocol import BrokerSeal
 
         self._seal = BrokerSeal(secret) if secret else None
 

@@ -5,7 +5,7 @@ Nothing in a key or a value is a raw id: chats appear only as their HMAC pseudon
 digits, bot/safeguards/pseudonym.py), the WeChat access token only sealed (bot/scale/seal.py), and the rest
 are random lock owners, random counter entries and numbers.
 
-With `darkroom worker`s (bot/scale/workers.py) Redis is also Celery's broker: per job a claim mark and a
+With `darkroom worker`s (bot/scale/) Redis is also Celery's broker: per job a claim mark and a
 sealed outcome under the job's id (a keyed hash, 40 hex digits), a heartbeat per worker process,
 and kombu's own keys (the task queue, its unacknowledged copies, routing tables, a lock), whose
 task messages carry one sealed blob and nothing else. Celery's result keys are never written
@@ -21,14 +21,14 @@ PREFIX = "darkroom"
 PSEUDONYM = r"[0-9a-f]{32}"
 _LOCK_OWNER = re.compile(rb"[0-9a-f]{32}")
 _ENTRY = re.compile(rb"[0-9a-f]{16}")
-JOB = r"[0-9a-f]{40}"  # bot/scale/workers.py job_id
+JOB = r"[0-9a-f]{40}"  # bot/scale/protocol.py job_id
 _UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 TASK = "darkroom.style"  # the one Celery task Darkroom sends
 QUEUE = "darkroom"  # its queue (and kombu's list of waiting task messages)
 # kombu's routing entries ("routing key SEP pattern SEP queue", SEP = \x06\x16): the task queue
 # routed by its name, and a worker's remote-control queue (how revocations reach it), named by
-# bot/scale/workers.py's worker hostname.
+# bot/scale/worker.py's worker hostname.
 _EXCHANGE = r"darkroom|celery\.pidbox"
 _ROUTE = re.compile(rb"darkroom\x06\x16\x06\x16darkroom|\x06\x16\x06\x16darkroom-[0-9a-f]{8}@[\w.-]+\.celery\.pidbox")
 
@@ -93,11 +93,11 @@ KINDS = (
     KeyKind("Telegram messages sent, all chats (random entries, timestamps)", re.compile(r"tg:sent"), "zset", element=_ENTRY),
     KeyKind("Telegram messages sent per group (pseudonym keys)", re.compile(rf"tg:group:{PSEUDONYM}"), "zset", element=_ENTRY),
     KeyKind("Telegram flood-control pauses per chat (pseudonym keys)", re.compile(rf"tg:pause:{PSEUDONYM}"), "string", element=re.compile(rb"1")),
-    # bot/scale/workers.py
+    # bot/scale/
     KeyKind("job claims (job-id keys: revoked or delivering)", re.compile(rf"claim:{JOB}"), "string", element=re.compile(rb"revoked|delivering")),
     KeyKind("job outcomes (job-id keys, sealed)", re.compile(rf"result:{JOB}"), "list", form=OUTCOME),
     KeyKind("worker heartbeats (random names)", re.compile(r"worker:[0-9a-f]{32}"), "string", element=re.compile(rb"1")),
-    # Celery and kombu (redis transport), as bot/scale/workers.py configures them
+    # Celery and kombu (redis transport), as bot/scale/ configures them
     KeyKind("Celery task queue (task messages, sealed)", re.compile(re.escape(QUEUE) + r"(\x06\x16[0-9])?"), "list", form=MESSAGE, prefixed=False),
     KeyKind("Celery tasks being run (task messages, sealed)", re.compile(r"unacked"), "hash", form=UNACKED, prefixed=False),
     KeyKind("Celery tasks being run, index (delivery tags, timestamps)", re.compile(r"unacked_index"), "zset", element=re.compile(_UUID), prefixed=False),
@@ -106,7 +106,7 @@ KINDS = (
     KeyKind("Celery routing table deadlines (exchange names)", re.compile(r"_kombu\.binding_deadlines"), "zset", element=re.compile(_EXCHANGE.encode()), prefixed=False),
 )
 
-# Celery's result backend (off in bot/scale/workers.py): one of these would be a task's stored result.
+# Celery's result backend (off in bot/scale/): one of these would be a task's stored result.
 CELERY_RESULT = re.compile(r"celery-task-meta-.*|celery-taskset-meta-.*|chord-unlock-.*")
 
 

@@ -9,7 +9,7 @@ requests that address a chat count towards the overall limit, requests to a grou
 @name) also towards that group's; anything else (getMe, getUpdates, ...) is not limited.
 
 Flood control is still honoured per chat, as the Telegram adapter does it: a RetryAfter is passed
-on to the caller unchanged (bot/platforms/telegram/adapter.py waits and retries), and is also recorded in Redis for
+on to the caller unchanged (bot/platforms/telegram/client.py waits and retries), and is also recorded in Redis for
 that chat alone, so that other processes' requests to that chat get the same RetryAfter instead of
 another 429. Redis keys carry only the chat's HMAC pseudonym, never its id.
 

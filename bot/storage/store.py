@@ -153,7 +153,7 @@ class Sealer:
     holds no raw chat id, even for the few rows that must be able to reach a chat."""
 
     def __init__(self, secret: bytes, label: bytes = b"darkroom:address-seal:v1") -> None:
-        # Each use has its own label, so its own key (bot/scale/workers.py seals broker messages).
+        # Each use has its own label, so its own key (bot/scale/ seals broker messages).
         key = hmac.new(secret, label, hashlib.sha256).digest()
         self._aead = AESGCM(key)
 

@@ -1,4 +1,4 @@
-"""The front's side of scale-out (bot/scale/workers.py RemoteStyler) against a real Redis, with this
+"""The front's side of scale-out (bot/scale/front.py RemoteStyler) against a real Redis, with this
 test playing the worker: outcomes come back sealed, a job nobody answers ends as "send it again"
 and stays revoked, and an erasure that loses the delivery claim learns where the photo landed."""
 
@@ -15,7 +15,8 @@ import pytest
 from redis import Redis
 
 from bot.settings import Settings
-from bot.scale.workers import DELIVERING, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
+from bot.scale.front import RemoteStyler
+from bot.scale.protocol import DELIVERING, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, MessageRef, PhotoRef
 from handlers.memory import Request

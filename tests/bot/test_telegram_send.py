@@ -9,9 +9,8 @@ import time
 import pytest
 from telegram.error import RetryAfter
 
-from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import from_environment
-from bot.platforms.telegram.adapter import TelegramPlatform
+from bot.platforms.telegram.client import TelegramClient
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import ChatAction
@@ -21,13 +20,13 @@ FLOODED, OTHER = 111, 222
 
 
 @pytest.fixture
-def platform(tmp_path) -> TelegramPlatform:
+def platform(tmp_path) -> TelegramClient:
     settings = from_environment(
         {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "http://127.0.0.1:9", "DARKROOM_DATA_DIR": str(tmp_path),
          "DARKROOM_SECRET": SECRET},
         dotenv=None,
     )
-    return TelegramPlatform(settings, Pseudonymizer(SECRET.encode()), dispatch=None)
+    return TelegramClient(settings)
 
 
 class Api:
@@ -50,10 +49,10 @@ class Api:
 async def test_flood_control_waits_in_the_flooded_chat_only(platform):
     api = Api(retry_after=1)
     begun = time.monotonic()
-    flooded = [asyncio.create_task(platform._call(api, FLOODED, chat=FLOODED)) for _ in range(3)]
+    flooded = [asyncio.create_task(platform.call(api, FLOODED, chat=FLOODED)) for _ in range(3)]
     await asyncio.sleep(0.05)
     for _ in range(5):
-        assert await platform._call(api, OTHER, chat=OTHER) == OTHER
+        assert await platform.call(api, OTHER, chat=OTHER) == OTHER
     assert [c for c, _ in api.delivered] == [OTHER] * 5
     assert all(at - begun < 0.2 for _, at in api.delivered)
     assert await asyncio.gather(*flooded) == [FLOODED] * 3  # waited, not lost, attempts not used up
@@ -70,7 +69,7 @@ async def test_a_chat_action_is_skipped_while_its_chat_waits(platform):
 
 async def test_shutting_down_cuts_flood_waits_short(platform):
     api = Api(retry_after=60)
-    waiting = asyncio.create_task(platform._call(api, FLOODED, chat=FLOODED))
+    waiting = asyncio.create_task(platform.call(api, FLOODED, chat=FLOODED))
     await asyncio.sleep(0.1)
     assert not waiting.done()
     begun = time.monotonic()
@@ -80,7 +79,7 @@ async def test_shutting_down_cuts_flood_waits_short(platform):
     assert time.monotonic() - begun < 0.2
     # A wait that ends before the give-up time is still waited out.
     short = Api(retry_after=1)
-    assert await platform._call(short, FLOODED + 1, chat=FLOODED + 1) == FLOODED + 1
+    assert await platform.call(short, FLOODED + 1, chat=FLOODED + 1) == FLOODED + 1
 
 
 async def test_status_edits_for_a_chat_in_flood_wait_do_not_hold_the_sender(platform, monkeypatch):
@@ -93,7 +92,7 @@ async def test_status_edits_for_a_chat_in_flood_wait_do_not_hold_the_sender(plat
         edited.append((str(message_id), text))
         return True
 
-    monkeypatch.setattr(type(platform.app.bot), "edit_message_text", lambda self, *a, **k: edit(*a, **k))
+    monkeypatch.setattr(type(platform.bot), "edit_message_text", lambda self, *a, **k: edit(*a, **k))
     platform._close_gate(FLOODED, 0.5)
     chat = Address("telegram", str(FLOODED))
     begun = time.monotonic()

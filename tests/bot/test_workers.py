@@ -1,4 +1,4 @@
-"""Sealing what goes through the broker (bot/scale/workers.py): no Redis needed."""
+"""Sealing what goes through the broker (bot/scale/protocol.py): no Redis needed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.scale.workers import BrokerSeal, job_id
+from bot.scale.protocol import BrokerSeal, job_id
 from handlers.events import Address, PhotoRef
 from handlers.memory import Request
 from handlers.pipeline import StyleWork

@@ -22,7 +22,7 @@ async def test_start_up_is_frozen_before_the_platforms_and_thawed_at_stop(fake_t
     async with running_bot(fake_telegram, data_dir, engine) as darkroom:
         assert gc.get_freeze_count() > 10_000  # the libraries and the engine
         assert not collectable(darkroom.engine)  # built before: frozen
-        assert collectable(darkroom.telegram) and collectable(darkroom.telegram.app)  # after: not
+        assert collectable(darkroom.telegram) and collectable(darkroom.telegram_receiver.app)  # after: not
         await fake_telegram.consent_with_style(ADA, "ink")
         await fake_telegram.send_photo_from(ADA, small_portrait)
         assert await fake_telegram.wait_for("sendPhoto", chat_id=ADA.id, timeout=120)

@@ -141,7 +141,7 @@ async def test_delete_my_data_by_chinese_alias_and_unsubscribe(fake_telegram, we
         assert "同意记录：2" in receipt and "偏好设置：1" in receipt
         assert await bot.storage.dump(replay_guard=False) == []
         pseudonym = bot.wechat._pseudonymize("wechat", "user", OPENID)
-        assert pseudonym not in bot.wechat._language and pseudonym not in bot.wechat._last_message
+        assert pseudonym not in bot.wechat.people.language and pseudonym not in bot.wechat.people.last_message
         await consent_by_typing(api, sender, "oAnother_openid_987")
         assert await bot.storage.dump(replay_guard=False) != []
         await sender.post(sender.event_xml("oAnother_openid_987", "unsubscribe"), "oAnother_openid_987")
@@ -203,12 +203,12 @@ async def test_outside_the_customer_service_window_replies_are_logged_and_droppe
         await consent_by_typing(api, sender)
         sent_before = len(api.sent(OPENID))
         # The person's last message was 49 hours ago: a late reply must not be pushed.
-        from bot.platforms.wechat.adapter import PLATFORM
+        from bot.platforms.wechat.client import PLATFORM
         from handlers.events import Address
         from handlers.replies import SendText
 
         pseudonym = bot.wechat._pseudonymize(PLATFORM, "user", OPENID)
-        bot.wechat._last_message[pseudonym] -= 49 * 3600
+        bot.wechat.people.last_message[pseudonym] -= 49 * 3600
         await bot.wechat.send(Address(PLATFORM, OPENID), SendText("late reply"))
     assert len(api.sent(OPENID)) == sent_before
     stream, _ = captured_logs

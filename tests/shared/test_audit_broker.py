@@ -21,7 +21,8 @@ from bot.scale.ratelimit import RedisRateLimiter
 from bot.scale.redis_tokens import RedisTokenStore
 from bot.scale.seal import BrokerSealer
 from bot.settings import Settings
-from bot.scale.workers import DELIVERING, QUEUE, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
+from bot.scale.front import RemoteStyler
+from bot.scale.protocol import DELIVERING, QUEUE, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, PhotoRef
 from handlers.memory import Request

@@ -25,7 +25,7 @@ async def test_scaled_out_bot_keeps_to_shared_limits_and_stores_no_ids(fake_tele
     fake = fake_telegram
     wechat = {"WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_SECRET": APPSECRET, "WECHAT_API_URL": wechat_api.url}
     async with running_bot(fake, data_dir, engine, DARKROOM_REDIS_URL=redis_url, **wechat) as bot:
-        assert isinstance(bot.telegram.app.bot.rate_limiter, RedisRateLimiter)
+        assert isinstance(bot.telegram.bot.rate_limiter, RedisRateLimiter)
         assert isinstance(bot.wechat._tokens, RedisTokenStore)
         token = await bot.wechat._access_token()
         await fake.send_text_from(ALICE, "/help")

@@ -1,4 +1,4 @@
-"""Another Darkroom process, for the shared-token tests: a WeChatPlatform against the fake WeChat
+"""Another Darkroom process, for the shared-token tests: a WeChatClient against the fake WeChat
 API, sending one customer-service text each time it reads "send" on stdin and answering "sent"
 (or "failed"). `memory` as the third argument gives it its own in-memory token, as every process
 had before shared state existed.
@@ -13,7 +13,7 @@ import sys
 
 from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import Settings
-from bot.platforms.wechat.adapter import WeChatPlatform
+from bot.platforms.wechat.client import WeChatClient
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import SendText
@@ -23,9 +23,9 @@ SECRET = b"w" * 64
 OPENID = "oSecondProcess_openid_0123456789"
 
 
-def platform(api_url: str, tokens) -> WeChatPlatform:
+def platform(api_url: str, tokens) -> WeChatClient:
     settings = Settings(wechat_token=TOKEN, wechat_appid=APPID, wechat_secret=APPSECRET, wechat_api_url=api_url, secret=SECRET)
-    return WeChatPlatform(settings, Pseudonymizer(SECRET), dispatch=None, seen=None, tokens=tokens)
+    return WeChatClient(settings, Pseudonymizer(SECRET), tokens=tokens)
 
 
 def redis_tokens(redis_url: str):

@@ -215,7 +215,7 @@ async def test_telegram_offers_the_page_and_the_opt_in_upload_checks_init_data(f
 
 
 def test_wechat_shows_the_page_as_a_link():
-    from bot.platforms.wechat.adapter import _typed_choices
+    from bot.platforms.wechat.client import _typed_choices
     from handlers.consent import consent_buttons
     from handlers.context import ConversationSettings
 

@@ -1,11 +1,6 @@
-"""WeChat Official Account adapter: callbacks → neutral events, neutral replies → the
-customer-service message API. The only module that imports wechatpy.
-
-wechatpy does what it is good at: signatures, AES safe mode, message parsing. The outbound calls
-(access token, media/get, media/upload, message/custom/send) go through aiohttp on our own event
-loop instead of wechatpy's client, because that client is built on `requests` (it would block the
-loop or need a thread per call) and because every call, the token request included, must use the
-configurable WECHAT_API_URL.
+"""WeChat's receiving side: signed callbacks → neutral events, handed to the router. The only
+module that imports wechatpy, which does what it is good at: signatures, AES safe mode, message
+parsing. Replies go through the `WeChatClient` it is given.
 
 WeChat waits 5 seconds for an answer and retries three times, while styling takes longer: the
 callback is answered at once with "success", duplicates are dropped by MsgId (events by sender and
@@ -24,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 from defusedxml import ElementTree as SafeXML
 from defusedxml.common import DefusedXmlException
@@ -38,6 +31,9 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
+from bot.platforms.wechat.client import PLATFORM, WeChatClient
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.settings import Settings
 from handlers.context import where
 from handlers.events import (
     Address,
@@ -47,39 +43,16 @@ from handlers.events import (
     Event,
     Membership,
     MembershipEvent,
-    MessageRef,
-    Person,
     PhotoEvent,
     PhotoRef,
+    Person,
     TextEvent,
     UnsupportedEvent,
 )
-from handlers.ports import DeliveryFailed, FetchFailed, PhotoTooLarge
-from handlers.replies import (
-    AnswerButton,
-    ChatAction,
-    DeleteMessage,
-    EditText,
-    Keyboard,
-    Reply,
-    SendDocument,
-    SendPhotos,
-    SendText,
-)
-
-from bot.safeguards.logs import REDACTOR
-from bot.safeguards.pseudonym import Pseudonymizer
-from bot.settings import Settings
-from bot.platforms.wechat.tokens import MemoryTokenStore, TokenStore
 
 log = logging.getLogger("darkroom.wechat")
-PLATFORM = "wechat"
-SERVICE_WINDOW = 48 * 3600  # customer-service messages may be sent 48 h after the person's last message
-TOKEN_ERRORS = {40001, 40014, 42001}  # invalid, malformed or expired access token: refresh once
-WINDOW_ERRORS = {45015, 45047}  # outside the 48 h window / too many messages in a row
 RETRY_GRACE = 30  # WeChat retries three times, 5 s apart, after the first attempt
 NONCE_LIMIT = 64  # WeChat's nonces are ten digits or so
-TEXT_LIMIT = 1800  # bytes per customer-service text (WeChat allows 2048)
 
 # Typed commands: WeChat has no command menu of its own, so people type them.
 ALIASES = {
@@ -118,16 +91,18 @@ class Refused(Exception):
         self.reason = reason
 
 
-class WeChatPlatform:
-    name = PLATFORM
-    has_buttons = False
-    can_edit = False
-    can_delete_messages = False
+
+
+class WeChatCallback:
+    """GET|POST /wechat: checks each callback, drops WeChat's retries and replays, and hands each
+    message, as a neutral event, to ``dispatch(event, client)``: the router's entry point."""
 
     def __init__(
-        self, settings: Settings, pseudonymize: Pseudonymizer, dispatch, seen: SeenCallbacks, tokens: TokenStore | None = None
+        self, settings: Settings, client: WeChatClient, pseudonymize: Pseudonymizer, dispatch, seen: SeenCallbacks
     ) -> None:
         self.settings = settings
+        self.client = client
+        self.people = client.people
         self._pseudonymize = pseudonymize
         self._dispatch = dispatch
         self._seen = seen
@@ -138,26 +113,13 @@ class WeChatPlatform:
             if settings.wechat_encryption != "plain"
             else None
         )
-        self._api = settings.wechat_api_url
-        self._session: aiohttp.ClientSession | None = None
-        self._tokens = tokens or MemoryTokenStore()  # shared among processes when scaled out
-        self._last_message: dict[str, float] = {}  # pseudonym -> when they last wrote to us
-        self._language: dict[str, str] = {}  # pseudonym -> "zh" (default) or "en"
         self._tasks: set[asyncio.Task] = set()
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=10))
         log.info("WeChat callback ready at /wechat (%s mode, timestamps within %d s)", self._encryption, self._window)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # -- the callback --------------------------------------------------------------------------
 
@@ -262,7 +224,7 @@ class WeChatPlatform:
 
     async def _dispatch_safely(self, event: Event) -> None:
         try:
-            await self._dispatch(event, self)
+            await self._dispatch(event, self.client)
         except Exception as exc:
             log.error("wechat event failed: %s at %s", type(exc).__name__, where(exc))
 
@@ -299,11 +261,10 @@ class WeChatPlatform:
                 change = Membership.UNSUBSCRIBED
             else:
                 return None
-            self._last_message[person_pseudonym] = time.time()
+            self.people.wrote(person_pseudonym)
             person, chat = self._person_and_chat(openid, person_pseudonym)
             return MembershipEvent(person, chat, None, change=change)
-        self._last_message[person_pseudonym] = time.time()
-        self._prune()
+        self.people.wrote(person_pseudonym)
         if kind == "text":
             content = (message.content or "").strip()
             self._learn_language(person_pseudonym, content)
@@ -319,15 +280,6 @@ class WeChatPlatform:
             return PhotoEvent(person, chat, None, photos=(PhotoRef(message.media_id, mime="image/jpeg"),))
         return UnsupportedEvent(person, chat, None, what="message")
 
-    def _prune(self) -> None:
-        """Forget people whose customer-service window closed long ago (bounded memory)."""
-        if len(self._last_message) < 10_000:
-            return
-        cutoff = time.time() - SERVICE_WINDOW
-        for pseudonym in [p for p, seen in self._last_message.items() if seen < cutoff]:
-            del self._last_message[pseudonym]
-            self._language.pop(pseudonym, None)
-
     def _learn_language(self, pseudonym: str, content: str) -> None:
         """Chinese by default; English once the person writes English commands or answers.
         The answer itself already counts: after typing "agree" under a Chinese notice, the
@@ -335,166 +287,15 @@ class WeChatPlatform:
         if not content:
             return
         if any("\u4e00" <= ch <= "\u9fff" for ch in content):
-            self._language[pseudonym] = "zh"
+            self.people.language[pseudonym] = "zh"
         elif content.startswith("/") or content.lower() in ALIASES or content.lower() in ENGLISH_ANSWERS:
-            self._language[pseudonym] = "en"
+            self.people.language[pseudonym] = "en"
 
     def _person_and_chat(self, openid: str, pseudonym: str) -> tuple[Person, Chat]:
         address = Address(PLATFORM, openid)
-        person = Person(pseudonym, self._language.get(pseudonym, "zh"), address)
+        person = Person(pseudonym, self.people.language.get(pseudonym, "zh"), address)
         chat = Chat(self._pseudonymize(PLATFORM, "chat", openid), ChatKind.PRIVATE, address)
         return person, chat
-
-    # -- the Platform port ------------------------------------------------------------------------
-
-    async def fetch(self, photo: PhotoRef, max_bytes: int) -> bytearray:
-        """media/get by MediaId, into memory only, refusing more than ``max_bytes``."""
-        token = await self._access_token()
-        for attempt in range(2):
-            url = f"{self._api}/cgi-bin/media/get"
-            try:
-                async with self._http().get(url, params={"access_token": token, "media_id": photo.platform_ref}) as response:
-                    if response.status != 200:
-                        raise FetchFailed(f"HTTP {response.status}")
-                    content_type = response.headers.get("Content-Type", "")
-                    if "json" in content_type or "text/plain" in content_type:
-                        error = _errcode(await response.read())
-                        if error in TOKEN_ERRORS and attempt == 0:
-                            token = await self._access_token(stale=token)
-                            continue
-                        raise FetchFailed(f"errcode {error}")
-                    if response.content_length and response.content_length > max_bytes:
-                        raise PhotoTooLarge()
-                    data = bytearray()
-                    async for chunk in response.content.iter_chunked(64 * 1024):
-                        data += chunk
-                        if len(data) > max_bytes:
-                            data[:] = bytes(len(data))
-                            raise PhotoTooLarge()
-                    return data
-            except aiohttp.ClientError as exc:
-                raise FetchFailed(type(exc).__name__) from None
-        raise FetchFailed("token refused twice")
-
-    async def is_admin(self, chat: Chat, person: Person) -> bool:
-        return False  # Official Accounts have no groups
-
-    def forget(self, person: Person) -> None:
-        """Erasure: drop the person's language and last-message time (kept in memory only)."""
-        self._last_message.pop(person.pseudonym, None)
-        self._language.pop(person.pseudonym, None)
-
-    async def send(self, chat: Address, reply: Reply) -> MessageRef | None:
-        openid = chat.value
-        if isinstance(reply, SendText):
-            for part in _split(reply.text + _typed_choices(reply.buttons)):
-                await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
-            return None
-        if isinstance(reply, SendPhotos):
-            for photo in reply.photos:
-                media_id = await self._upload(photo.jpeg)
-                await self._custom_send(openid, {"msgtype": "image", "image": {"media_id": media_id}})
-            captions = "\n".join(p.caption for p in reply.photos if p.caption)
-            if captions or reply.buttons:
-                for part in _split(captions + _typed_choices(reply.buttons)):
-                    await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
-            return None
-        if isinstance(reply, SendDocument):
-            # Customer-service messages cannot carry files: the document goes as text.
-            text = f"{reply.caption}\n{reply.data.decode('utf-8', 'replace')}"
-            for part in _split(text):
-                await self._custom_send(openid, {"msgtype": "text", "text": {"content": part}})
-            return None
-        if isinstance(reply, (EditText, DeleteMessage, ChatAction, AnswerButton)):
-            return None  # nothing to edit, delete or acknowledge on WeChat
-        raise TypeError(f"unknown reply {type(reply).__name__}")
-
-    # -- the WeChat API -----------------------------------------------------------------------------
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise DeliveryFailed("the WeChat adapter is not started")
-        return self._session
-
-    async def _access_token(self, stale: str | None = None) -> str:
-        """The current access token (from the token store: this process's memory, or sealed in
-        Redis shared by all processes); never logged. ``stale`` is a token WeChat just refused:
-        it is replaced once, however many calls saw it fail."""
-        token = await self._tokens.token(self._request_token, stale)
-        REDACTOR.add(token)  # also when another process fetched it
-        return token
-
-    async def _request_token(self) -> tuple[str, float]:
-        params = {
-            "grant_type": "client_credential",
-            "appid": self.settings.wechat_appid,
-            "secret": self.settings.wechat_secret,
-        }
-        try:
-            async with self._http().get(f"{self._api}/cgi-bin/token", params=params) as response:
-                data = json.loads(await response.read())
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise DeliveryFailed(f"access token: {type(exc).__name__}") from None
-        token = data.get("access_token")
-        if not token:
-            raise DeliveryFailed(f"access token refused (errcode {data.get('errcode')})")
-        REDACTOR.add(token)
-        log.info("WeChat access token refreshed")
-        return token, float(data.get("expires_in", 7200))
-
-    async def _api_call(self, path: str, params: dict | None = None, body=None) -> dict:
-        """POST to the API with the access token; on an invalid-token error, refresh once.
-        ``body()`` builds the request body anew for each attempt (form data is single-use)."""
-        token = await self._access_token()
-        for attempt in range(2):
-            data, headers = body() if body is not None else (None, None)
-            try:
-                async with self._http().post(
-                    f"{self._api}{path}", params={"access_token": token, **(params or {})}, data=data, headers=headers
-                ) as response:
-                    result = json.loads(await response.read())
-            except (aiohttp.ClientError, ValueError) as exc:
-                raise DeliveryFailed(type(exc).__name__) from None
-            error = int(result.get("errcode", 0) or 0)
-            if error in TOKEN_ERRORS and attempt == 0:
-                log.info("WeChat access token rejected (errcode %d); refreshing once", error)
-                token = await self._access_token(stale=token)
-                continue
-            if error:
-                raise DeliveryFailed(f"errcode {error}")
-            return result
-        raise DeliveryFailed("token refused twice")
-
-    async def _custom_send(self, openid: str, message: dict) -> None:
-        pseudonym = self._pseudonymize(PLATFORM, "user", openid)
-        last = self._last_message.get(pseudonym)
-        if last is not None and time.time() - last > SERVICE_WINDOW:
-            log.info("a reply was dropped: outside the 48-hour customer-service window")
-            return
-        payload = json.dumps({"touser": openid, **message}, ensure_ascii=False).encode("utf-8")
-        try:
-            await self._api_call(
-                "/cgi-bin/message/custom/send",
-                body=lambda: (payload, {"Content-Type": "application/json; charset=utf-8"}),
-            )
-        except DeliveryFailed as exc:
-            if any(f"errcode {code}" in str(exc) for code in WINDOW_ERRORS):
-                log.info("a reply was dropped: WeChat says the customer-service window is closed")
-                return
-            raise
-
-    async def _upload(self, jpeg: bytes) -> str:
-        """Temporary media (kept by WeChat for 3 days), never permanent material."""
-        def form():
-            data = aiohttp.FormData()
-            data.add_field("media", jpeg, filename="darkroom.jpg", content_type="image/jpeg")
-            return data, None
-
-        data = await self._api_call("/cgi-bin/media/upload", params={"type": "image"}, body=form)
-        media_id = data.get("media_id")
-        if not media_id:
-            raise DeliveryFailed("media/upload returned no media_id")
-        return media_id
 
 
 def _refuse(status: int, reason: str) -> web.Response:
@@ -548,42 +349,3 @@ def _command(content: str) -> tuple[str, str] | None:
     return None
 
 
-def _typed_choices(keyboard: Keyboard) -> str:
-    """Buttons as lines to type: "[1] Impressionist"."""
-    lines = []
-    for row in keyboard:
-        for button in row:
-            if button.web_app:  # the on-device page, as an H5 link
-                lines.append(f"{button.label}: {button.web_app}")
-                continue
-            shown = button.typed[0] if button.typed else button.label
-            lines.append(f"[{shown}] {button.label}" if shown != button.label else f"[{shown}]")
-    return ("\n\n" + "\n".join(lines)) if lines else ""
-
-
-def _split(text: str) -> list[str]:
-    """Pieces of at most TEXT_LIMIT UTF-8 bytes, cut at line ends where possible."""
-    parts: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate.encode()) <= TEXT_LIMIT:
-            current = candidate
-            continue
-        if current:
-            parts.append(current)
-        while len(line.encode()) > TEXT_LIMIT:
-            cut = TEXT_LIMIT // 3
-            parts.append(line[:cut])
-            line = line[cut:]
-        current = line
-    if current:
-        parts.append(current)
-    return parts or [""]
-
-
-def _errcode(raw: bytes) -> int:
-    try:
-        return int(json.loads(raw).get("errcode", -1))
-    except (ValueError, AttributeError):
-        return -1

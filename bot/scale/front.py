@@ -1,0 +1,163 @@
+"""The front's side of scale-out: hand each job to the `darkroom worker`s and await its sealed
+outcome. The front (`darkroom run`) stays the scheduler: its fair queue decides who is next, and
+a job's "work" becomes "send a task and await its sealed outcome". At most
+DARKROOM_WORKER_SLOTS jobs are out at once, so queue positions stay true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from redis import asyncio as aioredis
+
+from bot.scale.protocol import (
+    CLAIM_TTL,
+    QUEUE,
+    REVOKED,
+    TASK,
+    WORKER_KEYS,
+    BrokerSeal,
+    celery_app,
+    claim_key,
+    job_id,
+    result_key,
+)
+from bot.settings import Settings
+from handlers import pipeline
+from handlers.pipeline import Outcome, StyleWork
+from handlers.ports import DeliveryFailed
+
+log = logging.getLogger("darkroom.workers")
+SEND_TIMEOUT = 5.0  # seconds to hand a task to the broker before the person is told "busy"
+LATE_GRACE = 60.0  # a job that timed out while a worker was delivering: wait this long for where it landed
+
+
+class RemoteStyler:
+    """The front's side: hand the job to the workers and await its sealed outcome."""
+
+    keeps_inputs = False  # nothing of a photo stays in the front
+
+    def __init__(self, settings: Settings, app=None, redis_client=None) -> None:
+        self.settings = settings
+        self.app = app or celery_app(settings)
+        self.redis = redis_client or aioredis.from_url(settings.redis_url, socket_connect_timeout=3, health_check_interval=10)
+        self.seal = BrokerSeal(settings.secret)
+        self._background: set[asyncio.Task] = set()
+
+    async def style(self, work: StyleWork, platform, held, on_upload) -> Outcome:
+        pipeline.release(held, [])  # cannot travel; with a broker the photos are fetched by reference
+        job = job_id(self.settings.secret, work.key)
+        blob = self.seal.seal(job, {"work": work.to_dict()})
+        try:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._send, job, blob), timeout=SEND_TIMEOUT)
+                log.debug("handed a job to the workers")
+            except asyncio.CancelledError:
+                raise  # erased while the task was being handed over: revoked below all the same
+            except Exception as exc:
+                log.warning("could not hand a job to the workers (%s): is the broker running?", type(exc).__name__)
+                return Outcome(pipeline.BUSY)
+            outcome = await self._outcome(job, self.settings.job_timeout)
+        except asyncio.CancelledError:
+            # Erased (or shutting down): stop the job, and if a worker is already delivering,
+            # hand the front where the photo landed so it can take it back (photos.withdraw).
+            upload = asyncio.get_running_loop().create_future()
+            upload.add_done_callback(lambda f: f.cancelled() or f.exception())
+            on_upload(upload)
+            self._spawn(self._revoke(job, upload))
+            raise
+        if outcome is not None:
+            return outcome
+        if await self._claim_revoked(job):
+            log.warning("a job got no answer from the workers in %ds; the person is asked to send it again", self.settings.job_timeout)
+            self._spawn(self._control_revoke(job))
+            return Outcome(pipeline.LOST)
+        return await self._outcome(job, LATE_GRACE) or Outcome(pipeline.LOST)
+
+    def _send(self, job: str, blob: str) -> None:
+        self.app.send_task(
+            TASK,
+            args=[blob],
+            task_id=job,
+            queue=QUEUE,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        )
+
+    async def _outcome(self, job: str, timeout: float) -> Outcome | None:
+        """Wait for the job's sealed outcome; a lost connection to Redis is retried until the deadline."""
+        deadline = time.monotonic() + timeout
+        warned = False
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                found = await self.redis.blpop([result_key(job)], timeout=max(1, min(5, int(left))))
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                warned = warned or _warn("the front lost Redis while waiting for a job (%s); retrying", exc)
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            except Exception as exc:  # redis.exceptions.ConnectionError is not an OSError
+                if "Connection" not in type(exc).__name__ and "Timeout" not in type(exc).__name__:
+                    raise
+                warned = warned or _warn("the front lost Redis while waiting for a job (%s); retrying", exc)
+                await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            if found:
+                log.debug("a job's outcome arrived")
+                return Outcome.from_dict(self.seal.open(job, found[1].decode()))
+        return None
+
+    async def _claim_revoked(self, job: str) -> bool:
+        """Mark the job revoked unless a worker is delivering it; True when the mark is ours."""
+        try:
+            return bool(await self.redis.set(claim_key(job), REVOKED, nx=True, ex=CLAIM_TTL))
+        except Exception as exc:
+            log.warning("could not mark a job revoked (%s)", type(exc).__name__)
+            return True  # no Redis: no worker can claim it either
+
+    async def _control_revoke(self, job: str) -> None:
+        """Celery's revocation: a queued task is dropped, a running one terminated."""
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self.app.control.revoke, job, terminate=True), timeout=SEND_TIMEOUT
+            )
+        except Exception as exc:
+            log.warning("could not broadcast a revocation (%s)", type(exc).__name__)
+
+    async def _revoke(self, job: str, upload: asyncio.Future) -> None:
+        won = await self._claim_revoked(job)
+        await self._control_revoke(job)
+        if won:
+            upload.set_exception(DeliveryFailed("revoked before delivery"))
+            return
+        outcome = await self._outcome(job, LATE_GRACE)
+        if outcome is None or outcome.sent is None:
+            upload.set_exception(DeliveryFailed("no photo landed")) if outcome is not None else upload.set_result(None)
+        else:
+            upload.set_result(outcome.sent)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def workers(self) -> int:
+        """How many worker processes announced themselves lately."""
+        count = 0
+        async for _ in self.redis.scan_iter(match=WORKER_KEYS, count=100):
+            count += 1
+        return count
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
+            except Exception:
+                task.cancel()
+        await self.redis.aclose()
+
+
+def _warn(message: str, exc: BaseException) -> bool:
+    log.warning(message, type(exc).__name__)
+    return True

@@ -1,0 +1,215 @@
+"""The worker's side of scale-out: `darkroom worker` runs the styling pipeline for jobs taken
+from the Celery broker, and answers the chat itself.
+
+No photo bytes ever go through the broker. A task carries one opaque argument, the sealed
+`StyleWork` (see bot/scale/protocol.py). The worker fetches the photo from the platform itself,
+styles it in memory, answers the chat through the platform's client, zeroes everything, and
+pushes back a sealed `Outcome`. It builds only the platforms' clients: nothing is received here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from functools import partial
+
+from billiard.process import current_process
+from celery import signals
+from redis import Redis
+from redis import asyncio as aioredis
+
+from bot.engine_config import engine_config
+from bot.safeguards import heap
+from bot.safeguards.pseudonym import Pseudonymizer
+from bot.scale.protocol import (
+    CLAIM_TTL,
+    DELIVERING,
+    HEARTBEAT,
+    QUEUE,
+    RESULT_TTL,
+    REVOKED,
+    TASK,
+    BrokerSeal,
+    celery_app,
+    claim_key,
+    result_key,
+)
+from bot.scale.keys import Keys
+from bot.scale.state import connect as connect_shared_state
+from bot.settings import Settings
+from handlers import pipeline
+from handlers.pipeline import Outcome, StyleWork
+from inference import AsyncEngine, Engine
+
+log = logging.getLogger("darkroom.workers")
+WATCH_INTERVAL = 0.2  # how often a worker looks for its job's revocation mark
+
+
+class WorkerRuntime:
+    """One per worker process: its engine (loaded once), an event loop, the platforms' API
+    clients and Redis. Each task runs `handlers.pipeline.style` on this loop."""
+
+    def __init__(self, settings: Settings, metrics=None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.engine = Engine(engine_config(settings))
+        self.engine.verify()  # refuses to work with a tampered model
+        self.async_engine = AsyncEngine(self.engine)
+        self.seal = BrokerSeal(settings.secret)
+        self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=3, health_check_interval=10)
+        self.platforms: dict[str, object] = {}
+        self.shared = None  # bot.shared.SharedState, on first use
+        self.name = uuid.uuid4().hex  # announces this process (the workers gauge); nothing else
+        self._beat = threading.Event()
+        threading.Thread(target=self._heartbeat, name="darkroom-heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
+        while True:
+            try:
+                client.set(Keys().worker(self.name), b"1", ex=int(HEARTBEAT * 3))
+            except Exception:
+                pass  # Redis is away; the next beat tries again
+            if self._beat.wait(HEARTBEAT):
+                return
+
+    def run(self, job: str, blob: str) -> None:
+        self.loop.run_until_complete(self._run(job, blob))
+
+    async def platform(self, name: str):
+        if name not in self.platforms:
+            pseudonymize = Pseudonymizer(self.settings.secret)
+            if self.shared is None:
+                # Every process of the bot shares one WeChat token (a new one expires the old)
+                # and Telegram's global send limits: the workers too.
+                self.shared = await connect_shared_state(self.settings, pseudonymize)
+            if name == "telegram":
+                from bot.platforms.telegram.client import TelegramClient
+
+                # Only the client: this process fetches and answers, and receives nothing.
+                limiter = self.shared.telegram_limiter() if self.shared else None
+                platform = TelegramClient(self.settings, rate_limiter=limiter)
+                await platform.connect()
+            elif name == "wechat":
+                from bot.platforms.wechat.client import WeChatClient
+
+                # Only the client: no callbacks come here; it fetches and answers.
+                tokens = self.shared.wechat_tokens() if self.shared else None
+                platform = WeChatClient(self.settings, pseudonymize, tokens=tokens)
+                await platform.start()
+            else:
+                raise ValueError("unknown platform")
+            self.platforms[name] = platform
+        return self.platforms[name]
+
+    async def _run(self, job: str, blob: str) -> None:
+        started = time.monotonic()
+        log.debug("job started")
+        try:
+            work = StyleWork.from_dict(self.seal.open(job, blob)["work"])
+        except Exception as exc:  # not sealed by this instance: dropped, never run
+            log.warning("refused a task that does not open with this instance's key (%s)", type(exc).__name__)
+            return
+        if await self.redis.get(claim_key(job)) is not None:
+            outcome = Outcome(pipeline.CLAIMED)  # erased while queued, or answered by an earlier run
+        else:
+            platform = await self.platform(work.chat.platform)
+            running = asyncio.ensure_future(
+                pipeline.style(work, platform, self.async_engine, claim=partial(self._claim, job))
+            )
+            watcher = asyncio.ensure_future(self._watch(job, running))
+            try:
+                outcome = await asyncio.wait_for(running, timeout=self.settings.job_timeout)
+            except asyncio.CancelledError:
+                outcome = Outcome(pipeline.CLAIMED)  # revoked: stopped before it delivered
+                log.info("a job was revoked while it ran; it was stopped")
+            except asyncio.TimeoutError:
+                outcome = Outcome(pipeline.FAILED, detail="timeout")
+            finally:
+                watcher.cancel()
+        if self.metrics is not None:
+            self.metrics.observe(outcome, time.monotonic() - started)
+        sealed = self.seal.seal(job, outcome.to_dict())
+        async with self.redis.pipeline(transaction=True) as batch:
+            batch.rpush(result_key(job), sealed)
+            batch.expire(result_key(job), RESULT_TTL)
+            await batch.execute()
+        log.debug("job outcome sent")
+
+    async def _claim(self, job: str) -> bool:
+        return bool(await self.redis.set(claim_key(job), DELIVERING, nx=True, ex=CLAIM_TTL))
+
+    async def _watch(self, job: str, running: asyncio.Future) -> None:
+        """Stop the job (the engine's cancel hooks kill the decode, terminate the inference) the
+        moment the front marks it revoked."""
+        while not running.done():
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                if await self.redis.get(claim_key(job)) == REVOKED:
+                    running.cancel()
+                    return
+            except Exception:
+                pass
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def build_worker_app(settings: Settings):
+    """The Celery app of `darkroom worker`, with the styling task and per-process set-up."""
+    app = celery_app(settings)
+
+    @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def style_task(self, blob: str) -> None:
+        runtime = _runtime or _start_runtime(settings)
+        runtime.run(self.request.id, blob)
+
+    @signals.worker_process_init.connect(weak=False)
+    def _load_engine(**_) -> None:  # once per worker process, not per task
+        _start_runtime(settings)
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_) -> None:  # Celery's own "ready." is withheld with all third-party log text
+        log.info("worker ready: taking jobs from the queue")
+
+    return app
+
+
+def _start_runtime(settings: Settings) -> WorkerRuntime:
+    global _runtime
+    heap.wipe_freed_memory()
+    metrics = None
+    if settings.worker_metrics_port:
+        from bot.scale.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+    _runtime = WorkerRuntime(settings, metrics)
+    if metrics is not None:
+        # Served once the engine is loaded: a process whose /metrics answers can take a job.
+        index = getattr(current_process(), "index", 0) or 0
+        metrics.serve_on(settings.worker_metrics_port + index)
+    heap.freeze_start_up_objects()  # before the first task: per-job collections skip all this
+    log.info("worker process %d ready (engine loaded)", os.getpid())
+    return _runtime
+
+
+def main(settings: Settings) -> int:
+    app = build_worker_app(settings)
+    argv = [
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--concurrency={settings.worker_concurrency}",
+        "--pool=prefork",
+        f"--queues={QUEUE}",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname=darkroom-{uuid.uuid4().hex[:8]}@%h",
+    ]
+    app.worker_main(argv)
+    return 0
