@@ -12,22 +12,26 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from handlers.context import Context, ConversationSettings
-from handlers.memory import Memory
-from handlers.replies import DeleteMessage, SendText
-from handlers.texts import t
-from inference import AsyncEngine, Engine, __version__
-
-from bot.safeguards import heap
-from bot.web.server import HttpServer, build_app
+from bot.engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
 from bot.jobs import FairQueue
+from bot.router import Router
+from bot.safeguards import heap
 from bot.safeguards.logs import REDACTOR
 from bot.safeguards.pseudonym import Pseudonymizer, load_or_create_secret
-from bot.router import Router
-from bot.engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
+from bot.scale.state import SharedState
+from bot.scale.state import connect as connect_shared_state
 from bot.settings import Settings, StartupError
-from bot.scale.state import SharedState, connect as connect_shared_state
 from bot.storage.store import Storage
+from bot.web.page import WebApp
+from bot.web.server import HttpServer, build_app
+from handlers.consent import has_consent
+from handlers.context import Context, ConversationSettings
+from handlers.events import Address, Person
+from handlers.memory import Memory
+from handlers.photos import LocalStyler
+from handlers.replies import DeleteMessage, OutPhoto, SendPhotos, SendText
+from handlers.texts import t
+from inference import AsyncEngine, Engine, __version__
 
 log = logging.getLogger("darkroom")
 SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
@@ -86,13 +90,25 @@ def prepare_data_dir(settings: Settings) -> None:
     mode = stat.S_IMODE(data_dir.stat().st_mode)
     if mode & 0o077:
         log.warning("the data directory %s is open to other users (mode %o); run chmod 700 on it", data_dir, mode)
-    for path in (settings.secret_file, settings.database, *(settings.database.with_name(settings.database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+    database_files = [settings.database.with_name(settings.database.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    for path in (settings.secret_file, settings.database, *database_files):
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except FileNotFoundError:
             continue
         if mode & 0o077:
             raise StartupError(f"{path} can be read or changed by other users (mode {mode:o}); run chmod 600 {path}")
+
+
+async def _open_storage(settings: Settings) -> Storage:
+    if settings.database_url:
+        return await Storage.open_postgres(settings.database_url, settings.secret)
+    try:
+        return await Storage.open(settings.database, settings.secret)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(
+            f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
+        ) from None
 
 
 @dataclass
@@ -117,6 +133,9 @@ class Darkroom:
     _janitor: asyncio.Task | None = field(default=None, init=False)
 
     async def start(self) -> None:
+        """Start in the order a photo's journey needs: data directory and secret, the verified
+        engine, storage, the styler and the fair queue, the router, the platforms, the HTTP
+        server; then tell people about jobs a crash lost."""
         settings = self.settings
         prepare_data_dir(settings)
         if not settings.secret:
@@ -128,18 +147,49 @@ class Darkroom:
             # Refuses to start on a tampered model. A front whose photos are styled by workers
             # builds no session and chooses no backend: that is the workers' (about 180 MB less).
             await asyncio.to_thread(self.engine.verify, not settings.scaled_out)
-        if settings.database_url:
-            self.storage = await Storage.open_postgres(settings.database_url, settings.secret)
-        else:
-            try:
-                self.storage = await Storage.open(settings.database, settings.secret)
-            except (OSError, sqlite3.Error) as exc:
-                raise StartupError(
-                    f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
-                ) from None
+        self.storage = await _open_storage(settings)
         self.async_engine = AsyncEngine(self.engine)
-        from handlers.photos import LocalStyler
+        self.styler, slots = self._styler()
+        self.queue = FairQueue(
+            workers=slots,
+            max_waiting=settings.queue_limit,
+            per_person=settings.per_person_pending,
+            rate_per_hour=settings.rate_limit_per_hour,
+        )
+        base = Context(
+            platform=None,  # the router gives each adapter its own context
+            store=self.storage,
+            queue=self.queue,
+            engine=self.async_engine,
+            catalogue=self.engine.catalogue,
+            memory=Memory(),
+            settings=conversation_settings(settings, self.engine),
+            styler=self.styler,
+        )
+        self.router = Router(base)
+        self._pseudonymize = Pseudonymizer(settings.secret)
+        self.shared = await connect_shared_state(settings, self._pseudonymize)
+        self.queue.start()
+        self.router.start()
+        # Before any update can arrive: later per-job collections skip what start-up built.
+        heap.freeze_start_up_objects()
+        await self._start_platforms()
+        if settings.needs_http:
+            await self._start_http()
+        if self.telegram_receiver is not None:
+            await self.telegram_receiver.start()
+        await self._tell_people_about_lost_jobs()
+        self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
+        log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
+        log.debug(
+            "telegram=%s (%s), wechat=%s, input_ttl=%ds, reply_ttl=%ds, max_side=%d, queue_limit=%d",
+            settings.telegram_enabled, settings.telegram_mode, settings.wechat_enabled, settings.input_ttl,
+            settings.reply_ttl, settings.max_side, settings.queue_limit,
+        )
 
+    def _styler(self) -> tuple[object, int]:
+        """What styles the photos, and how many jobs may be out at once."""
+        settings = self.settings
         if settings.scaled_out:
             from bot.scale.front import RemoteStyler
 
@@ -156,90 +206,56 @@ class Darkroom:
 
             self.metrics = FrontMetrics()
             styler = MeteredStyler(styler, self.metrics)
-        self.styler = styler
-        self.queue = FairQueue(
-            workers=slots,
-            max_waiting=settings.queue_limit,
-            per_person=settings.per_person_pending,
-            rate_per_hour=settings.rate_limit_per_hour,
-        )
-        memory = Memory()
-        base = Context(
-            platform=None,  # the router gives each adapter its own context
-            store=self.storage,
-            queue=self.queue,
-            engine=self.async_engine,
-            catalogue=self.engine.catalogue,
-            memory=memory,
-            settings=conversation_settings(settings, self.engine),
-            styler=self.styler,
-        )
-        self.router = Router(base)
-        pseudonymize = Pseudonymizer(settings.secret)
-        self._pseudonymize = pseudonymize
-        self.shared = await connect_shared_state(settings, pseudonymize)
-        self.queue.start()
-        self.router.start()
-        # Before any update can arrive: later per-job collections skip what start-up built.
-        heap.freeze_start_up_objects()
+        return styler, slots
+
+    async def _start_platforms(self) -> None:
+        """Each platform's client (what handlers answer through) and its receiver (what turns
+        its updates into events for the router)."""
+        settings = self.settings
         if settings.telegram_enabled:
             from bot.platforms.telegram.client import TelegramClient
             from bot.platforms.telegram.receive import TelegramReceiver
 
             limiter = self.shared.telegram_limiter() if self.shared else None
             self.telegram = TelegramClient(settings, rate_limiter=limiter)
-            self.telegram_receiver = TelegramReceiver(settings, self.telegram, pseudonymize, self.router.enqueue)
+            self.telegram_receiver = TelegramReceiver(settings, self.telegram, self._pseudonymize, self.router.enqueue)
         if settings.wechat_enabled:
             from bot.platforms.wechat.callback import WeChatCallback
             from bot.platforms.wechat.client import WeChatClient
 
             tokens = self.shared.wechat_tokens() if self.shared else None
-            self.wechat = WeChatClient(settings, pseudonymize, tokens=tokens)
+            self.wechat = WeChatClient(settings, self._pseudonymize, tokens=tokens)
             await self.wechat.start()
-            self.wechat_callback = WeChatCallback(settings, self.wechat, pseudonymize, self.router.enqueue, self.storage)
-        if settings.needs_http:
-            webapp = None
-            if settings.serves_webapp:
-                from bot.web.page import WebApp
+            self.wechat_callback = WeChatCallback(settings, self.wechat, self._pseudonymize, self.router.enqueue, self.storage)
 
-                webapp = WebApp(
-                    self.engine.catalogue,
-                    self.engine.config.software,
-                    bot_token=settings.telegram_bot_token,
-                    send_styled=self._send_styled if self.telegram is not None else None,
-                )
-            app = build_app(
-                telegram=self.telegram_receiver if settings.telegram_mode == "webhook" else None,
-                telegram_secret=settings.telegram_webhook_secret,
-                wechat=self.wechat_callback,
-                health=self.health,
-                webapp=webapp,
-                metrics=self._metrics if settings.metrics else None,
+    async def _start_http(self) -> None:
+        settings = self.settings
+        webapp = None
+        if settings.serves_webapp:
+            webapp = WebApp(
+                self.engine.catalogue,
+                self.engine.config.software,
+                bot_token=settings.telegram_bot_token,
+                send_styled=self._send_styled if self.telegram is not None else None,
             )
-            self.http = HttpServer(app, settings.http_host, settings.http_port)
-            await self.http.start()
-            if webapp is not None:
-                host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-                self.page_url = settings.webapp_url or f"http://{host}:{self.http.port}/app/"
-        if self.telegram_receiver is not None:
-            await self.telegram_receiver.start()
-        await self._tell_people_about_lost_jobs()
-        self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
-        log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
-        log.debug(
-            "telegram=%s (%s), wechat=%s, input_ttl=%ds, reply_ttl=%ds, max_side=%d, queue_limit=%d",
-            settings.telegram_enabled, settings.telegram_mode, settings.wechat_enabled, settings.input_ttl,
-            settings.reply_ttl, settings.max_side, settings.queue_limit,
+        app = build_app(
+            telegram=self.telegram_receiver if settings.telegram_mode == "webhook" else None,
+            telegram_secret=settings.telegram_webhook_secret,
+            wechat=self.wechat_callback,
+            health=self.health,
+            webapp=webapp,
+            metrics=self._metrics if settings.metrics else None,
         )
+        self.http = HttpServer(app, settings.http_host, settings.http_port)
+        await self.http.start()
+        if webapp is not None:
+            host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            self.page_url = settings.webapp_url or f"http://{host}:{self.http.port}/app/"
 
     async def _send_styled(self, user_id: int, jpeg: bytes, language: str) -> None:
         """The on-device page's opt-in: deliver a picture styled on the person's phone to their
         chat with the bot, through the same send path (in memory, nothing kept). Only for a
         person whose consent is on record, like every picture the server handles."""
-        from handlers.consent import has_consent
-        from handlers.events import Address, Person
-        from handlers.replies import OutPhoto, SendPhotos
-
         address = Address(self.telegram.name, str(user_id))
         person = Person(pseudonym=self._pseudonymize(self.telegram.name, "user", user_id), language=language, address=address)
         ctx = self.router.context(self.telegram)
@@ -305,7 +321,7 @@ class Darkroom:
             await asyncio.gather(self._janitor, return_exceptions=True)
         try:
             await asyncio.wait_for(self._stop_work(loop.time() + grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("shutdown: some replies were still waiting after %.0fs; closing anyway", grace)
         finally:
             if self.async_engine is not None:

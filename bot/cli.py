@@ -7,7 +7,21 @@ import asyncio
 import sys
 import textwrap
 import time
+import unicodedata
+from dataclasses import replace
 from pathlib import Path
+
+from bot.engine_config import engine_config
+from bot.safeguards import heap, logs
+from bot.safeguards.core_dumps import HardeningError, harden_process
+from bot.safeguards.pseudonym import load_or_create_secret
+from bot.scale.audit import main as broker_audit_main
+from bot.settings import SettingsError, StartupError, from_environment
+from bot.storage.audit import main as audit_main
+from handlers.context import where
+from inference import PICTURE_STYLE, Engine, ImageRejected, ModelIntegrityError, StyleRequest, UnknownStyle, load_catalogue
+from inference.backends import cpu_capabilities
+from inference.sheet import contact_sheet
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PHOTO_COMMANDS = ("run", "stylize", "sheet")  # the commands that hold photos in memory
@@ -43,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command in PHOTO_COMMANDS:
-        from bot.safeguards.core_dumps import HardeningError, harden_process
-
         try:
             harden_process()  # before any photo is read: a crash must not dump one to disk
         except HardeningError as exc:
@@ -62,9 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sheet":
             return _sheet(args)
         if args.command == "audit":
-            from bot.storage.audit import main as audit_main
-            from bot.scale.audit import main as broker_audit_main
-
             return max(audit_main(args.data_dir), broker_audit_main(required=args.broker))
     except KeyboardInterrupt:
         return EXIT_FAILED
@@ -76,11 +85,6 @@ def _error(message: str) -> None:
 
 
 def _engine(settings=None):
-    from inference import Engine, ModelIntegrityError
-
-    from bot.settings import SettingsError, from_environment
-    from bot.engine_config import engine_config
-
     try:
         settings = settings or from_environment()
         config = engine_config(settings)
@@ -97,11 +101,7 @@ def _engine(settings=None):
 
 
 def _run() -> int:
-    from inference import ModelIntegrityError
-
-    from bot.safeguards import heap, logs
     from bot.app import Darkroom
-    from bot.settings import SettingsError, StartupError, from_environment
 
     try:
         settings = from_environment()
@@ -118,22 +118,12 @@ def _run() -> int:
         _error(str(exc))
         return EXIT_USAGE
     except Exception as exc:  # one line for the operator even for what was not foreseen; no message (it may carry data)
-        from handlers.context import where
-
         _error(f"stopped by an unexpected error: {type(exc).__name__} at {where(exc)}; please report it")
         return EXIT_FAILED
     return EXIT_OK
 
 
 def _worker() -> int:
-    from dataclasses import replace
-
-    from inference import ModelIntegrityError
-
-    from bot.safeguards import logs
-    from bot.safeguards.pseudonym import load_or_create_secret
-    from bot.settings import SettingsError, from_environment
-
     try:
         settings = from_environment()
     except SettingsError as exc:
@@ -158,11 +148,6 @@ def _worker() -> int:
 
 
 def _styles(args) -> int:
-    from inference import load_catalogue
-    from inference.errors import ModelIntegrityError
-
-    from bot.settings import SettingsError, from_environment
-
     try:
         settings = from_environment()
         catalogue = load_catalogue(settings.custom_styles)
@@ -189,8 +174,6 @@ def _styles(args) -> int:
         engine = _engine(settings)
         if engine is None:
             return EXIT_USAGE
-        from inference.backends import cpu_capabilities
-
         print("\nEngine (timed on this machine now; DARKROOM_ENGINE and DARKROOM_PRECISION force it):")
         print(f"- {engine.choice.line()}")
         print(f"- CPU capabilities (OpenVINO): {', '.join(cpu_capabilities()) or 'OpenVINO not available'}")
@@ -198,16 +181,10 @@ def _styles(args) -> int:
 
 
 def _width(text: str) -> int:
-    import unicodedata
-
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _stylize(args) -> int:
-    from inference import PICTURE_STYLE, ImageRejected, StyleRequest, UnknownStyle
-
-    from bot.settings import SettingsError, from_environment
-
     if not 0.0 <= args.strength <= 1.0:
         _error("--strength must be between 0 and 1")
         return EXIT_USAGE
@@ -279,9 +256,6 @@ _REASONS = {
 
 
 def _sheet(args) -> int:
-    from inference import ImageRejected
-    from inference.sheet import contact_sheet
-
     engine = _engine()
     if engine is None:
         return EXIT_USAGE

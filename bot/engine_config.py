@@ -3,9 +3,8 @@ can build an engine without importing the bot's platform libraries (~20 MB of RS
 
 from __future__ import annotations
 
-from inference import EngineConfig
-
 from bot.settings import Settings
+from inference import EngineConfig
 
 
 def engine_config(settings: Settings) -> EngineConfig:

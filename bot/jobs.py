@@ -21,8 +21,8 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from handlers.context import where
 from handlers.ports import DropCallback, PositionCallback, QueueFull, RateLimited, ShuttingDown, TooManyPending, Work

@@ -56,7 +56,7 @@ class Choices:
 class ChoiceTrackingPlatform:
     """A platform seen through the router: remembers the typed answers of every keyboard sent."""
 
-    def __init__(self, inner: Platform, router: "Router") -> None:
+    def __init__(self, inner: Platform, router: Router) -> None:
         self._inner = inner
         self._router = router
         self.name = inner.name

@@ -1,13 +1,6 @@
 """Darkroom's local styling engine. It knows nothing about chats: the bot and the CLI call it."""
 
 from . import offline  # noqa: F401  (first: before any runtime is imported)
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("darkroom-bot")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
-
 from .cancel import Cancellation, Cancelled  # noqa: E402
 from .catalogue import Catalogue, Style, load_catalogue  # noqa: E402
 from .engine import PICTURE_STYLE, AsyncEngine, Engine, EngineConfig, Picture, StyledImage, StyleRequest  # noqa: E402
@@ -17,6 +10,7 @@ from .errors import (  # noqa: E402
     ModelIntegrityError,
     UnknownStyle,
 )
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "PICTURE_STYLE",

@@ -18,7 +18,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .cancel import Cancellation, Cancelled, run_options
 from .backends import DEFAULT_MAX_SHAPES, BackendChoice, BackendPreference
 from .catalogue import Catalogue, Style, load_catalogue

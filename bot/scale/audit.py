@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bot.scale.keys import CELERY_RESULT, MESSAGE, OUTCOME, PREFIX, QUEUE, TASK, UNACKED, KeyKind, kind_of
 from bot.scale.seal import BrokerSealer, Unsealable, looks_sealed
+from bot.settings import SettingsError, from_environment
 
 SHOWN = 20  # unexpected keys listed by name; the rest are counted
 
@@ -103,7 +104,7 @@ def audit_broker(redis, secret: bytes | None, out=None, prefix: str = PREFIX) ->
     return len(problems)
 
 
-def _misfit(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None, jobs: "_JobSeal") -> str | None:
+def _misfit(kind: KeyKind, key: str, value: bytes, sealer: BrokerSealer | None, jobs: _JobSeal) -> str | None:
     """Why ``value`` does not belong under ``key`` (a short reason naming no value), or None."""
     if kind.form == OUTCOME:
         return jobs.misfit(key.rsplit(":", 1)[1], _text(value))
@@ -316,8 +317,6 @@ def shown_url(url: str) -> str:
 
 def main(required: bool = False) -> int:
     """Exit code: 0 clean (or no broker configured and none asked for), 1 problems, 2 unusable."""
-    from bot.settings import SettingsError, from_environment
-
     try:
         settings = from_environment()
     except SettingsError as exc:

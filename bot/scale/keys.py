@@ -100,10 +100,18 @@ KINDS = (
     # Celery and kombu (redis transport), as bot/scale/ configures them
     KeyKind("Celery task queue (task messages, sealed)", re.compile(re.escape(QUEUE) + r"(\x06\x16[0-9])?"), "list", form=MESSAGE, prefixed=False),
     KeyKind("Celery tasks being run (task messages, sealed)", re.compile(r"unacked"), "hash", form=UNACKED, prefixed=False),
-    KeyKind("Celery tasks being run, index (delivery tags, timestamps)", re.compile(r"unacked_index"), "zset", element=re.compile(_UUID), prefixed=False),
+    KeyKind(
+        "Celery tasks being run, index (delivery tags, timestamps)", re.compile(r"unacked_index"), "zset", element=re.compile(_UUID), prefixed=False
+    ),
     KeyKind("Celery restore lock (random owner)", re.compile(r"unacked_mutex"), "string", element=re.compile(rb"[0-9a-f]{32}"), prefixed=False),
     KeyKind("Celery routing tables", re.compile(rf"_kombu\.binding(_permanent)?\.({_EXCHANGE})"), "set", element=_ROUTE, prefixed=False),
-    KeyKind("Celery routing table deadlines (exchange names)", re.compile(r"_kombu\.binding_deadlines"), "zset", element=re.compile(_EXCHANGE.encode()), prefixed=False),
+    KeyKind(
+        "Celery routing table deadlines (exchange names)",
+        re.compile(r"_kombu\.binding_deadlines"),
+        "zset",
+        element=re.compile(_EXCHANGE.encode()),
+        prefixed=False,
+    ),
 )
 
 # Celery's result backend (off in bot/scale/): one of these would be a task's stored result.

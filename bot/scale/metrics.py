@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 SECONDS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300)
 
@@ -54,8 +54,6 @@ class WorkerMetrics(_Jobs):
         super().__init__(self.registry, "worker")
 
     def serve_on(self, port: int, host: str = "127.0.0.1") -> None:
-        from prometheus_client import start_http_server
-
         start_http_server(port, addr=host, registry=self.registry)
 
 

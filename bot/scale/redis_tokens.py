@@ -17,11 +17,10 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from handlers.ports import DeliveryFailed
-
+from bot.platforms.wechat.tokens import Fetch, usable_for
 from bot.scale.keys import Keys
 from bot.scale.seal import BrokerSealer, Unsealable
-from bot.platforms.wechat.tokens import Fetch, usable_for
+from handlers.ports import DeliveryFailed
 
 log = logging.getLogger("darkroom.shared")
 

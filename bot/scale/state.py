@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.safeguards.pseudonym import Pseudonymizer
-from bot.settings import Settings, StartupError
 from bot.scale.keys import Keys
 from bot.scale.seal import BrokerSealer
+from bot.settings import Settings, StartupError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -23,7 +23,7 @@ log = logging.getLogger("darkroom.shared")
 
 @dataclass
 class SharedState:
-    redis: "Redis"
+    redis: Redis
     sealer: BrokerSealer
     pseudonymize: Pseudonymizer
     keys: Keys = Keys()
@@ -51,7 +51,9 @@ async def connect(settings: Settings, pseudonymize: Pseudonymizer) -> SharedStat
         from redis.asyncio import Redis
         from redis.exceptions import RedisError
     except ImportError:
-        raise StartupError("DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL) is set but the Redis client is not installed: pip install 'darkroom-bot[scale]'") from None
+        raise StartupError(
+            "DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL) is set but the Redis client is not installed: pip install 'darkroom-bot[scale]'"
+        ) from None
     try:
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=10, socket_timeout=10, health_check_interval=30)
     except ValueError:

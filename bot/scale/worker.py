@@ -23,8 +23,12 @@ from redis import Redis
 from redis import asyncio as aioredis
 
 from bot.engine_config import engine_config
+from bot.platforms.telegram.client import TelegramClient
+from bot.platforms.wechat.client import WeChatClient
 from bot.safeguards import heap
 from bot.safeguards.pseudonym import Pseudonymizer
+from bot.scale.keys import Keys
+from bot.scale.metrics import WorkerMetrics
 from bot.scale.protocol import (
     CLAIM_TTL,
     DELIVERING,
@@ -38,7 +42,6 @@ from bot.scale.protocol import (
     claim_key,
     result_key,
 )
-from bot.scale.keys import Keys
 from bot.scale.state import connect as connect_shared_state
 from bot.settings import Settings
 from handlers import pipeline
@@ -90,15 +93,11 @@ class WorkerRuntime:
                 # and Telegram's global send limits: the workers too.
                 self.shared = await connect_shared_state(self.settings, pseudonymize)
             if name == "telegram":
-                from bot.platforms.telegram.client import TelegramClient
-
                 # Only the client: this process fetches and answers, and receives nothing.
                 limiter = self.shared.telegram_limiter() if self.shared else None
                 platform = TelegramClient(self.settings, rate_limiter=limiter)
                 await platform.connect()
             elif name == "wechat":
-                from bot.platforms.wechat.client import WeChatClient
-
                 # Only the client: no callbacks come here; it fetches and answers.
                 tokens = self.shared.wechat_tokens() if self.shared else None
                 platform = WeChatClient(self.settings, pseudonymize, tokens=tokens)
@@ -129,7 +128,7 @@ class WorkerRuntime:
             except asyncio.CancelledError:
                 outcome = Outcome(pipeline.CLAIMED)  # revoked: stopped before it delivered
                 log.info("a job was revoked while it ran; it was stopped")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 outcome = Outcome(pipeline.FAILED, detail="timeout")
             finally:
                 watcher.cancel()
@@ -186,8 +185,6 @@ def _start_runtime(settings: Settings) -> WorkerRuntime:
     heap.wipe_freed_memory()
     metrics = None
     if settings.worker_metrics_port:
-        from bot.scale.metrics import WorkerMetrics
-
         metrics = WorkerMetrics()
     _runtime = WorkerRuntime(settings, metrics)
     if metrics is not None:

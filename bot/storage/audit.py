@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.safeguards.pseudonym import KEY_FORMAT
+from bot.settings import SettingsError, from_environment
+from bot.storage import store as storage
 
 DATABASE = "darkroom.sqlite3"
 WAL = f"{DATABASE}-wal"
@@ -110,8 +112,6 @@ def _signatures(data: bytes) -> list[tuple[str, int]]:
 def expected_schema() -> dict[tuple[str, str], str]:
     """(type, name) -> SQL of everything this version of Darkroom creates: storage.SCHEMA applied
     to an empty in-memory database, so tables added to storage.py are expected automatically."""
-    from bot.storage import store as storage
-
     with sqlite3.connect(":memory:") as db:
         db.executescript(storage.SCHEMA)
         return _schema(db)
@@ -361,8 +361,6 @@ def _check_database(image: bytes, report: Report) -> set[tuple[str, str]]:
 
 
 def _expected_columns(table: str) -> list[tuple]:
-    from bot.storage import store as storage
-
     with sqlite3.connect(":memory:") as db:
         db.executescript(storage.SCHEMA)
         return _columns(db, table)
@@ -442,8 +440,6 @@ def _scan_raw_files(contents: dict[str, bytes], free_pages: set[int], found_live
 
 def main(data_dir: Path | None = None) -> int:
     if data_dir is None:
-        from bot.settings import SettingsError, from_environment
-
         try:
             data_dir = from_environment().data_dir
         except SettingsError as exc:

@@ -18,8 +18,9 @@ import contextlib
 import functools
 import os
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosqlite
@@ -73,7 +74,7 @@ class SQLiteDatabase:
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, schema: str) -> "SQLiteDatabase":
+    async def open(cls, path: Path, schema: str) -> SQLiteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -185,7 +186,7 @@ class PostgresDatabase:
         self._owner_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str, schema: str) -> "PostgresDatabase":
+    async def open(cls, url: str, schema: str) -> PostgresDatabase:
         """Connect and create the tables if needed. Any failure is one StartupError naming the
         server (never the password) and the reason."""
         try:
@@ -199,7 +200,7 @@ class PostgresDatabase:
             pool = await asyncpg.create_pool(
                 url, min_size=1, max_size=cls.POOL_SIZE, timeout=cls.CONNECT_TIMEOUT, command_timeout=60
             )
-        except (OSError, ValueError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             reason = str(exc) or type(exc).__name__
             if password:
                 reason = reason.replace(password, "[redacted]")
@@ -210,7 +211,7 @@ class PostgresDatabase:
                 # against itself, so they take turns.
                 await connection.execute("SELECT pg_advisory_xact_lock(0, hashtext('darkroom schema'))")
                 await connection.execute(schema)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await pool.close()
             raise StartupError(
                 f"cannot create Darkroom's tables in the PostgreSQL database at {describe(url)}: {exc}"

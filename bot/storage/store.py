@@ -26,10 +26,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bot.storage.database import Database, PostgresDatabase, SQLiteDatabase
 from handlers.events import Address, MessageRef
 from handlers.ports import ConsentRecord, Preferences
-
-from bot.storage.database import Database, PostgresDatabase, SQLiteDatabase
 
 log = logging.getLogger("darkroom.storage")
 
@@ -176,12 +175,12 @@ class Storage:
         return self._db.engine
 
     @classmethod
-    async def open(cls, path: Path, secret: bytes) -> "Storage":
+    async def open(cls, path: Path, secret: bytes) -> Storage:
         """The SQLite file at ``path`` (created with mode 0600)."""
         return cls(await SQLiteDatabase.open(path, SCHEMA), Sealer(secret))
 
     @classmethod
-    async def open_postgres(cls, url: str, secret: bytes) -> "Storage":
+    async def open_postgres(cls, url: str, secret: bytes) -> Storage:
         """The PostgreSQL database at ``url``; raises StartupError when it cannot be used."""
         return cls(await PostgresDatabase.open(url, POSTGRES_SCHEMA), Sealer(secret))
 

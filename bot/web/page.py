@@ -19,9 +19,9 @@ import json
 import logging
 import time
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -29,6 +29,7 @@ from aiohttp import web
 from inference import Catalogue, __version__
 from inference.errors import ModelIntegrityError
 from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL
+from inference.networks import fast_multistyle_graph
 
 log = logging.getLogger("darkroom.webapp")
 
@@ -160,8 +161,6 @@ def served_model(catalogue: Catalogue, name: str) -> bytes:
     """The bytes the page gets for ``name``: the package's file after the catalogue's SHA-256
     check; for the 26-style network, the same faster equivalent graph the server's engine builds
     from those verified bytes (about 170 MB less peak memory in the browser, measured)."""
-    from inference.networks import fast_multistyle_graph
-
     data = catalogue.model(MODELS[name]).read_verified()
     return fast_multistyle_graph(data) if name == "multistyle26-phase.onnx" else data
 

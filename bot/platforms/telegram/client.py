@@ -338,7 +338,7 @@ class TelegramClient:
                     self._close_gate(chat, wait)
             except (BadRequest, Forbidden) as exc:
                 raise DeliveryFailed(_reason(exc)) from None
-            except (TimedOut, NetworkError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TimedOut, NetworkError) as exc:
                 if attempt >= attempts:
                     raise DeliveryFailed(type(exc).__name__) from None
                 log.info("transient %s on %s, retrying in %.0fs", type(exc).__name__, method.__name__, delay)
@@ -375,7 +375,7 @@ class TelegramClient:
             try:
                 await asyncio.wait_for(self._winding_down.wait(), seconds)
                 # (woken early: the bot began to shut down while this send waited)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
         if end > self._give_up_at:
             raise DeliveryFailed(f"{why}; shutting down")

@@ -43,9 +43,9 @@ from handlers.events import (
     Event,
     Membership,
     MembershipEvent,
+    Person,
     PhotoEvent,
     PhotoRef,
-    Person,
     TextEvent,
     UnsupportedEvent,
 )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 # Asks WeChat for a new token: (token, lifetime in seconds).
 Fetch = Callable[[], Awaitable[tuple[str, float]]]
