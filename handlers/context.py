@@ -19,7 +19,7 @@ log = logging.getLogger("darkroom.handlers")
 @dataclass(frozen=True)
 class ConversationSettings:
     # These defaults are also the defaults of the DARKROOM_* settings the conversation is built
-    # from (bot/settings.py reads them from here): change one here, then run
+    # from (bot/settings/__init__.py reads them from here): change one here, then run
     # `python -m bot.settings --write` to regenerate .env.example and the README table.
     min_age: int = 16
     input_ttl: int = 0  # seconds an input stays in memory after the reply

@@ -1,5 +1,5 @@
 """Process-level settings that must be in place before onnxruntime or OpenVINO is imported (the
-one kind of environment change allowed outside bot/settings.py). Imported first by `inference`.
+one kind of environment change allowed outside bot/settings/__init__.py). Imported first by `inference`.
 
 Both runtimes were seen (strace, in a network namespace) to phone home unless told not to:
 * onnxruntime 1.32 starts Microsoft's 1DS telemetry: it writes a device id and an event

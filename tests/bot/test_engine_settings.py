@@ -1,4 +1,4 @@
-"""DARKROOM_ENGINE and DARKROOM_PRECISION: read once in bot/settings.py, handed to the engine."""
+"""DARKROOM_ENGINE and DARKROOM_PRECISION: read once in bot/settings/__init__.py, handed to the engine."""
 
 from __future__ import annotations
 

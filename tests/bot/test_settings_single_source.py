@@ -1,4 +1,4 @@
-"""Every setting is declared once, in bot/settings.py; .env.example and the README table follow it."""
+"""Every setting is declared once, in bot/settings/__init__.py; .env.example and the README table follow it."""
 
 from __future__ import annotations
 
@@ -9,20 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import (
-    CHAT,
-    REGENERATE,
-    ROOT,
-    SETTINGS,
-    Settings,
-    env_example,
-    from_environment,
-    markdown_table,
-    readme_with_table,
-)
+from bot.settings import CHAT, SETTINGS, Settings, from_environment
+from bot.settings.generated import REGENERATE, ROOT, env_example, markdown_table, readme_with_table
 from handlers.context import ConversationSettings
 
-STALE = f"is out of date with bot/settings.py: run `{REGENERATE}` and commit the result"
+STALE = f"is out of date with bot/settings/: run `{REGENERATE}` and commit the result"
 
 
 def test_env_example_is_what_the_table_generates():

@@ -1,0 +1,5 @@
+import sys
+
+from bot.settings.generated import main
+
+sys.exit(main())
