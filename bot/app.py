@@ -9,8 +9,10 @@ import signal
 import sqlite3
 import stat
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.engine_config import engine_config  # noqa: F401  (re-exported: the bot and its tests build the engine with it)
 from bot.jobs import FairQueue
@@ -32,6 +34,14 @@ from handlers.photos import LocalStyler
 from handlers.replies import DeleteMessage, OutPhoto, SendPhotos, SendText
 from handlers.texts import t
 from inference import AsyncEngine, Engine, __version__
+
+if TYPE_CHECKING:  # loaded at start-up only when configured (heavy, or an extra)
+    from bot.platforms.telegram.client import TelegramClient
+    from bot.platforms.telegram.receive import TelegramReceiver
+    from bot.platforms.wechat.callback import WeChatCallback
+    from bot.platforms.wechat.client import WeChatClient
+    from bot.scale.metrics import FrontMetrics
+    from handlers.ports import Platform, Styler
 
 log = logging.getLogger("darkroom")
 SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
@@ -118,15 +128,15 @@ class Darkroom:
     storage: Storage | None = field(default=None, init=False)
     router: Router | None = field(default=None, init=False)
     queue: FairQueue | None = field(default=None, init=False)
-    telegram: object | None = field(default=None, init=False)  # the client: sends, fetches (the Platform)
-    telegram_receiver: object | None = field(default=None, init=False)  # updates → events
-    wechat: object | None = field(default=None, init=False)  # the client: sends, fetches (the Platform)
-    wechat_callback: object | None = field(default=None, init=False)  # /wechat callbacks → events
+    telegram: TelegramClient | None = field(default=None, init=False)  # sends, fetches: the Platform
+    telegram_receiver: TelegramReceiver | None = field(default=None, init=False)  # updates → events
+    wechat: WeChatClient | None = field(default=None, init=False)  # sends, fetches: the Platform
+    wechat_callback: WeChatCallback | None = field(default=None, init=False)  # /wechat callbacks → events
     http: HttpServer | None = field(default=None, init=False)
     async_engine: AsyncEngine | None = field(default=None, init=False)
     shared: SharedState | None = field(default=None, init=False)  # Redis, when DARKROOM_BROKER_URL is set
-    styler: object | None = field(default=None, init=False)  # runs the styling pipeline
-    metrics: object | None = field(default=None, init=False)
+    styler: Styler | None = field(default=None, init=False)  # runs the styling pipeline
+    metrics: FrontMetrics | None = field(default=None, init=False)
     janitor_interval: float = 5.0  # how often due reply deletions are looked for
     page_url: str = field(default="", init=False)  # where the on-device page is served, once started
     _pseudonymize: Pseudonymizer | None = field(default=None, init=False)
@@ -147,9 +157,10 @@ class Darkroom:
             # Refuses to start on a tampered model. A front whose photos are styled by workers
             # builds no session and chooses no backend: that is the workers' (about 180 MB less).
             await asyncio.to_thread(self.engine.verify, not settings.scaled_out)
-        self.storage = await _open_storage(settings)
-        self.async_engine = AsyncEngine(self.engine)
-        self.styler, slots = self._styler()
+        engine = self.engine
+        self.storage = storage = await _open_storage(settings)
+        self.async_engine = async_engine = AsyncEngine(engine)
+        self.styler, slots = self._styler(engine, async_engine)
         self.queue = FairQueue(
             workers=slots,
             max_waiting=settings.queue_limit,
@@ -157,39 +168,40 @@ class Darkroom:
             rate_per_hour=settings.rate_limit_per_hour,
         )
         base = Context(
-            platform=None,  # the router gives each adapter its own context
-            store=self.storage,
+            platform=None,  # type: ignore[arg-type]  # the router gives each platform its own context
+            store=storage,
             queue=self.queue,
             engine=self.async_engine,
-            catalogue=self.engine.catalogue,
+            catalogue=engine.catalogue,
             memory=Memory(),
-            settings=conversation_settings(settings, self.engine),
+            settings=conversation_settings(settings, engine),
             styler=self.styler,
         )
-        self.router = Router(base)
-        self._pseudonymize = Pseudonymizer(settings.secret)
-        self.shared = await connect_shared_state(settings, self._pseudonymize)
+        self.router = router = Router(base)
+        self._pseudonymize = pseudonymize = Pseudonymizer(settings.secret)
+        self.shared = await connect_shared_state(settings, pseudonymize)
         self.queue.start()
-        self.router.start()
+        router.start()
         # Before any update can arrive: later per-job collections skip what start-up built.
         heap.freeze_start_up_objects()
-        await self._start_platforms()
+        await self._start_platforms(router, storage, pseudonymize)
         if settings.needs_http:
-            await self._start_http()
+            await self._start_http(engine)
         if self.telegram_receiver is not None:
             await self.telegram_receiver.start()
         await self._tell_people_about_lost_jobs()
         self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
-        log.info("Darkroom %s started (%d styles)", __version__, len(self.engine.catalogue.styles))
+        log.info("Darkroom %s started (%d styles)", __version__, len(engine.catalogue.styles))
         log.debug(
             "telegram=%s (%s), wechat=%s, input_ttl=%ds, reply_ttl=%ds, max_side=%d, queue_limit=%d",
             settings.telegram_enabled, settings.telegram_mode, settings.wechat_enabled, settings.input_ttl,
             settings.reply_ttl, settings.max_side, settings.queue_limit,
         )
 
-    def _styler(self) -> tuple[object, int]:
+    def _styler(self, engine: Engine, async_engine: AsyncEngine) -> tuple[Styler, int]:
         """What styles the photos, and how many jobs may be out at once."""
         settings = self.settings
+        styler: Styler
         if settings.scaled_out:
             from bot.scale.front import RemoteStyler
 
@@ -199,8 +211,8 @@ class Darkroom:
             # styles). Positions stay true within that one.
             slots = settings.worker_slots + 1
         else:
-            styler = LocalStyler(self.async_engine)
-            slots = self.engine.config.concurrency + 1  # one downloads/uploads while one styles
+            styler = LocalStyler(async_engine)
+            slots = engine.config.concurrency + 1  # one downloads/uploads while one styles
         if settings.metrics:  # prometheus-client comes with the `scale` extra
             from bot.scale.metrics import FrontMetrics, MeteredStyler
 
@@ -208,7 +220,7 @@ class Darkroom:
             styler = MeteredStyler(styler, self.metrics)
         return styler, slots
 
-    async def _start_platforms(self) -> None:
+    async def _start_platforms(self, router: Router, storage: Storage, pseudonymize: Pseudonymizer) -> None:
         """Each platform's client (what handlers answer through) and its receiver (what turns
         its updates into events for the router)."""
         settings = self.settings
@@ -218,23 +230,23 @@ class Darkroom:
 
             limiter = self.shared.telegram_limiter() if self.shared else None
             self.telegram = TelegramClient(settings, rate_limiter=limiter)
-            self.telegram_receiver = TelegramReceiver(settings, self.telegram, self._pseudonymize, self.router.enqueue)
+            self.telegram_receiver = TelegramReceiver(settings, self.telegram, pseudonymize, router.enqueue)
         if settings.wechat_enabled:
             from bot.platforms.wechat.callback import WeChatCallback
             from bot.platforms.wechat.client import WeChatClient
 
             tokens = self.shared.wechat_tokens() if self.shared else None
-            self.wechat = WeChatClient(settings, self._pseudonymize, tokens=tokens)
+            self.wechat = WeChatClient(settings, pseudonymize, tokens=tokens)
             await self.wechat.start()
-            self.wechat_callback = WeChatCallback(settings, self.wechat, self._pseudonymize, self.router.enqueue, self.storage)
+            self.wechat_callback = WeChatCallback(settings, self.wechat, pseudonymize, router.enqueue, storage)
 
-    async def _start_http(self) -> None:
+    async def _start_http(self, engine: Engine) -> None:
         settings = self.settings
         webapp = None
         if settings.serves_webapp:
             webapp = WebApp(
-                self.engine.catalogue,
-                self.engine.config.software,
+                engine.catalogue,
+                engine.config.software,
                 bot_token=settings.telegram_bot_token,
                 send_styled=self._send_styled if self.telegram is not None else None,
             )
@@ -256,6 +268,8 @@ class Darkroom:
         """The on-device page's opt-in: deliver a picture styled on the person's phone to their
         chat with the bot, through the same send path (in memory, nothing kept). Only for a
         person whose consent is on record, like every picture the server handles."""
+        # Offered to the page only when Telegram is configured, so all of these exist.
+        assert self.telegram is not None and self.router is not None and self._pseudonymize is not None
         address = Address(self.telegram.name, str(user_id))
         person = Person(pseudonym=self._pseudonymize(self.telegram.name, "user", user_id), language=language, address=address)
         ctx = self.router.context(self.telegram)
@@ -263,31 +277,37 @@ class Darkroom:
             raise PermissionError("no consent on record")
         await ctx.send(address, SendPhotos((OutPhoto(jpeg, t("webapp.sent_caption", language)),)))
 
-    def platforms(self) -> dict:
+    def platforms(self) -> dict[str, Platform]:
         return {p.name: p for p in (self.telegram, self.wechat) if p is not None}
+
+    def _started(self) -> tuple[Storage, Router]:
+        assert self.storage is not None and self.router is not None, "used before start()"
+        return self.storage, self.router
 
     async def _tell_people_about_lost_jobs(self) -> None:
         """After a crash: tell each person whose photo was being styled to send it again. The
         photo itself is gone (it only ever lived in memory); only the sealed address was kept."""
+        storage, router = self._started()
         platforms = self.platforms()
-        for row, address, language in await self.storage.lost_jobs():
+        for row, address, language in await storage.lost_jobs():
             platform = platforms.get(address.platform)
             if platform is not None:
-                ctx = self.router.context(platform)
+                ctx = router.context(platform)
                 await ctx.send(address, SendText(t("photo.lost", language)))
-            await self.storage.job_finished(row)
+            await storage.job_finished(row)
             log.info("told a person that their photo was lost in a restart")
 
     async def _delete_due_replies(self) -> None:
         """DARKROOM_REPLY_TTL: delete the bot's styled-photo messages when their time comes."""
+        storage, router = self._started()
         platforms = self.platforms()
         while True:
             try:
-                for row, message in await self.storage.due_replies(int(time.time())):
+                for row, message in await storage.due_replies(int(time.time())):
                     platform = platforms.get(message.chat.platform)
                     if platform is not None:
-                        await self.router.context(platform).send(message.chat, DeleteMessage(message))
-                    await self.storage.forget_reply(row)
+                        await router.context(platform).send(message.chat, DeleteMessage(message))
+                    await storage.forget_reply(row)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -295,6 +315,7 @@ class Darkroom:
             await asyncio.sleep(self.janitor_interval)
 
     async def _metrics(self) -> tuple[bytes, str]:
+        assert self.metrics is not None  # served only with DARKROOM_METRICS, which creates them
         return await self.metrics.render(self.queue, self.styler)
 
     def health(self) -> dict:
@@ -343,7 +364,7 @@ class Darkroom:
         # Jobs and the messages being answered finish side by side, within what is left of the
         # grace period; both still use the platforms to reply or to apologise.
         grace = max(0.0, grace_ends - asyncio.get_running_loop().time())
-        closing = []
+        closing: list[Awaitable[object]] = []
         if self.router is not None:
             closing.append(self.router.close(timeout=grace))
         if self.queue is not None:

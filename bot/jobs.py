@@ -217,11 +217,11 @@ class FairQueue:
                 continue
             self._running[ticket.owner] = ticket
             self._renumber()
-            ticket.task = asyncio.create_task(ticket.work())
+            ticket.task = asyncio.ensure_future(ticket.work())  # a coroutine: a task, as create_task
             try:
                 await asyncio.wait([ticket.task])  # returns (never raises) when the job is cancelled
-                if not ticket.task.cancelled() and ticket.task.exception() is not None:
-                    exc = ticket.task.exception()
+                exc = None if ticket.task.cancelled() else ticket.task.exception()
+                if exc is not None:
                     log.error("a job failed: %s at %s", type(exc).__name__, where(exc))
             except asyncio.CancelledError:
                 ticket.task.cancel()

@@ -105,7 +105,8 @@ class RemoteStyler:
                 continue
             if found:
                 log.debug("a job's outcome arrived")
-                return Outcome.from_dict(self.seal.open(job, found[1].decode()))
+                blob = found[1]
+                return Outcome.from_dict(self.seal.open(job, blob.decode() if isinstance(blob, bytes) else blob))
         return None
 
     async def _claim_revoked(self, job: str) -> bool:

@@ -139,7 +139,7 @@ class RedisRateLimiter(BaseRateLimiter[int]):
         keys = [self._keys.telegram_sent, self._keys.telegram_pause(chat)]
         if group:
             keys.append(self._keys.telegram_group(chat))
-        args = [self._overall.count, self._overall.window_ms, "", self._per_group.count, self._per_group.window_ms]
+        args: list[str | int] = [self._overall.count, self._overall.window_ms, "", self._per_group.count, self._per_group.window_ms]
         waited = 0.0
         while True:
             args[2] = secrets.token_hex(8)

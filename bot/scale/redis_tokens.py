@@ -85,7 +85,7 @@ class RedisTokenStore:
         if blob is None:
             return ""
         try:
-            return self._sealer.open(self._key, blob).decode()
+            return self._sealer.open(self._key, blob if isinstance(blob, bytes) else blob.encode()).decode()
         except Unsealable:
             # Another instance secret, or not ours: treat as absent; the refresh overwrites it.
             log.warning("the shared WeChat token in Redis cannot be opened with this instance's key; replacing it")

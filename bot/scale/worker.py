@@ -42,10 +42,12 @@ from bot.scale.protocol import (
     claim_key,
     result_key,
 )
+from bot.scale.state import SharedState
 from bot.scale.state import connect as connect_shared_state
 from bot.settings import Settings
 from handlers import pipeline
 from handlers.pipeline import Outcome, StyleWork
+from handlers.ports import Platform
 from inference import AsyncEngine, Engine
 
 log = logging.getLogger("darkroom.workers")
@@ -66,8 +68,8 @@ class WorkerRuntime:
         self.async_engine = AsyncEngine(self.engine)
         self.seal = BrokerSeal(settings.secret)
         self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=3, health_check_interval=10)
-        self.platforms: dict[str, object] = {}
-        self.shared = None  # bot.shared.SharedState, on first use
+        self.platforms: dict[str, Platform] = {}
+        self.shared: SharedState | None = None  # on first use
         self.name = uuid.uuid4().hex  # announces this process (the workers gauge); nothing else
         self._beat = threading.Event()
         threading.Thread(target=self._heartbeat, name="darkroom-heartbeat", daemon=True).start()
@@ -85,7 +87,7 @@ class WorkerRuntime:
     def run(self, job: str, blob: str) -> None:
         self.loop.run_until_complete(self._run(job, blob))
 
-    async def platform(self, name: str):
+    async def platform(self, name: str) -> Platform:
         if name not in self.platforms:
             pseudonymize = Pseudonymizer(self.settings.secret)
             if self.shared is None:
@@ -95,16 +97,17 @@ class WorkerRuntime:
             if name == "telegram":
                 # Only the client: this process fetches and answers, and receives nothing.
                 limiter = self.shared.telegram_limiter() if self.shared else None
-                platform = TelegramClient(self.settings, rate_limiter=limiter)
-                await platform.connect()
+                telegram = TelegramClient(self.settings, rate_limiter=limiter)
+                await telegram.connect()
+                self.platforms[name] = telegram
             elif name == "wechat":
                 # Only the client: no callbacks come here; it fetches and answers.
                 tokens = self.shared.wechat_tokens() if self.shared else None
-                platform = WeChatClient(self.settings, pseudonymize, tokens=tokens)
-                await platform.start()
+                wechat = WeChatClient(self.settings, pseudonymize, tokens=tokens)
+                await wechat.start()
+                self.platforms[name] = wechat
             else:
                 raise ValueError("unknown platform")
-            self.platforms[name] = platform
         return self.platforms[name]
 
     async def _run(self, job: str, blob: str) -> None:

@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from bot.safeguards.pseudonym import KEY_FORMAT
 from bot.settings import SettingsError, from_environment
@@ -106,7 +107,7 @@ def find_pictures(data: bytes) -> list[Finding]:
 def _signatures(data: bytes) -> list[tuple[str, int]]:
     if _ANCHORS.search(data) is None:
         return []
-    return [(_KINDS[m.lastgroup], m.start()) for m in _PICTURE.finditer(data)]
+    return [(_KINDS[m.lastgroup or ""], m.start()) for m in _PICTURE.finditer(data)]
 
 
 def expected_schema() -> dict[tuple[str, str], str]:
@@ -128,7 +129,7 @@ def _columns(db: sqlite3.Connection, table: str) -> list[tuple]:
 
 @dataclass
 class Report:
-    out: object
+    out: TextIO
     problems: list[str] = field(default_factory=list)
     raw_hits: bool = False
 

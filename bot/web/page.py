@@ -193,8 +193,8 @@ class WebApp:
             # the page checks what arrives against this digest before using it
             document["models"][name] = {"url": f"models/{name}?v={digest[:16]}", "sha256": digest,
                                         "catalogue_sha256": catalogue.model(key).sha256.lower()}
-        document = json.dumps(document, ensure_ascii=False).encode()
-        self.assets["styles.json"] = Asset(body=document, content_type="application/json; charset=utf-8", cache=SHORT)
+        body = json.dumps(document, ensure_ascii=False).encode()
+        self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/app", self._redirect)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -100,7 +101,9 @@ class HttpServer:
                 "Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"
             ) from None
         if self.port == 0:  # tests ask for any free port
-            self.port = site._server.sockets[0].getsockname()[1]
+            server = site._server
+            assert isinstance(server, asyncio.Server)
+            self.port = server.sockets[0].getsockname()[1]
         log.info("HTTP server listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:

@@ -325,8 +325,8 @@ class TelegramClient:
             except RetryAfter as exc:
                 with warnings.catch_warnings():  # PTB 22 warns that the type will change
                     warnings.simplefilter("ignore")
-                    wait = exc.retry_after
-                wait = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+                    retry_after = exc.retry_after
+                wait = retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
                 log.info("flood control on one chat: its replies wait %.0fs (%s)", wait, method.__name__)
                 if chat is None:
                     if attempt >= attempts or flood_waited + wait > FLOOD_PATIENCE:
@@ -349,7 +349,9 @@ class TelegramClient:
 
     def _flood_wait(self, chat: int | None) -> float:
         """Seconds before anything may be sent to ``chat`` again (0 when it is free)."""
-        gate = self._gates.get(chat) if chat is not None else None
+        if chat is None:
+            return 0.0
+        gate = self._gates.get(chat)
         if gate is None:
             return 0.0
         wait = gate.until - asyncio.get_running_loop().time()

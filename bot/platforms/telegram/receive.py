@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from telegram import BotCommand, ChatMember, MenuButtonWebApp, Message, MessageOriginUser, Update, WebAppInfo
+from telegram import BotCommand, CallbackQuery, ChatMember, ChatMemberUpdated, MenuButtonWebApp, Message, MessageOriginUser, Update, WebAppInfo
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
@@ -127,7 +127,7 @@ class TelegramReceiver:
                 raise StartupError(f"Telegram refused the webhook URL ({exc}); check TELEGRAM_WEBHOOK_URL") from None
             log.info("webhook registered")
         await self.app.start()
-        if self.settings.telegram_mode == "polling":
+        if self.settings.telegram_mode == "polling" and self.app.updater is not None:  # built with one
             await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES, error_callback=self._polling_error)
             log.info("polling for updates")
 
@@ -193,9 +193,9 @@ class TelegramReceiver:
 
     def translate(self, update: Update) -> Event | None:
         if update.callback_query is not None:
-            return self._button(update)
+            return self._button(update.callback_query)
         if update.my_chat_member is not None:
-            return self._membership(update)
+            return self._membership(update.my_chat_member)
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return None
@@ -230,7 +230,7 @@ class TelegramReceiver:
         return UnsupportedEvent(person, chat, ref, what="message")
 
     def _command(self, message: Message, person: Person, chat: Chat, ref: MessageRef) -> CommandEvent | None:
-        head, _, args = message.text.partition(" ")
+        head, _, args = (message.text or "").partition(" ")
         name, _, target = head[1:].partition("@")
         if target and target.lower() != self.username:
             return None  # addressed to another bot in the group
@@ -257,8 +257,7 @@ class TelegramReceiver:
             replied_from_someone_else=replied_from_someone_else,
         )
 
-    def _button(self, update: Update) -> ButtonEvent | None:
-        query = update.callback_query
+    def _button(self, query: CallbackQuery) -> ButtonEvent | None:
         message = query.message
         if message is None or query.data is None:
             return None
@@ -268,17 +267,16 @@ class TelegramReceiver:
         ref = MessageRef(address_of(message.chat.id), str(message.message_id))
         return ButtonEvent(self._person(query.from_user), chat, ref, data=query.data, answer_handle=query.id)
 
-    def _membership(self, update: Update) -> MembershipEvent | None:
-        change = update.my_chat_member
-        if change.chat.type not in (ChatType.GROUP, ChatType.SUPERGROUP):
-            return None
+    def _membership(self, change: ChatMemberUpdated) -> MembershipEvent | None:
         if change.new_chat_member.status not in (ChatMember.LEFT, ChatMember.BANNED):
             return None
         chat = self._chat(change.chat)
+        if chat is None or chat.kind != ChatKind.GROUP:
+            return None
         return MembershipEvent(self._person(change.from_user), chat, None, change=Membership.BOT_REMOVED)
 
     def _collect_album(self, message: Message) -> None:
-        key = (message.chat.id, message.media_group_id)
+        key = (message.chat.id, message.media_group_id or "")
         album = self._albums[key]
         if len(album.parts) >= ALBUM_MAX:
             return  # more parts than Telegram allows in one album: not a real album
@@ -360,6 +358,7 @@ class TelegramReceiver:
             size = _best_size(message.photo, self.settings.max_side)
             return PhotoRef(size.file_id, size=size.file_size, mime="image/jpeg")
         document = message.document
+        assert document is not None  # a photo message without sizes is a document
         return PhotoRef(document.file_id, size=document.file_size, mime=document.mime_type or "", is_document=True)
 
 
@@ -374,7 +373,7 @@ def _from_someone_else(message: Message) -> bool:
 
 
 def _is_image(mime: str | None) -> bool:
-    return bool(mime) and mime.lower().startswith("image/")
+    return mime is not None and mime.lower().startswith("image/")
 
 
 def _best_size(sizes, max_side: int):
