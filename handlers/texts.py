@@ -297,6 +297,55 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "AI-styled on your phone. You chose to send this styled picture here; your original photo never left your device.",
         "zh": "已在你的手机上完成 AI 风格化。你选择把这张风格化图片发到这里；原照片从未离开你的设备。",
     },
+    # The on-device page's own words (bot/web/static/app.js gets them in styles.json)
+    "page.promise": {"en": "Styled on your phone — the photo is never sent.", "zh": "在你的手机上完成风格化——照片不会被发送。"},
+    "page.pick": {"en": "Pick or take a photo", "zh": "选择或拍摄一张照片"},
+    "page.styles": {"en": "Style", "zh": "风格"},
+    "page.strength": {"en": "Strength", "zh": "强度"},
+    "page.keep": {"en": "Keep the photo's colours", "zh": "保留照片原有色彩"},
+    "page.go": {"en": "Style it", "zh": "开始"},
+    "page.loading": {"en": "Getting ready…", "zh": "准备中……"},
+    "page.decode": {"en": "Reading the photo…", "zh": "正在读取照片……"},
+    "page.faces": {"en": "Looking for faces (they are styled more gently)…", "zh": "正在寻找人脸（人脸处风格更柔和）……"},
+    "page.network": {"en": "Styling…", "zh": "正在风格化……"},
+    "page.finish": {"en": "Finishing…", "zh": "即将完成……"},
+    "page.save": {"en": "Save the picture", "zh": "保存图片"},
+    "page.share": {"en": "Share…", "zh": "分享……"},
+    "page.labelNote": {
+        "en": "The saved picture says in its metadata that it is AI-styled. None of your photo's own metadata (place, camera, time) is in it.",
+        "zh": "保存的图片在元数据中注明为 AI 风格化作品，不含原照片的任何元数据（地点、相机、时间）。",
+    },
+    "page.sendNote": {
+        "en": "Optional: send the styled picture to this chat. This uploads only the styled result — never your original photo — and the server forgets it once it is delivered.",
+        "zh": "可选：把风格化后的图片发送到本聊天。只会上传风格化结果，绝不上传原照片；送达后服务器即删除。",
+    },
+    "page.send": {"en": "Send the styled picture to the chat", "zh": "把风格化图片发送到聊天"},
+    "page.sent": {"en": "Sent.", "zh": "已发送。"},
+    "page.sendFailed": {"en": "It could not be sent. You can still save it.", "zh": "发送失败。你仍然可以保存图片。"},
+    "page.unsupported": {
+        "en": "This browser cannot run the styling on your device (it lacks WebAssembly SIMD). Nothing was sent anywhere. You can still use Darkroom by sending your photo to the bot in the chat; then it is styled on the server and forgotten.",
+        "zh": "此浏览器无法在设备上完成风格化（不支持 WebAssembly SIMD）。没有任何内容被发送。你仍可以在聊天中把照片发给机器人，由服务器处理后立即删除。",
+    },
+    "page.error": {
+        "en": "Something went wrong while styling. Nothing was sent anywhere. Please try another photo.",
+        "zh": "风格化时出错了。没有任何内容被发送。请换一张照片试试。",
+    },
+    "page.too-small": {"en": "That picture is too small to style. Please try a larger one.", "zh": "这张图片太小了，请换一张更大的。"},
+    "page.model-checksum": {
+        "en": "The style model did not arrive intact, so it was not used. Please reload the page.",
+        "zh": "风格模型传输不完整，因此未被使用。请重新加载页面。",
+    },
+    "page.decodeError": {
+        "en": "That file could not be read as a picture. Please try a JPEG, PNG or WebP photo.",
+        "zh": "无法读取这个文件。请使用 JPEG、PNG 或 WebP 照片。",
+    },
+    "page.aboutTitle": {"en": "What happens to my photo?", "zh": "我的照片会怎样？"},
+    "page.about": {
+        "en": "Your photo is read and styled inside this page, on your device. It is never uploaded: the page only downloads the style model and its own files from the server. Faces are found on your device too, to style them more gently. Style licences: ",
+        "zh": "你的照片在本页面内、你的设备上读取并风格化，从不上传：页面只从服务器下载风格模型和自身文件。人脸检测也在你的设备上进行，以便人脸处风格更柔和。风格许可：",
+    },
+    "page.faces1": {"en": "face found", "zh": "张人脸"},
+    "page.facesN": {"en": "faces found", "zh": "张人脸"},
 }
 
 
@@ -304,3 +353,10 @@ def t(key: str, language: str, **values) -> str:
     """The text ``key`` in ``language`` (English when missing), with ``values`` filled in."""
     entry = TEXTS[key]
     return entry.get(language, entry["en"]).format(**values)
+
+
+def page_texts() -> dict[str, dict[str, str]]:
+    """The on-device page's texts, by language and then by the page's own short name."""
+    page = {key.removeprefix("page."): entry for key, entry in TEXTS.items() if key.startswith("page.")}
+    return {language: {name: entry.get(language, entry["en"]) for name, entry in page.items()} for language in ("en", "zh")}
+

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from handlers.texts import page_texts
 from inference import Catalogue, __version__
 from inference.errors import ModelIntegrityError
 from inference.imageio import SOURCE_FILTER, SOURCE_NEURAL
@@ -154,7 +155,7 @@ def styles_document(catalogue: Catalogue, software: str) -> dict:
                 "source_type": SOURCE_NEURAL if s.neural else SOURCE_FILTER,
             }
         )
-    return {"software": software, "version": __version__, "max_side": 1280, "styles": styles, "models": {}}
+    return {"software": software, "version": __version__, "max_side": 1280, "styles": styles, "models": {}, "texts": page_texts()}
 
 
 def served_model(catalogue: Catalogue, name: str) -> bytes:

@@ -3,70 +3,11 @@
 
 import { maxSideFor } from "./core.js";
 
-const TEXTS = {
-  en: {
-    promise: "Styled on your phone — the photo is never sent.",
-    pick: "Pick or take a photo",
-    styles: "Style",
-    strength: "Strength",
-    keep: "Keep the photo's colours",
-    go: "Style it",
-    loading: "Getting ready…",
-    decode: "Reading the photo…",
-    faces: "Looking for faces (they are styled more gently)…",
-    network: "Styling…",
-    finish: "Finishing…",
-    save: "Save the picture",
-    share: "Share…",
-    labelNote: "The saved picture says in its metadata that it is AI-styled. None of your photo's own metadata (place, camera, time) is in it.",
-    sendNote: "Optional: send the styled picture to this chat. This uploads only the styled result — never your original photo — and the server forgets it once it is delivered.",
-    send: "Send the styled picture to the chat",
-    sent: "Sent.",
-    sendFailed: "It could not be sent. You can still save it.",
-    unsupported: "This browser cannot run the styling on your device (it lacks WebAssembly SIMD). Nothing was sent anywhere. You can still use Darkroom by sending your photo to the bot in the chat; then it is styled on the server and forgotten.",
-    error: "Something went wrong while styling. Nothing was sent anywhere. Please try another photo.",
-    "too-small": "That picture is too small to style. Please try a larger one.",
-    "model-checksum": "The style model did not arrive intact, so it was not used. Please reload the page.",
-    decodeError: "That file could not be read as a picture. Please try a JPEG, PNG or WebP photo.",
-    aboutTitle: "What happens to my photo?",
-    about: "Your photo is read and styled inside this page, on your device. It is never uploaded: the page only downloads the style model and its own files from the server. Faces are found on your device too, to style them more gently. Style licences: ",
-    faces1: "face found", facesN: "faces found",
-  },
-  zh: {
-    promise: "在你的手机上完成风格化——照片不会被发送。",
-    pick: "选择或拍摄一张照片",
-    styles: "风格",
-    strength: "强度",
-    keep: "保留照片原有色彩",
-    go: "开始",
-    loading: "准备中……",
-    decode: "正在读取照片……",
-    faces: "正在寻找人脸（人脸处风格更柔和）……",
-    network: "正在风格化……",
-    finish: "即将完成……",
-    save: "保存图片",
-    share: "分享……",
-    labelNote: "保存的图片在元数据中注明为 AI 风格化作品，不含原照片的任何元数据（地点、相机、时间）。",
-    sendNote: "可选：把风格化后的图片发送到本聊天。只会上传风格化结果，绝不上传原照片；送达后服务器即删除。",
-    send: "把风格化图片发送到聊天",
-    sent: "已发送。",
-    sendFailed: "发送失败。你仍然可以保存图片。",
-    unsupported: "此浏览器无法在设备上完成风格化（不支持 WebAssembly SIMD）。没有任何内容被发送。你仍可以在聊天中把照片发给机器人，由服务器处理后立即删除。",
-    error: "风格化时出错了。没有任何内容被发送。请换一张照片试试。",
-    "too-small": "这张图片太小了，请换一张更大的。",
-    "model-checksum": "风格模型传输不完整，因此未被使用。请重新加载页面。",
-    decodeError: "无法读取这个文件。请使用 JPEG、PNG 或 WebP 照片。",
-    aboutTitle: "我的照片会怎样？",
-    about: "你的照片在本页面内、你的设备上读取并风格化，从不上传：页面只从服务器下载风格模型和自身文件。人脸检测也在你的设备上进行，以便人脸处风格更柔和。风格许可：",
-    faces1: "张人脸", facesN: "张人脸",
-  },
-};
-
 const $ = (id) => document.getElementById(id);
 const telegram = window.Telegram && window.Telegram.WebApp && window.Telegram.WebApp.initData ? window.Telegram.WebApp : null;
 const userLanguage = (telegram && telegram.initDataUnsafe.user && telegram.initDataUnsafe.user.language_code) || navigator.language || "en";
 const lang = userLanguage.toLowerCase().startsWith("zh") ? "zh" : "en";
-const T = TEXTS[lang];
+let T = {};  // the page's texts, from handlers/texts.py (served in styles.json)
 const params = new URLSearchParams(location.search);
 
 let worker = null, nextId = 1, lastJpeg = null, lastStyle = null;
@@ -131,6 +72,8 @@ function renderStyles(catalogue) {
 }
 
 async function start() {
+  const catalogue = await (await fetch("styles.json")).json();
+  T = catalogue.texts[lang];
   fillTexts();
   if (telegram) { telegram.ready(); telegram.expand(); }
   if (!simdSupported() || typeof Worker === "undefined" || typeof OffscreenCanvas === "undefined") {
@@ -141,7 +84,6 @@ async function start() {
     return;
   }
   $("progress-box").hidden = false;
-  const catalogue = await (await fetch("styles.json")).json();
   renderStyles(catalogue);
   worker = new Worker("worker.js", { type: "module" });
   worker.onmessage = ({ data }) => {
