@@ -33,6 +33,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
+from handlers.commands import MENUS
 from handlers.context import where
 from handlers.events import (
     Address,
@@ -76,32 +77,6 @@ SEND_ATTEMPTS = 5
 ALBUM_MAX = 10  # Telegram's own limit on the parts of one album
 LATER_EDITS = 20  # status edits kept per chat while it is in flood wait (the newest of each message)
 FLOOD_PATIENCE = 60.0  # seconds one call may spend waiting out flood control before it gives up
-
-COMMANDS = {
-    "en": [
-        ("start", "Start and read the consent notice"),
-        ("styles", "The styles and where each model comes from"),
-        ("style", "Set your favourite style"),
-        ("style_from", "Use any picture as the style"),
-        ("privacy", "What happens to your data"),
-        ("my_data", "A copy of everything held about you"),
-        ("delete_my_data", "Erase everything about you"),
-        ("revoke", "Withdraw your consent"),
-        ("help", "How to use Darkroom"),
-    ],
-    "zh": [
-        ("start", "开始并阅读同意说明"),
-        ("styles", "全部风格及模型来源"),
-        ("style", "设置常用风格"),
-        ("style_from", "用任意图片作为风格"),
-        ("privacy", "你的数据会怎样处理"),
-        ("my_data", "获取关于你的全部数据"),
-        ("delete_my_data", "删除关于你的全部数据"),
-        ("revoke", "撤回同意"),
-        ("help", "使用帮助"),
-    ],
-}
-
 
 class InvalidAnswer(TelegramError):
     """The Bot API answered with something that is not JSON (a wrong TELEGRAM_API_URL, a proxy's
@@ -244,7 +219,7 @@ class TelegramPlatform:
 
     async def _cosmetics(self) -> None:
         """Commands and descriptions. A failure here is a warning, never a reason to stop."""
-        for language, commands in COMMANDS.items():
+        for language, commands in MENUS.items():
             try:
                 await self.app.bot.set_my_commands(
                     [BotCommand(c, d) for c, d in commands], language_code=None if language == "en" else language

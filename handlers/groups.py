@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import logging
 
-from . import consent, photos
+from . import consent, guide, photos
 from .context import Context
 from .erasure import erase
 from .events import ButtonEvent, Chat, CommandEvent, MembershipEvent, Membership, MessageRef, Person, PhotoEvent, PhotoRef
 from .memory import HeldPhotos, Request
-from .registry import Routes
+from .registry import GROUP, Routes
 from .replies import AnswerButton, Button, EditText, SendText
+from .styles import parse_request, style_label
 from .texts import t
 
 log = logging.getLogger("darkroom.groups")
 routes = Routes()
 
 
+@routes.on_photo(GROUP)
 async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
     """A photo in a group is only looked at when its caption starts with /style."""
     caption = event.caption.strip()
@@ -34,7 +36,8 @@ async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
     await request_styling(ctx, event.person, event.person, event.chat, event.photos, event.message, args)
 
 
-async def style_in_group(event: CommandEvent, ctx: Context) -> None:
+async def style_replied_photo(event: CommandEvent, ctx: Context) -> None:
+    """/style [NAME] in a group, in reply to a photo (in private chats it sets the favourite)."""
     if not await ctx.store.group_enabled(event.chat.pseudonym):
         return
     if not event.replied_photos or event.replied_author is None:
@@ -58,8 +61,6 @@ async def request_styling(
     message: MessageRef | None,
     args: str,
 ) -> None:
-    from .styles import parse_request
-
     preferences = await ctx.store.preferences(author.pseudonym)
     request = parse_request(args, ctx.catalogue, preferences) if args.strip() else None
     if request is None:
@@ -127,16 +128,13 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
     if event.message is not None:
-        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=photos.style_label(ctx, request.held.request.style, language))))
+        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style_label(ctx, request.held.request.style, language))))
     await photos.start(ctx, request.held)
 
 
-@routes.command("darkroom_off", "darkroom_on")
 async def switch(event: CommandEvent, ctx: Context) -> None:
+    """/darkroom_on and /darkroom_off in a group (in private chats: guide.help_in_group)."""
     language = event.person.language
-    if event.chat.private:
-        await ctx.send(event.chat, SendText(t("help.group", language)))
-        return
     if not await ctx.platform.is_admin(event.chat, event.person):
         await ctx.send(event.chat, SendText(t("group.admins_only", language), reply_to=event.message))
         return
@@ -154,6 +152,4 @@ async def membership(event: MembershipEvent, ctx: Context) -> None:
     elif event.change is Membership.UNSUBSCRIBED:
         await erase(ctx, event.person)  # the person left: keep nothing
     elif event.change is Membership.SUBSCRIBED:
-        from . import help as help_module
-
-        await help_module.welcome(ctx, event.person, event.chat)
+        await guide.welcome(ctx, event.person, event.chat)

@@ -18,12 +18,13 @@ from inference import PICTURE_STYLE
 
 from . import consent, pipeline
 from .context import Context, where
-from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
+from .events import ButtonEvent, Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, TextEvent, UnsupportedEvent
 from .memory import HeldInput, HeldPhotos, InputBuffer, Request
 from .pipeline import Outcome, StyleWork
 from .ports import QueueRefused, TooManyPending
-from .registry import Routes
+from .registry import PRIVATE, Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
+from .styles import parse_request, picker, style_label
 from .texts import t
 
 log = logging.getLogger("darkroom.photos")
@@ -66,13 +67,8 @@ class StyleJob:
 # -- entry points -------------------------------------------------------------------------------
 
 
-@routes.on_photo
+@routes.on_photo(PRIVATE)  # in groups: groups.photo_in_group
 async def on_photo(event: PhotoEvent, ctx: Context) -> None:
-    if not event.chat.private:
-        from . import groups
-
-        await groups.photo_in_group(event, ctx)
-        return
     person, language = event.person, event.person.language
     if event.caption.strip().lower().startswith("/style_from"):
         # Only the picture's look is used, never its people: a forwarded picture may be a style.
@@ -115,14 +111,12 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     await decide(ctx, held)
 
 
-@routes.on_unsupported
+@routes.on_unsupported(PRIVATE)  # in groups the bot says nothing
 async def on_unsupported(event: UnsupportedEvent, ctx: Context) -> None:
-    if event.chat.private:
-        key = "photo.not_image" if event.what == "document" else "photo.unsupported_message"
-        await ctx.send(event.chat, SendText(t(key, event.person.language)))
+    key = "photo.not_image" if event.what == "document" else "photo.unsupported_message"
+    await ctx.send(event.chat, SendText(t(key, event.person.language)))
 
 
-@routes.command("style_from")
 async def style_from(event: CommandEvent, ctx: Context) -> None:
     if not event.replied_photos:
         await ctx.send(event.chat, SendText(t("photo.style_from_usage", event.person.language)))
@@ -157,8 +151,6 @@ async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: t
 def _caption_request(ctx: Context, caption: str, preferences) -> Request | None:
     if not caption.strip():
         return None
-    from .styles import parse_request
-
     return parse_request(caption, ctx.catalogue, preferences)
 
 
@@ -174,13 +166,81 @@ async def decide(ctx: Context, held: HeldPhotos) -> None:
         if preferences.style and ctx.catalogue.find(preferences.style):
             held.request = Request(preferences.style, preferences.strength, preferences.keep_colours)
     if held.request is None:
-        from .styles import picker
-
         ctx.memory.hold(ctx.memory.awaiting_style, held)
         language = person.language
         held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
         return
     await start(ctx, held)
+
+
+# -- a style for the photo waiting for one --------------------------------------------------------
+
+
+@routes.button("pick")
+async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
+    """A style chosen for the photo that is waiting for one."""
+    key = event.data.partition(":")[2]
+    style = ctx.catalogue.find(key)
+    held = ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
+    if held is None or held.chat.pseudonym != event.chat.pseudonym or style is None:
+        if held is not None:
+            ctx.memory.hold(ctx.memory.awaiting_style, held)
+        await _nothing_waiting(event, ctx)
+        return
+    held.request = await _chosen(event, ctx, style)
+    await start(ctx, held)
+
+
+async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
+
+
+async def _chosen(event: ButtonEvent, ctx: Context, style) -> Request:
+    """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
+    person's own strength and colour preferences."""
+    language = event.person.language
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    if event.message is not None:
+        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
+    preferences = await ctx.store.preferences(event.person.pseudonym)
+    return Request(style.key, preferences.strength, preferences.keep_colours)
+
+
+async def typed_style(event: TextEvent, ctx: Context) -> bool:
+    """A style typed by name (any page, with options: "oil 0.6 keep colours") for the photo
+    that is waiting for one. Returns False when nothing waits or the words name no style."""
+    held = ctx.memory.peek(ctx.memory.awaiting_style, event.person.pseudonym)
+    if held is None or held.chat.pseudonym != event.chat.pseudonym:
+        return False
+    preferences = await ctx.store.preferences(event.person.pseudonym)
+    request = parse_request(event.text, ctx.catalogue, preferences)
+    if request is None:
+        await ctx.send(event.chat, SendText(t("styles.unknown", event.person.language, name=event.text.strip()[:40])))
+        return True
+    ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
+    held.request = request
+    await start(ctx, held)
+    return True
+
+
+@routes.button("again")
+async def choose_again(event: ButtonEvent, ctx: Context) -> None:
+    """Another style for the input still held in memory (only with DARKROOM_INPUT_TTL > 0)."""
+    language = event.person.language
+    key = event.data.partition(":")[2]
+    if key == "":
+        await ctx.send(event.chat, AnswerButton(event.answer_handle))
+        await ctx.send(event.chat, SendText(t("styles.pick", language), picker(ctx, language, "again")))
+        return
+    style = ctx.catalogue.find(key)
+    held = ctx.memory.take_input(event.person.pseudonym)
+    if held is None or style is None or held.chat.pseudonym != event.chat.pseudonym:
+        if held is not None:
+            ctx.memory.keep_input(held)
+        await _nothing_waiting(event, ctx)
+        return
+    await start_again(ctx, held, await _chosen(event, ctx, style))
 
 
 # -- queueing -----------------------------------------------------------------------------------
@@ -492,13 +552,6 @@ async def withdraw(ctx: Context, job: StyleJob) -> None:
         await ctx.send(job.chat, SendText(t("delete.late_delivery", language)))
     else:
         await ctx.send(job.chat, SendText(t("delete.late_delivery_kept", language)))
-
-
-def style_label(ctx: Context, key: str, language: str) -> str:
-    if key == PICTURE:
-        return t("photo.your_picture", language)
-    style = ctx.catalogue.find(key)
-    return style.display_name(language) if style else key
 
 
 def _rejection_text(ctx: Context, reason: str, language: str) -> str:

@@ -10,17 +10,14 @@ from . import consent
 from .context import Context
 from .erasure import erase, receipt_for
 from .events import CommandEvent, Person
-from .registry import Routes
 from .replies import SendDocument, SendText
 from .texts import t
 
-__all__ = ["erase", "routes"]
+__all__ = ["erase"]
 
 log = logging.getLogger("darkroom.privacy")
-routes = Routes()
 
 
-@routes.command("delete_my_data", "forget_me")
 async def delete_my_data(event: CommandEvent, ctx: Context) -> None:
     """Works with or without consent, in private and group chats; repeating it is harmless."""
     removed = await erase(ctx, event.person)
@@ -28,7 +25,6 @@ async def delete_my_data(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
 
 
-@routes.command("revoke")
 async def revoke(event: CommandEvent, ctx: Context) -> None:
     removed = await erase(ctx, event.person)
     language = event.person.language
@@ -36,19 +32,14 @@ async def revoke(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
 
 
-async def private_only(event: CommandEvent, ctx: Context) -> bool:
+async def private_only(event: CommandEvent, ctx: Context) -> None:
     """Personal data is shown in a private chat only: in a group, a pointer there instead."""
-    if event.chat.private:
-        return False
     text = t("privacy.private_only", event.person.language, command=event.name)
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
-    return True
 
 
-@routes.command("privacy")
 async def privacy(event: CommandEvent, ctx: Context) -> None:
-    if await private_only(event, ctx):
-        return
+    """/privacy in a private chat (in groups: `private_only`)."""
     await ctx.send(event.chat, SendText(await privacy_text(ctx, event.person), reply_to=event.message))
 
 
@@ -116,11 +107,9 @@ def _models(ctx: Context, language: str) -> str:
     return "\n".join(lines)
 
 
-@routes.command("my_data")
 async def my_data(event: CommandEvent, ctx: Context) -> None:
-    """Everything held about the person, as a small JSON document sent in the private chat only."""
-    if await private_only(event, ctx):
-        return
+    """Everything held about the person, as a small JSON document (private chats only: in
+    groups, `private_only`)."""
     document = await export(ctx, event.person)
     data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
     caption = {"en": "Everything Darkroom holds about you.", "zh": "Darkroom 保存的关于你的全部数据。"}[event.person.language]

@@ -106,6 +106,18 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "consent.withdrawn": {"en": "Consent withdrawn.", "zh": "已撤回同意。"},
     "consent.not_for_you": {"en": "This question is for someone else.", "zh": "这个问题不是问你的。"},
+    # the command menu (handlers/commands.py): one line per command, shown by Telegram
+    "command.start": {"en": "Start and read the consent notice", "zh": "开始并阅读同意说明"},
+    "command.styles": {"en": "The styles and where each model comes from", "zh": "全部风格及模型来源"},
+    "command.style": {"en": "Set your favourite style", "zh": "设置常用风格"},
+    "command.style_from": {"en": "Use any picture as the style", "zh": "用任意图片作为风格"},
+    "command.privacy": {"en": "What happens to your data", "zh": "你的数据会怎样处理"},
+    "command.my_data": {"en": "A copy of everything held about you", "zh": "获取关于你的全部数据"},
+    "command.delete_my_data": {"en": "Erase everything about you", "zh": "删除关于你的全部数据"},
+    "command.revoke": {"en": "Withdraw your consent", "zh": "撤回同意"},
+    "command.help": {"en": "How to use Darkroom", "zh": "使用帮助"},
+    "command.darkroom_off": {"en": "Group admins: stop Darkroom in this group", "zh": "群管理员：在本群停用 Darkroom"},
+    "command.darkroom_on": {"en": "Group admins: start Darkroom in this group again", "zh": "群管理员：在本群重新启用 Darkroom"},
     # help
     "help": {
         "en": (
