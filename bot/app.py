@@ -136,7 +136,7 @@ class Darkroom:
                     f"cannot open the database {settings.database} ({exc}); `darkroom audit` shows what the data directory holds"
                 ) from None
         self.async_engine = AsyncEngine(self.engine)
-        from handlers.photos import LocalStyler
+        from handlers.pipeline import LocalStyler
 
         if settings.scaled_out:
             from .workers import RemoteStyler

@@ -36,7 +36,7 @@ from dataclasses import replace
 from functools import partial
 
 from handlers import pipeline
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, OutcomeKind, StyleWork
 from handlers.ports import DeliveryFailed
 
 from .settings import Settings
@@ -150,7 +150,7 @@ class RemoteStyler:
                 raise  # erased while the task was being handed over: revoked below all the same
             except Exception as exc:
                 log.warning("could not hand a job to the workers (%s): is the broker running?", type(exc).__name__)
-                return Outcome(pipeline.BUSY)
+                return Outcome(OutcomeKind.BUSY)
             outcome = await self._outcome(job, self.settings.job_timeout)
         except asyncio.CancelledError:
             # Erased (or shutting down): stop the job, and if a worker is already delivering,
@@ -165,8 +165,8 @@ class RemoteStyler:
         if await self._claim_revoked(job):
             log.warning("a job got no answer from the workers in %ds; the person is asked to send it again", self.settings.job_timeout)
             self._spawn(self._control_revoke(job))
-            return Outcome(pipeline.LOST)
-        return await self._outcome(job, LATE_GRACE) or Outcome(pipeline.LOST)
+            return Outcome(OutcomeKind.LOST)
+        return await self._outcome(job, LATE_GRACE) or Outcome(OutcomeKind.LOST)
 
     def _send(self, job: str, blob: str) -> None:
         self.app.send_task(
@@ -338,7 +338,7 @@ class WorkerRuntime:
             log.warning("refused a task that does not open with this instance's key (%s)", type(exc).__name__)
             return
         if await self.redis.get(claim_key(job)) is not None:
-            outcome = Outcome(pipeline.CLAIMED)  # erased while queued, or answered by an earlier run
+            outcome = Outcome(OutcomeKind.CLAIMED)  # erased while queued, or answered by an earlier run
         else:
             platform = await self.platform(work.chat.platform)
             running = asyncio.ensure_future(
@@ -348,10 +348,10 @@ class WorkerRuntime:
             try:
                 outcome = await asyncio.wait_for(running, timeout=self.settings.job_timeout)
             except asyncio.CancelledError:
-                outcome = Outcome(pipeline.CLAIMED)  # revoked: stopped before it delivered
+                outcome = Outcome(OutcomeKind.CLAIMED)  # revoked: stopped before it delivered
                 log.info("a job was revoked while it ran; it was stopped")
             except asyncio.TimeoutError:
-                outcome = Outcome(pipeline.FAILED, detail="timeout")
+                outcome = Outcome(OutcomeKind.FAILED, detail="timeout")
             finally:
                 watcher.cancel()
         if self.metrics is not None:

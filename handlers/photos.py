@@ -19,9 +19,9 @@ from inference import PICTURE_STYLE
 from . import consent, pipeline
 from .context import Context, where
 from .events import ButtonEvent, Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, TextEvent, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, InputBuffer, Request
-from .pipeline import Outcome, StyleWork
-from .ports import QueueRefused, TooManyPending
+from .memory import HeldInput, HeldPhotos, Request
+from .pipeline import LocalStyler, Outcome, OutcomeKind, StyleWork
+from .ports import QueueRefused, Styler, TooManyPending
 from .registry import PRIVATE, Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
 from .styles import parse_request, picker, style_label
@@ -399,19 +399,7 @@ async def show_status(
 # -- the work -------------------------------------------------------------------------------------
 
 
-class LocalStyler:
-    """The pipeline in this process, with the context's engine (the embedded default)."""
-
-    keeps_inputs = True
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-
-    async def style(self, work: StyleWork, platform, held: list[InputBuffer], on_upload) -> Outcome:
-        return await pipeline.style(work, platform, self.engine, held, keep_inputs=True, on_upload=on_upload)
-
-
-def styler(ctx: Context):
+def styler(ctx: Context) -> Styler:
     return ctx.styler if ctx.styler is not None else LocalStyler(ctx.engine)
 
 
@@ -476,59 +464,91 @@ def _uploading(job: StyleJob, upload: asyncio.Future) -> None:
     job.upload = upload
 
 
+# What the person is told for each way a job can end (None: nothing, someone else answered).
+OUTCOME_TEXT: dict[OutcomeKind, str | None] = {
+    OutcomeKind.DONE: "photo.done",  # "photo.done_held" when the input stays for another style
+    OutcomeKind.FACES: "photo.faces_confirm",
+    OutcomeKind.REJECTED: "photo.corrupt",  # unless REJECTION_TEXT knows the reason
+    OutcomeKind.TOO_LARGE: "photo.too_large",
+    OutcomeKind.FETCH_FAILED: "photo.fetch_failed",
+    OutcomeKind.UNDELIVERED: "photo.failed",
+    OutcomeKind.FAILED: "photo.failed",
+    OutcomeKind.CLAIMED: None,  # answered already (a job run again after a worker died)
+    OutcomeKind.LOST: "photo.lost",
+    OutcomeKind.BUSY: "photo.busy",
+}
+# Why the engine refused an image (inference.ImageRejected.reason) -> what the person is told.
+REJECTION_TEXT = {
+    "empty": "photo.corrupt",
+    "too_many_bytes": "photo.too_large",
+    "too_many_pixels": "photo.too_many_pixels",
+    "unsupported_format": "photo.unsupported",
+    "corrupt": "photo.corrupt",
+    "too_small": "photo.too_small",
+    "too_complex": "photo.too_complex",
+}
+
+
 async def conclude(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
     """Tell the person how the pipeline ended, and keep what must be kept."""
-    language = job.person.language
-    kind = outcome.kind
-    if kind == pipeline.FACES:
-        await ask_everyone_agreed(ctx, job, outcome.inputs, outcome.faces)
-        return
-    if kind == pipeline.DONE:
-        if outcome.sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
-            job.upload = None  # from here its reference row, and so any erasure, answers for it
-            await ctx.store.remember_reply(job.person.pseudonym, outcome.sent, int(time.time()) + ctx.settings.reply_ttl)
-        job.upload = None
-        ttl = ctx.settings.input_ttl
-        done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
-        await show_status(ctx, job, done, final=True, success=True)
-        log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
-        if ttl > 0 and outcome.inputs:
-            ctx.memory.keep_input(
-                HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, time.monotonic() + ttl)
-            )
-        else:
-            pipeline.release(outcome.inputs, [])
-        return
-    pipeline.release(outcome.inputs, [])
-    if kind == pipeline.REJECTED:
-        await show_status(ctx, job, _rejection_text(ctx, outcome.detail, language), final=True)
-    elif kind == pipeline.TOO_LARGE:
-        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
-        await show_status(ctx, job, t("photo.too_large", language, limit_mb=limit_mb), final=True)
-    elif kind == pipeline.FETCH_FAILED:
-        await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
-    elif kind == pipeline.CLAIMED:
-        job.phase = "finished"  # answered already (a job run again after a worker died)
-    elif kind == pipeline.LOST:
-        await show_status(ctx, job, t("photo.lost", language), final=True)
-    elif kind == pipeline.BUSY:
-        await show_status(ctx, job, t("photo.busy", language), final=True)
-    else:  # undelivered or failed
-        await show_status(ctx, job, t("photo.failed", language), final=True)
+    if outcome.kind is OutcomeKind.DONE:
+        await remember_reply(ctx, job, outcome)
+    keep_or_release_inputs(ctx, job, outcome)
+    text = outcome_text(ctx, job, outcome)
+    if text is None:
+        job.phase = "finished"
+    else:
+        await show_status(ctx, job, text, final=True, success=outcome.kind is OutcomeKind.DONE)
+    if outcome.kind is OutcomeKind.FACES:
+        await ask_everyone_agreed(ctx, job, outcome.faces)
 
 
-async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBuffer], faces: int) -> None:
-    """Several people in the photo: the sender must confirm they all agreed before styling."""
+async def remember_reply(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+    """The styled photo landed. With DARKROOM_REPLY_TTL its reference is kept, so that it can be
+    deleted later: from here that row, and so any erasure, answers for it (not the upload)."""
+    job.upload = None
+    if outcome.sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+        await ctx.store.remember_reply(job.person.pseudonym, outcome.sent, int(time.time()) + ctx.settings.reply_ttl)
+    log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
+
+
+def keep_or_release_inputs(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+    """The downloaded inputs stay in memory only to wait for "did everyone pictured agree?", or
+    for "another style" (DARKROOM_INPUT_TTL); otherwise they are released now."""
+    ttl = ctx.settings.input_ttl
+    if outcome.kind is OutcomeKind.FACES:
+        expires = time.monotonic() + ctx.settings.pending_ttl
+        held = HeldInput(job.person, job.chat, outcome.inputs, job.selfie, expires, payload=job)
+        ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
+    elif outcome.kind is OutcomeKind.DONE and ttl > 0 and outcome.inputs:
+        expires = time.monotonic() + ttl
+        ctx.memory.keep_input(HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, expires))
+    else:
+        pipeline.release(outcome.inputs, [])
+
+
+def outcome_text(ctx: Context, job: StyleJob, outcome: Outcome) -> str | None:
+    key = OUTCOME_TEXT[outcome.kind]
+    if outcome.kind is OutcomeKind.REJECTED:
+        key = REJECTION_TEXT.get(outcome.detail, key)
+    elif outcome.kind is OutcomeKind.DONE and ctx.settings.input_ttl > 0:
+        key = "photo.done_held"
+    if key is None:
+        return None
+    limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
+    return t(key, job.person.language, limit_mb=limit_mb, ttl=ctx.settings.input_ttl, count=outcome.faces)
+
+
+async def ask_everyone_agreed(ctx: Context, job: StyleJob, faces: int) -> None:
+    """Several people in the photo: the sender must confirm they all agreed before styling (the
+    downloaded input waits in memory.awaiting_confirmation)."""
     language = job.person.language
-    held = HeldInput(job.person, job.chat, buffers, job.selfie, time.monotonic() + ctx.settings.pending_ttl, payload=job)
-    ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
     buttons = (
         (
             Button(t("photo.faces_yes", language), "faces:yes", ("yes", "是", "1")),
             Button(t("photo.faces_no", language), "faces:no", ("no", "否", "2")),
         ),
     )
-    await show_status(ctx, job, t("photo.faces_confirm", language, count=faces), final=True)
     await ctx.send(job.chat, SendText(t("photo.faces_confirm", language, count=faces), buttons, reply_to=job.reply_to))
     job.phase = "finished"
     job.waiting_for_answer = True
@@ -552,16 +572,3 @@ async def withdraw(ctx: Context, job: StyleJob) -> None:
         await ctx.send(job.chat, SendText(t("delete.late_delivery", language)))
     else:
         await ctx.send(job.chat, SendText(t("delete.late_delivery_kept", language)))
-
-
-def _rejection_text(ctx: Context, reason: str, language: str) -> str:
-    key = {
-        "empty": "photo.corrupt",
-        "too_many_bytes": "photo.too_large",
-        "too_many_pixels": "photo.too_many_pixels",
-        "unsupported_format": "photo.unsupported",
-        "corrupt": "photo.corrupt",
-        "too_small": "photo.too_small",
-        "too_complex": "photo.too_complex",
-    }.get(reason, "photo.corrupt")
-    return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))

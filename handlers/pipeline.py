@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Awaitable, Callable
 
 from inference import ImageRejected, Picture, StyleRequest
@@ -26,19 +27,21 @@ from .replies import Button, ChatAction, OutPhoto, SendPhotos
 
 log = logging.getLogger("darkroom.pipeline")
 
-# Outcome kinds. Each is a plain word so that a worker can send it back and a metric can count it.
-DONE = "done"
-FACES = "faces"  # several faces and nobody confirmed that everyone pictured agreed
-REJECTED = "rejected"  # the image itself was refused (detail: the reason)
-TOO_LARGE = "too_large"
-FETCH_FAILED = "fetch_failed"
-UNDELIVERED = "undelivered"  # the platform would not take the styled photo
-FAILED = "failed"
-CLAIMED = "claimed"  # someone else answers for this job (already delivered, or erased): no reply
-# Only the front concludes these (a job sent to workers): no answer in time, or no broker.
-LOST = "lost"
-BUSY = "busy"
-KINDS = (DONE, FACES, REJECTED, TOO_LARGE, FETCH_FAILED, UNDELIVERED, FAILED, CLAIMED, LOST, BUSY)
+class OutcomeKind(StrEnum):
+    """How a job ended. Each is a plain word so that a worker can send it back and a metric can
+    count it; what the person is told for each is handlers/photos.py OUTCOME_TEXT."""
+
+    DONE = "done"
+    FACES = "faces"  # several faces and nobody confirmed that everyone pictured agreed
+    REJECTED = "rejected"  # the image itself was refused (detail: the reason)
+    TOO_LARGE = "too_large"
+    FETCH_FAILED = "fetch_failed"
+    UNDELIVERED = "undelivered"  # the platform would not take the styled photo
+    FAILED = "failed"
+    CLAIMED = "claimed"  # someone else answers for this job (already delivered, or erased): no reply
+    # Only the front concludes these (a job sent to workers): no answer in time, or no broker.
+    LOST = "lost"
+    BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class StyleWork:
 
 @dataclass
 class Outcome:
-    kind: str
+    kind: OutcomeKind
     detail: str = ""  # the rejection reason, or an error's type name (never a message)
     faces: int = 0
     styled: int = 0
@@ -96,13 +99,13 @@ class Outcome:
 
     def to_dict(self) -> dict:
         sent = None if self.sent is None else {"chat": asdict(self.sent.chat), "message_id": self.sent.message_id}
-        return {"kind": self.kind, "detail": self.detail, "faces": self.faces, "styled": self.styled, "sent": sent, "seconds": self.seconds}
+        return {"kind": self.kind.value, "detail": self.detail, "faces": self.faces, "styled": self.styled, "sent": sent, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Outcome":
         sent = data.get("sent")
         return cls(
-            kind=data["kind"] if data.get("kind") in KINDS else FAILED,
+            kind=OutcomeKind(data["kind"]) if data.get("kind") in tuple(OutcomeKind) else OutcomeKind.FAILED,
             detail=str(data.get("detail", "")),
             faces=int(data.get("faces", 0)),
             styled=int(data.get("styled", 0)),
@@ -219,35 +222,48 @@ async def style(
         faces = faces_to_confirm(loaded, work.others_confirmed)
         if faces:
             kept = keep_inputs
-            return Outcome(FACES, faces=faces, inputs=buffers if kept else [])
+            return Outcome(OutcomeKind.FACES, faces=faces, inputs=buffers if kept else [])
         results = await render(engine, loaded, work.request, style_picture)
         seconds = time.monotonic() - started
         await platform.send(work.chat, ChatAction("upload_photo"))
         if claim is not None and not await claim():
-            return Outcome(CLAIMED, seconds=seconds)
+            return Outcome(OutcomeKind.CLAIMED, seconds=seconds)
         try:
             sent = await deliver(platform, work, reply_for(work, results), on_upload)
         except DeliveryFailed as exc:
             # Given up after the adapter's retries: the photo is dropped (and released below).
             log.warning("could not deliver a styled photo on %s: %s", platform.name, exc)
-            return Outcome(UNDELIVERED, seconds=seconds)
+            return Outcome(OutcomeKind.UNDELIVERED, seconds=seconds)
         kept = keep_inputs
-        return Outcome(DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [])
+        return Outcome(OutcomeKind.DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [])
     except ImageRejected as exc:
         log.info("input refused: %s", exc.reason)
-        return Outcome(REJECTED, detail=exc.reason)
+        return Outcome(OutcomeKind.REJECTED, detail=exc.reason)
     except PhotoTooLarge:
-        return Outcome(TOO_LARGE)
+        return Outcome(OutcomeKind.TOO_LARGE)
     except FetchFailed as exc:
         log.warning("photo download failed on %s: %s", platform.name, type(exc).__name__)
-        return Outcome(FETCH_FAILED, detail=type(exc).__name__)
+        return Outcome(OutcomeKind.FETCH_FAILED, detail=type(exc).__name__)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # never a traceback; the log line has no personal data
         log.error("styling failed: %s at %s", type(exc).__name__, where(exc))
-        return Outcome(FAILED, detail=type(exc).__name__)
+        return Outcome(OutcomeKind.FAILED, detail=type(exc).__name__)
     finally:
         release([] if kept else buffers, pictures)
         # Copies the libraries made (httpx keeps the downloaded body in a reference cycle) are
         # freed now, so that glibc wipes them (bot/heap.py): once per job, where the photo was.
         forget_freed_copies()
+
+
+class LocalStyler:
+    """The pipeline in this process, with the bot's own engine (the embedded default; with a
+    broker, bot/workers.py RemoteStyler runs it on a `darkroom worker` instead)."""
+
+    keeps_inputs = True
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    async def style(self, work: StyleWork, platform: Platform, held: list[InputBuffer], on_upload: UploadWatch) -> Outcome:
+        return await style(work, platform, self.engine, held, keep_inputs=True, on_upload=on_upload)

@@ -8,11 +8,14 @@ import json
 
 import pytest
 
+import inference.errors as errors
 from handlers import pipeline
+from handlers.photos import OUTCOME_TEXT, REJECTION_TEXT
 from handlers.events import Address, MessageRef, PhotoRef
 from handlers.memory import InputBuffer, Request
 from handlers.ports import FetchFailed, PhotoTooLarge
 from handlers.replies import Button, ChatAction, SendPhotos
+from handlers.texts import TEXTS
 from inference import AsyncEngine
 from tests.fakes.platform import FakePlatform
 
@@ -51,12 +54,12 @@ def test_style_work_round_trips_through_json():
 
 
 def test_outcome_round_trips_and_drops_inputs_and_unknown_kinds():
-    outcome = pipeline.Outcome(pipeline.DONE, styled=1, sent=MessageRef(CHAT, "9"), seconds=1.5, inputs=[InputBuffer(bytearray(b"x"))])
+    outcome = pipeline.Outcome(pipeline.OutcomeKind.DONE, styled=1, sent=MessageRef(CHAT, "9"), seconds=1.5, inputs=[InputBuffer(bytearray(b"x"))])
     data = json.loads(json.dumps(outcome.to_dict()))
     assert "inputs" not in data
     back = pipeline.Outcome.from_dict(data)
-    assert (back.kind, back.sent, back.styled, back.inputs) == (pipeline.DONE, MessageRef(CHAT, "9"), 1, [])
-    assert pipeline.Outcome.from_dict({"kind": "rm -rf"}).kind == pipeline.FAILED
+    assert (back.kind, back.sent, back.styled, back.inputs) == (pipeline.OutcomeKind.DONE, MessageRef(CHAT, "9"), 1, [])
+    assert pipeline.Outcome.from_dict({"kind": "rm -rf"}).kind == pipeline.OutcomeKind.FAILED
 
 
 async def test_fetch_downloads_into_buffers_and_releases_all_when_one_fails(small_portrait):
@@ -103,7 +106,7 @@ async def test_deliver_reports_the_upload_and_release_zeroes(small_portrait, eng
 async def test_style_runs_every_step_and_releases(engine_async, small_portrait):
     platform = platform_with(a=small_portrait)
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async)
-    assert outcome.kind == pipeline.DONE and outcome.styled == 1 and outcome.sent is not None
+    assert outcome.kind == pipeline.OutcomeKind.DONE and outcome.styled == 1 and outcome.sent is not None
     assert [type(r) for r in platform.replies()] == [ChatAction, SendPhotos]
     assert not any(platform.buffers[0])  # the download was zeroed
 
@@ -118,7 +121,7 @@ async def test_style_keeps_inputs_only_when_asked(engine_async, small_portrait):
 async def test_style_asks_about_faces_before_rendering(engine_async, two_faces):
     platform = platform_with(a=two_faces)
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async)
-    assert outcome.kind == pipeline.FACES and outcome.faces >= 2 and outcome.inputs == []
+    assert outcome.kind == pipeline.OutcomeKind.FACES and outcome.faces >= 2 and outcome.inputs == []
     assert platform.replies(SendPhotos) == [] and not any(platform.buffers[0])
 
 
@@ -129,12 +132,12 @@ async def test_a_refused_claim_means_no_reply(engine_async, small_portrait):
         return False
 
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async, claim=taken)
-    assert outcome.kind == pipeline.CLAIMED and platform.replies(SendPhotos) == []
+    assert outcome.kind == pipeline.OutcomeKind.CLAIMED and platform.replies(SendPhotos) == []
 
 
 @pytest.mark.parametrize(
     ("photos", "kind"),
-    [({}, pipeline.FETCH_FAILED), ({"a": b"not an image at all"}, pipeline.REJECTED)],
+    [({}, pipeline.OutcomeKind.FETCH_FAILED), ({"a": b"not an image at all"}, pipeline.OutcomeKind.REJECTED)],
 )
 async def test_failures_become_outcomes(engine_async, photos, kind):
     platform = platform_with(**photos)
@@ -152,3 +155,11 @@ async def test_cancellation_propagates_and_releases(engine_async, small_portrait
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not any(platform.buffers[0])
+
+
+def test_every_way_a_job_ends_has_its_words_in_both_languages():
+    assert set(OUTCOME_TEXT) == set(pipeline.OutcomeKind)
+    reasons = {c.reason for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ImageRejected)}
+    assert reasons - {"invalid"} <= set(REJECTION_TEXT)  # "invalid" (the base class) reads as "corrupt"
+    for key in [*filter(None, OUTCOME_TEXT.values()), *REJECTION_TEXT.values(), "photo.done_held"]:
+        assert TEXTS[key]["en"] and TEXTS[key]["zh"], key

@@ -75,7 +75,7 @@ def celery_use(url: str):
             assert channel.basic_get(QUEUE, no_ack=False) is not None  # kept in `unacked` until acked
             channel.basic_get(QUEUE, no_ack=False).ack()
             redis.set(claim_key(jobs[2]), DELIVERING, ex=60)
-            redis.rpush(result_key(jobs[2]), seal.seal(jobs[2], Outcome(pipeline.DONE).to_dict()))
+            redis.rpush(result_key(jobs[2]), seal.seal(jobs[2], Outcome(pipeline.OutcomeKind.DONE).to_dict()))
             redis.set(claim_key(job_id(SECRET, "k-revoked")), REVOKED, ex=60)
             redis.set(Keys().worker("0123456789abcdef0123456789abcdef"), b"1", ex=15)
             yield jobs
