@@ -5,7 +5,7 @@ job's "work" becomes "send a task and await its sealed outcome" (`RemoteStyler`)
 DARKROOM_WORKER_SLOTS jobs are out at once, so queue positions stay true.
 
 No photo bytes ever go through the broker. A task carries one opaque argument: the plain
-`StyleWork` (the platform's photo references, the style request, the chat address, the caption)
+`StyleJob` (the platform's photo references, the style request, the chat address, the caption)
 sealed with AES-GCM under a key derived from the instance secret for this use only, bound to
 the task id. The worker fetches the photo from the platform itself, styles it in memory, answers
 the chat through the platform's API, zeroes everything, and pushes back a sealed `Outcome`.
@@ -36,7 +36,7 @@ from dataclasses import replace
 from functools import partial
 
 from handlers import pipeline
-from handlers.pipeline import Outcome, OutcomeKind, StyleWork
+from handlers.pipeline import Outcome, OutcomeKind, StyleJob
 from handlers.ports import DeliveryFailed
 
 from .settings import Settings
@@ -138,7 +138,7 @@ class RemoteStyler:
         self.seal = BrokerSeal(settings.secret)
         self._background: set[asyncio.Task] = set()
 
-    async def style(self, work: StyleWork, platform, held, on_upload) -> Outcome:
+    async def style(self, work: StyleJob, platform, held, on_upload) -> Outcome:
         pipeline.release(held, [])  # cannot travel; with a broker the photos are fetched by reference
         job = job_id(self.settings.secret, work.key)
         blob = self.seal.seal(job, {"work": work.to_dict()})
@@ -333,7 +333,7 @@ class WorkerRuntime:
         started = time.monotonic()
         log.debug("job started")
         try:
-            work = StyleWork.from_dict(self.seal.open(job, blob)["work"])
+            work = StyleJob.from_dict(self.seal.open(job, blob)["work"])
         except Exception as exc:  # not sealed by this instance: dropped, never run
             log.warning("refused a task that does not open with this instance's key (%s)", type(exc).__name__)
             return

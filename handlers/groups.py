@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 
+from inference import StyleRequest
+
 from . import consent, guide, photos
 from .context import Context
 from .erasure import erase
 from .events import ButtonEvent, Chat, CommandEvent, MembershipEvent, Membership, MessageRef, Person, PhotoEvent, PhotoRef
-from .memory import HeldPhotos, Request
+from .memory import HeldPhotos
 from .registry import GROUP, Routes
 from .replies import AnswerButton, Button, EditText, SendText
 from .styles import parse_request, style_label
@@ -66,7 +68,7 @@ async def request_styling(
     if request is None:
         fallback = preferences.style or ctx.settings.default_style or ctx.catalogue.default.key
         style = ctx.catalogue.find(fallback) or ctx.catalogue.default
-        request = Request(style.key, preferences.strength, preferences.keep_colours)
+        request = StyleRequest(style.key, preferences.strength, preferences.keep_colours)
     held = HeldPhotos(
         person=author,
         chat=chat,
@@ -77,14 +79,14 @@ async def request_styling(
     )
     if not await consent.has_consent(ctx, author):
         # Only the author's own press of "I agree" can let this photo through.
-        held.resume = proceed
+        held.resume = ask_author_then_queue
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
         return
-    await proceed(ctx, held)
+    await ask_author_then_queue(ctx, held)
 
 
-async def proceed(ctx: Context, held: HeldPhotos) -> None:
+async def ask_author_then_queue(ctx: Context, held: HeldPhotos) -> None:
     """The author has consented. In a group the author is always asked first, whoever made the
     request: to agree to this styling, and to confirm that everyone pictured agreed."""
     author, requester = held.person, held.requester or held.person
@@ -99,7 +101,7 @@ async def proceed(ctx: Context, held: HeldPhotos) -> None:
         )
         await ctx.send(held.chat, SendText(t("group.ask_author", language), buttons, reply_to=held.message))
         return
-    await photos.start(ctx, held)
+    await photos.queue_styling(ctx, held)
 
 
 @routes.button("gconf")
@@ -123,13 +125,13 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
     request.held.requester = request.author  # the author said yes: no need to ask again
     request.held.confirmed = True
     if not await consent.has_consent(ctx, request.author):
-        request.held.resume = proceed
+        request.held.resume = ask_author_then_queue
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
     if event.message is not None:
         await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style_label(ctx, request.held.request.style, language))))
-    await photos.start(ctx, request.held)
+    await photos.queue_styling(ctx, request.held)
 
 
 async def switch(event: CommandEvent, ctx: Context) -> None:

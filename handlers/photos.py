@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from inference import PICTURE_STYLE
+from inference import PICTURE_STYLE, StyleRequest
 
 from . import consent, pipeline
 from .context import Context, where
 from .events import ButtonEvent, Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, TextEvent, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, Request
-from .pipeline import LocalStyler, Outcome, OutcomeKind, StyleWork
+from .memory import HeldInput, HeldPhotos
+from .pipeline import LocalStyler, Outcome, OutcomeKind, StyleJob
 from .ports import QueueRefused, Styler, TooManyPending
 from .registry import PRIVATE, Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
@@ -35,15 +35,15 @@ POSITION_EDIT_INTERVAL = 3.0  # seconds between queue-position edits of one stat
 
 
 @dataclass
-class StyleJob:
-    """A photo job as the conversation holds it: who, where, the status message, its lock and
-    phase, the upload an erasure may have to take back. What the pipeline (and a broker) gets
-    of it is `work_for(ctx, job)`, a plain `pipeline.StyleWork`."""
+class ChatJob:
+    """A style job as its chat follows it: who, where, the status message, its lock and phase,
+    the upload an erasure may have to take back. What the pipeline (and a broker) gets of it is
+    `style_job_for(ctx, job, name)`, the same job as plain data: a `pipeline.StyleJob`."""
 
     person: Person
     chat: Chat
     photos: tuple[PhotoRef, ...]
-    request: Request
+    request: StyleRequest
     selfie: MessageRef | None  # the person's own message (deleted after the reply in private)
     more_selfies: tuple[MessageRef, ...] = ()  # the rest of an album
     reply_to: MessageRef | None = None  # in groups the result answers the photo message
@@ -57,7 +57,7 @@ class StyleJob:
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     upload: asyncio.Future | None = field(default=None, repr=False)  # the styled photo on its way
     waiting_for_answer: bool = False  # the downloaded photo waits for "everyone agreed"
-    key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleWork)
+    key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleJob)
 
     @property
     def selfies(self) -> tuple[MessageRef | None, ...]:
@@ -102,13 +102,13 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     if not await consent.has_consent(ctx, person):
         # Hold the reference only (not the photo) while the person reads the notice.
         held.request = _caption_request(ctx, event.caption, None)
-        held.resume = decide
+        held.resume = choose_style_or_ask
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, person, event.chat, lead=t("consent.needed_first", language))
         return
     preferences = await ctx.store.preferences(person.pseudonym)
     held.request = _caption_request(ctx, event.caption, preferences)
-    await decide(ctx, held)
+    await choose_style_or_ask(ctx, held)
 
 
 @routes.on_unsupported(PRIVATE)  # in groups the bot says nothing
@@ -148,29 +148,29 @@ async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: t
     await ctx.send(chat, SendText(t("photo.style_picture_saved", language)))
 
 
-def _caption_request(ctx: Context, caption: str, preferences) -> Request | None:
+def _caption_request(ctx: Context, caption: str, preferences) -> StyleRequest | None:
     if not caption.strip():
         return None
     return parse_request(caption, ctx.catalogue, preferences)
 
 
-async def decide(ctx: Context, held: HeldPhotos) -> None:
+async def choose_style_or_ask(ctx: Context, held: HeldPhotos) -> None:
     """Consent is on record: style now when the style is known, otherwise offer the picker."""
     person = held.person
     picture = ctx.memory.peek(ctx.memory.style_pictures, person.pseudonym)
     if picture is not None and picture.chat.pseudonym == held.chat.pseudonym and held.request is None:
         preferences = await ctx.store.preferences(person.pseudonym)
-        held.request = Request(PICTURE, preferences.strength, preferences.keep_colours)
+        held.request = StyleRequest(PICTURE, preferences.strength, preferences.keep_colours)
     if held.request is None:
         preferences = await ctx.store.preferences(person.pseudonym)
         if preferences.style and ctx.catalogue.find(preferences.style):
-            held.request = Request(preferences.style, preferences.strength, preferences.keep_colours)
+            held.request = StyleRequest(preferences.style, preferences.strength, preferences.keep_colours)
     if held.request is None:
         ctx.memory.hold(ctx.memory.awaiting_style, held)
         language = person.language
         held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
         return
-    await start(ctx, held)
+    await queue_styling(ctx, held)
 
 
 # -- a style for the photo waiting for one --------------------------------------------------------
@@ -188,7 +188,7 @@ async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
         await _nothing_waiting(event, ctx)
         return
     held.request = await _chosen(event, ctx, style)
-    await start(ctx, held)
+    await queue_styling(ctx, held)
 
 
 async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
@@ -196,7 +196,7 @@ async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
     await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
 
 
-async def _chosen(event: ButtonEvent, ctx: Context, style) -> Request:
+async def _chosen(event: ButtonEvent, ctx: Context, style) -> StyleRequest:
     """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
     person's own strength and colour preferences."""
     language = event.person.language
@@ -204,7 +204,7 @@ async def _chosen(event: ButtonEvent, ctx: Context, style) -> Request:
     if event.message is not None:
         await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
     preferences = await ctx.store.preferences(event.person.pseudonym)
-    return Request(style.key, preferences.strength, preferences.keep_colours)
+    return StyleRequest(style.key, preferences.strength, preferences.keep_colours)
 
 
 async def typed_style(event: TextEvent, ctx: Context) -> bool:
@@ -220,7 +220,7 @@ async def typed_style(event: TextEvent, ctx: Context) -> bool:
         return True
     ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
     held.request = request
-    await start(ctx, held)
+    await queue_styling(ctx, held)
     return True
 
 
@@ -240,13 +240,13 @@ async def choose_again(event: ButtonEvent, ctx: Context) -> None:
             ctx.memory.keep_input(held)
         await _nothing_waiting(event, ctx)
         return
-    await start_again(ctx, held, await _chosen(event, ctx, style))
+    await queue_restyling(ctx, held, await _chosen(event, ctx, style))
 
 
 # -- queueing -----------------------------------------------------------------------------------
 
 
-async def start(ctx: Context, held: HeldPhotos) -> None:
+async def queue_styling(ctx: Context, held: HeldPhotos) -> None:
     """Queue the styling of ``held`` (its request is set)."""
     assert held.request is not None
     language = held.person.language
@@ -264,7 +264,7 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
             await ctx.delete_selfies(held.person.pseudonym, (held.message, *held.more_messages))
             return
         style_picture = picture.photos[0]
-    job = StyleJob(
+    job = ChatJob(
         person=held.person,
         chat=held.chat,
         photos=held.photos,
@@ -275,12 +275,12 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
         style_picture=style_picture,
         others_confirmed=held.confirmed,
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
-async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
+async def queue_restyling(ctx: Context, held: HeldInput, request: StyleRequest) -> None:
     """Style the input that is still in memory (DARKROOM_INPUT_TTL) with another style."""
-    job = StyleJob(
+    job = ChatJob(
         person=held.person,
         chat=held.chat,
         photos=(),
@@ -290,7 +290,7 @@ async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
         held_input=held,
         others_confirmed=True,  # it was styled before, so any question was answered then
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
 @routes.button("faces")
@@ -304,14 +304,14 @@ async def everyone_agreed(event, ctx: Context) -> None:
             ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
         await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
         return
-    waiting: StyleJob = held.payload
+    waiting: ChatJob = held.payload
     if event.data != "faces:yes":
         held.release()
         await ctx.edit_or_send(event.chat, event.message, t("photo.faces_declined", language))
         await ctx.delete_selfies(waiting.person.pseudonym, waiting.selfies)
         return
     await ctx.edit_or_send(event.chat, event.message, t("photo.faces_yes", language) + " ✓")
-    job = StyleJob(
+    job = ChatJob(
         person=waiting.person,
         chat=waiting.chat,
         # Where the styling ran elsewhere (a worker), nothing stayed here: fetched again by reference.
@@ -324,10 +324,10 @@ async def everyone_agreed(event, ctx: Context) -> None:
         held_input=held,
         others_confirmed=True,
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
-async def submit(ctx: Context, job: StyleJob) -> None:
+async def enqueue(ctx: Context, job: ChatJob) -> None:
     language = job.person.language
     # The status lock is held until the one status message exists: the job may start as soon
     # as this coroutine yields, and its own status updates must edit that message, not race it.
@@ -335,7 +335,7 @@ async def submit(ctx: Context, job: StyleJob) -> None:
         try:
             position = ctx.queue.submit(
                 job.person.pseudonym,
-                partial(run, ctx, job),
+                partial(style_and_reply, ctx, job),
                 on_position=partial(show_position, ctx, job),
                 on_drop=partial(tell_shutdown, ctx, job),
                 photos=len(job.held_input.buffers) if job.held_input is not None else len(job.photos),
@@ -362,7 +362,7 @@ async def refuse(ctx: Context, person: Person, chat: Chat, refused: QueueRefused
     await ctx.send(chat, SendText(t(f"photo.{refused.reason}", person.language, minutes=minutes), reply_to=reply_to))
 
 
-async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
+async def tell_shutdown(ctx: Context, job: ChatJob) -> None:
     """The bot is shutting down before this job could run (or finish)."""
     if job.held_input is not None:
         job.held_input.release()
@@ -370,7 +370,7 @@ async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
     await ctx.delete_selfies(job.person.pseudonym, job.selfies)
 
 
-async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
+async def show_position(ctx: Context, job: ChatJob, position: int) -> None:
     """Edit the status message with the queue position, at most every few seconds."""
     if not ctx.platform.can_edit or time.monotonic() - job.last_position_edit < POSITION_EDIT_INTERVAL:
         return
@@ -379,7 +379,7 @@ async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
 
 
 async def show_status(
-    ctx: Context, job: StyleJob, text: str, final: bool = False, success: bool = False, position: bool = False
+    ctx: Context, job: ChatJob, text: str, final: bool = False, success: bool = False, position: bool = False
 ) -> None:
     """Edit the job's one status message. Where messages cannot be edited, a new message is
     sent only for what the person must know (a refusal or a failure), not for every step: the
@@ -403,13 +403,13 @@ def styler(ctx: Context) -> Styler:
     return ctx.styler if ctx.styler is not None else LocalStyler(ctx.engine)
 
 
-def work_for(ctx: Context, job: StyleJob, name: str) -> StyleWork:
+def style_job_for(ctx: Context, job: ChatJob, name: str) -> StyleJob:
     """What of ``job`` goes to the pipeline: plain data, nothing of the conversation."""
     language = job.person.language
     ttl = ctx.settings.input_ttl
     caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
     another = Button(t("photo.another", language), "again:", ("again", "换风格")) if ttl > 0 else None
-    return StyleWork(
+    return StyleJob(
         key=job.key,
         chat=job.chat.address,
         photos=job.photos,
@@ -423,7 +423,7 @@ def work_for(ctx: Context, job: StyleJob, name: str) -> StyleWork:
     )
 
 
-async def run(ctx: Context, job: StyleJob) -> None:
+async def style_and_reply(ctx: Context, job: ChatJob) -> None:
     """Check consent, run the pipeline (here or on a worker), then tell the person how it went
     and release. Runs in the queue's worker."""
     job.phase = "running"
@@ -440,9 +440,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
         name = style_label(ctx, job.request.style, language)
         await show_status(ctx, job, t("photo.styling", language, style=name))
         await ctx.send(job.chat, ChatAction("upload_photo"))
-        work = work_for(ctx, job, name)
-        outcome, held = await styler(ctx).style(work, ctx.platform, held, partial(_uploading, job)), []
-        await conclude(ctx, job, outcome)
+        style_job = style_job_for(ctx, job, name)
+        outcome, held = await styler(ctx).style(style_job, ctx.platform, held, partial(_uploading, job)), []
+        await tell_outcome(ctx, job, outcome)
     except asyncio.CancelledError:
         if getattr(ctx.queue, "stopping", False):
             await asyncio.shield(show_status(ctx, job, t("photo.shutdown", language), final=True))
@@ -460,7 +460,7 @@ async def run(ctx: Context, job: StyleJob) -> None:
         await asyncio.shield(ctx.store.job_finished(inflight))
 
 
-def _uploading(job: StyleJob, upload: asyncio.Future) -> None:
+def _uploading(job: ChatJob, upload: asyncio.Future) -> None:
     job.upload = upload
 
 
@@ -489,7 +489,7 @@ REJECTION_TEXT = {
 }
 
 
-async def conclude(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+async def tell_outcome(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
     """Tell the person how the pipeline ended, and keep what must be kept."""
     if outcome.kind is OutcomeKind.DONE:
         await remember_reply(ctx, job, outcome)
@@ -503,7 +503,7 @@ async def conclude(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
         await ask_everyone_agreed(ctx, job, outcome.faces)
 
 
-async def remember_reply(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+async def remember_reply(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
     """The styled photo landed. With DARKROOM_REPLY_TTL its reference is kept, so that it can be
     deleted later: from here that row, and so any erasure, answers for it (not the upload)."""
     job.upload = None
@@ -512,7 +512,7 @@ async def remember_reply(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
     log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
 
 
-def keep_or_release_inputs(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+def keep_or_release_inputs(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
     """The downloaded inputs stay in memory only to wait for "did everyone pictured agree?", or
     for "another style" (DARKROOM_INPUT_TTL); otherwise they are released now."""
     ttl = ctx.settings.input_ttl
@@ -527,7 +527,7 @@ def keep_or_release_inputs(ctx: Context, job: StyleJob, outcome: Outcome) -> Non
         pipeline.release(outcome.inputs, [])
 
 
-def outcome_text(ctx: Context, job: StyleJob, outcome: Outcome) -> str | None:
+def outcome_text(ctx: Context, job: ChatJob, outcome: Outcome) -> str | None:
     key = OUTCOME_TEXT[outcome.kind]
     if outcome.kind is OutcomeKind.REJECTED:
         key = REJECTION_TEXT.get(outcome.detail, key)
@@ -539,7 +539,7 @@ def outcome_text(ctx: Context, job: StyleJob, outcome: Outcome) -> str | None:
     return t(key, job.person.language, limit_mb=limit_mb, ttl=ctx.settings.input_ttl, count=outcome.faces)
 
 
-async def ask_everyone_agreed(ctx: Context, job: StyleJob, faces: int) -> None:
+async def ask_everyone_agreed(ctx: Context, job: ChatJob, faces: int) -> None:
     """Several people in the photo: the sender must confirm they all agreed before styling (the
     downloaded input waits in memory.awaiting_confirmation)."""
     language = job.person.language
@@ -554,7 +554,7 @@ async def ask_everyone_agreed(ctx: Context, job: StyleJob, faces: int) -> None:
     job.waiting_for_answer = True
 
 
-async def withdraw(ctx: Context, job: StyleJob) -> None:
+async def withdraw(ctx: Context, job: ChatJob) -> None:
     """The person erased their data while this job ran. If its styled photo was already on its
     way, wait for it, delete it the moment its id is known, and say so in one message (the
     receipt went out before the photo arrived, so it could not count it)."""

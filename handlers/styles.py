@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import re
 
-from inference import PICTURE_STYLE, Catalogue, Style
+from inference import PICTURE_STYLE, Catalogue, Style, StyleRequest
 
 from .context import Context
 from .events import ButtonEvent, Chat, CommandEvent, Person
-from .memory import Request
 from .ports import Preferences
 from .registry import Routes
 from .replies import AnswerButton, Button, EditText, Keyboard, SendText
@@ -28,8 +27,8 @@ _STRENGTH = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+|\d{1,3}\s*%)(?!
 _KEEP = re.compile(r"keep\s*(?:my\s*)?colou?rs?|keep|colou?rs?|保留颜色|保留色彩|原色", re.IGNORECASE)
 
 
-def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | None = None) -> Request | None:
-    """Read "oil", "/style ink 0.6 keep colours" or "水墨 60% 保留颜色" as a Request.
+def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | None = None) -> StyleRequest | None:
+    """Read "oil", "/style ink 0.6 keep colours" or "水墨 60% 保留颜色" as a StyleRequest.
 
     Returns None when the words name no style (the caller then asks). Strength and colour
     keeping fall back to the person's preferences.
@@ -53,7 +52,7 @@ def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | No
     style = catalogue.find(name)
     if style is None:
         return None
-    return Request(style=style.key, strength=strength, keep_colours=keep)
+    return StyleRequest(style=style.key, strength=strength, keep_colours=keep)
 
 
 def picker(ctx: Context, language: str, purpose: str, page: int = 0) -> Keyboard:
@@ -112,7 +111,7 @@ async def list_styles(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(styles_text(ctx, event.person.language)))
 
 
-async def set_favourite(ctx: Context, person: Person, chat: Chat, request: Request | None) -> None:
+async def set_favourite(ctx: Context, person: Person, chat: Chat, request: StyleRequest | None) -> None:
     language = person.language
     current = await ctx.store.preferences(person.pseudonym)
     if request is None:
@@ -164,4 +163,4 @@ async def choose_favourite(event: ButtonEvent, ctx: Context) -> None:
     if style is None:
         return
     current = await ctx.store.preferences(event.person.pseudonym)
-    await set_favourite(ctx, event.person, event.chat, Request(style.key, current.strength, current.keep_colours))
+    await set_favourite(ctx, event.person, event.chat, StyleRequest(style.key, current.strength, current.keep_colours))

@@ -18,8 +18,8 @@ from bot.settings import Settings
 from bot.workers import DELIVERING, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, MessageRef, PhotoRef
-from handlers.memory import Request
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, StyleJob
+from inference import StyleRequest
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.redis
@@ -51,8 +51,8 @@ def redis_url(tmp_path):
     server.wait()
 
 
-def work(key: str) -> StyleWork:
-    return StyleWork(key=key, chat=CHAT, photos=(PhotoRef("FILE-ID-123"),), request=Request("ink"), caption="Ink")
+def work(key: str) -> StyleJob:
+    return StyleJob(key=key, chat=CHAT, photos=(PhotoRef("FILE-ID-123"),), request=StyleRequest("ink"), caption="Ink")
 
 
 @pytest.fixture

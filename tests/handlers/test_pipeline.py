@@ -12,11 +12,11 @@ import inference.errors as errors
 from handlers import pipeline
 from handlers.photos import OUTCOME_TEXT, REJECTION_TEXT
 from handlers.events import Address, MessageRef, PhotoRef
-from handlers.memory import InputBuffer, Request
+from handlers.memory import InputBuffer
 from handlers.ports import FetchFailed, PhotoTooLarge
 from handlers.replies import Button, ChatAction, SendPhotos
 from handlers.texts import TEXTS
-from inference import AsyncEngine
+from inference import AsyncEngine, StyleRequest
 from tests.fakes.platform import FakePlatform
 
 CHAT = Address("fake", "chat-1")
@@ -29,10 +29,10 @@ async def engine_async(engine):
     async_engine.close()
 
 
-def work(refs, **extra) -> pipeline.StyleWork:
-    values = dict(key="k1", chat=CHAT, photos=tuple(refs), request=Request("ink"), caption="Ink wash")
+def work(refs, **extra) -> pipeline.StyleJob:
+    values = dict(key="k1", chat=CHAT, photos=tuple(refs), request=StyleRequest("ink"), caption="Ink wash")
     values.update(extra)
-    return pipeline.StyleWork(**values)
+    return pipeline.StyleJob(**values)
 
 
 def platform_with(**photos: bytes) -> FakePlatform:
@@ -49,7 +49,7 @@ def test_style_work_round_trips_through_json():
         style_picture=PhotoRef("file-s"),
         others_confirmed=True,
     )
-    again = pipeline.StyleWork.from_dict(json.loads(json.dumps(original.to_dict())))
+    again = pipeline.StyleJob.from_dict(json.loads(json.dumps(original.to_dict())))
     assert again == original
 
 
@@ -84,7 +84,7 @@ async def test_load_appends_every_picture_and_faces_to_confirm(engine_async, sma
 
 async def test_render_and_reply_for(engine_async, small_portrait):
     pictures = await pipeline.load(engine_async, [InputBuffer(bytearray(small_portrait))], [])
-    results = await pipeline.render(engine_async, pictures, Request("ink"), None)
+    results = await pipeline.render(engine_async, pictures, StyleRequest("ink"), None)
     reply = pipeline.reply_for(work([], another=Button("Another", "again:")), results)
     assert reply.photos[0].jpeg[:2] == b"\xff\xd8" and reply.photos[0].caption == "Ink wash"
     assert reply.buttons[0][0].data == "again:"

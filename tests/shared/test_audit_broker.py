@@ -24,8 +24,8 @@ from bot.settings import Settings
 from bot.workers import DELIVERING, QUEUE, REVOKED, BrokerSeal, RemoteStyler, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, PhotoRef
-from handlers.memory import Request
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, StyleJob
+from inference import StyleRequest
 
 SECRET = b"a" * 64
 OPENID = "oPlantedOpenId_0123456789abcdef"
@@ -65,7 +65,7 @@ def celery_use(url: str):
     jobs = []
     for key in ("k-waiting", "k-running", "k-answered"):
         job = job_id(SECRET, key)
-        work = StyleWork(key=key, chat=Address("telegram", "424242"), photos=(PhotoRef("FILE-ID-123"),), request=Request("ink"), caption="Ink")
+        work = StyleJob(key=key, chat=Address("telegram", "424242"), photos=(PhotoRef("FILE-ID-123"),), request=StyleRequest("ink"), caption="Ink")
         styler._send(job, seal.seal(job, {"work": work.to_dict()}))
         jobs.append(job)
     redis = Redis.from_url(url)
