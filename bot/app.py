@@ -30,7 +30,7 @@ from handlers.consent import has_consent
 from handlers.context import Context, ConversationSettings
 from handlers.events import Address, Person
 from handlers.memory import Memory
-from handlers.photos import LocalStyler
+from handlers.pipeline import LocalStyler
 from handlers.replies import DeleteMessage, OutPhoto, SendPhotos, SendText
 from handlers.texts import t
 from inference import AsyncEngine, Engine, __version__

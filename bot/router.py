@@ -22,6 +22,7 @@ from handlers.context import Context, where
 from handlers.events import (
     Address,
     ButtonEvent,
+    ChatKind,
     CommandEvent,
     Event,
     MembershipEvent,
@@ -31,7 +32,7 @@ from handlers.events import (
     UnsupportedEvent,
 )
 from handlers.ports import Platform
-from handlers.registry import Handler
+from handlers.registry import Command, Handler, command_routes, merge
 from handlers.replies import AnswerButton, Reply, SendText
 from handlers.texts import t
 
@@ -107,10 +108,13 @@ class Router:
         self,
         base: Context,
         routes=handlers.ROUTES,
+        commands: tuple[Command, ...] = handlers.COMMANDS,
+        unknown: Command = handlers.UNKNOWN,
         choice_ttl: float = 600.0,
         lane_limit: int = LANE_LIMIT,
     ) -> None:
-        """``base`` carries the shared services; its platform is replaced per adapter."""
+        """``base`` carries the shared services; its platform is replaced per adapter. A command,
+        button or event routed twice raises `handlers.registry.DuplicateRoute` here, at start-up."""
         self._base = base
         self._contexts: dict[str, Context] = {}
         self._choices: dict[Address, Choices] = {}
@@ -120,16 +124,10 @@ class Router:
         self._choice_ttl = choice_ttl
         self.lane_limit = lane_limit
         self.dropped = 0  # events dropped past a lane's bound, since start (for the operator)
-        self.commands: dict[str, Handler] = {}
-        self.buttons: dict[str, Handler] = {}
-        self.photo = self.text = self.membership = self.unsupported = None
-        for r in routes:
-            self.commands.update(r.commands)
-            self.buttons.update(r.buttons)
-            self.photo = r.photo or self.photo
-            self.text = r.text or self.text
-            self.membership = r.membership or self.membership
-            self.unsupported = r.unsupported or self.unsupported
+        # Routed by (name, chat kind), and the rest by chat kind, as aiogram's chat-type filters do.
+        self.commands: dict[tuple[str, ChatKind], Handler] = command_routes(commands)
+        self.unknown = unknown.handlers
+        self.routes = merge(routes)
         self._sweeper: asyncio.Task | None = None
 
     @property
@@ -202,8 +200,9 @@ class Router:
         """Erasure always works, however much else the person sent (under any of its names);
         the bot's removal from a group always clears the group."""
         if isinstance(event, CommandEvent):
-            erase = self.commands.get(ERASURE)
-            return erase is not None and self.commands.get(event.name) is erase
+            kind = event.chat.kind
+            erase = self.commands.get((ERASURE, kind))
+            return erase is not None and self.commands.get((event.name, kind)) is erase
         return isinstance(event, MembershipEvent)
 
     def _slow_down(self, event: Event, ctx: Context) -> None:
@@ -256,21 +255,22 @@ class Router:
             data = self.typed_choice(event.chat.address, event.text)
             if data is not None:
                 event = ButtonEvent(event.person, event.chat, None, data=data, answer_handle=None)
+        kind = event.chat.kind
         if isinstance(event, CommandEvent):
-            handler = self.commands.get(event.name, handlers.unknown_command)
+            handler = self.commands.get((event.name, kind)) or self.unknown.get(kind)
         elif isinstance(event, ButtonEvent):
-            handler = self.buttons.get(event.data.split(":", 1)[0])
+            handler = self.routes.buttons.get(event.data.split(":", 1)[0])
             if handler is None:
                 await ctx.send(event.chat, AnswerButton(event.answer_handle))
                 return
         elif isinstance(event, PhotoEvent):
-            handler = self.photo
+            handler = self.routes.photo.get(kind)
         elif isinstance(event, TextEvent):
-            handler = self.text
+            handler = self.routes.text.get(kind)
         elif isinstance(event, MembershipEvent):
-            handler = self.membership
+            handler = self.routes.membership
         elif isinstance(event, UnsupportedEvent):
-            handler = self.unsupported
+            handler = self.routes.unsupported.get(kind)
         else:
             handler = None
         if handler is not None:

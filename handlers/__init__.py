@@ -1,12 +1,13 @@
 """The conversation, platform-neutral: neutral events in, neutral replies out.
 
-Each module registers what it answers in its own `routes`; the bot's router includes them all.
-No module here imports telegram or wechatpy.
+The commands are one table (`commands.COMMANDS`); each module registers its buttons and the
+photo, text and membership events it takes in its own `routes`; the bot's router includes them
+all. No module here imports telegram or wechatpy.
 """
 
-from . import consent, groups, help, photos, privacy, styles
+from . import consent, groups, guide, photos, styles
+from .commands import COMMANDS, UNKNOWN
 
-ROUTES = (consent.routes, photos.routes, styles.routes, privacy.routes, groups.routes, help.routes)
-unknown_command = help.unknown_command
+ROUTES = (consent.routes, photos.routes, styles.routes, groups.routes, guide.routes)
 
-__all__ = ["ROUTES", "unknown_command"]
+__all__ = ["COMMANDS", "ROUTES", "UNKNOWN"]

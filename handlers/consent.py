@@ -78,12 +78,9 @@ async def ask(ctx: Context, person: Person, chat: Chat, reply_to: MessageRef | N
     return await ctx.send(chat, SendText(text, consent_buttons(ctx.settings, person.language), reply_to=reply_to))
 
 
-@routes.command("start")
 async def start(event: CommandEvent, ctx: Context) -> None:
+    """/start in a private chat: the notice, or a welcome back (in groups: guide.help_in_group)."""
     language = event.person.language
-    if not event.chat.private:
-        await ctx.send(event.chat, SendText(t("help.group", language)))
-        return
     if await has_consent(ctx, event.person):
         await ctx.send(
             event.chat,

@@ -26,7 +26,7 @@ async def erase(ctx: Context, person: Person) -> dict[str, int]:
 
     Jobs are cancelled first, before anything awaits: a running job must not get the chance to
     write a reply reference after the rows were read. A job cancelled while its styled photo is
-    uploading deletes that photo itself once the platform says where it landed (photos.run)."""
+    uploading deletes that photo itself once the platform says where it landed (photos.style_and_reply)."""
     jobs = ctx.queue.cancel_owner(person.pseudonym)
     selfies = await ctx.delete_selfies(person.pseudonym)
     replies = 0

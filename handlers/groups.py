@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import logging
 
-from . import consent, photos
+from inference import StyleRequest
+
+from . import consent, guide, photos
 from .context import Context
 from .erasure import erase
-from .events import ButtonEvent, Chat, CommandEvent, MembershipEvent, Membership, MessageRef, Person, PhotoEvent, PhotoRef
-from .memory import HeldPhotos, Request
-from .registry import Routes
+from .events import ButtonEvent, Chat, CommandEvent, Membership, MembershipEvent, MessageRef, Person, PhotoEvent, PhotoRef
+from .memory import HeldPhotos
+from .registry import GROUP, Routes
 from .replies import AnswerButton, Button, EditText, SendText
+from .styles import parse_request, style_label
 from .texts import t
 
 log = logging.getLogger("darkroom.groups")
 routes = Routes()
 
 
+@routes.on_photo(GROUP)
 async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
     """A photo in a group is only looked at when its caption starts with /style."""
     caption = event.caption.strip()
@@ -34,7 +38,8 @@ async def photo_in_group(event: PhotoEvent, ctx: Context) -> None:
     await request_styling(ctx, event.person, event.person, event.chat, event.photos, event.message, args)
 
 
-async def style_in_group(event: CommandEvent, ctx: Context) -> None:
+async def style_replied_photo(event: CommandEvent, ctx: Context) -> None:
+    """/style [NAME] in a group, in reply to a photo (in private chats it sets the favourite)."""
     if not await ctx.store.group_enabled(event.chat.pseudonym):
         return
     if not event.replied_photos or event.replied_author is None:
@@ -58,14 +63,12 @@ async def request_styling(
     message: MessageRef | None,
     args: str,
 ) -> None:
-    from .styles import parse_request
-
     preferences = await ctx.store.preferences(author.pseudonym)
     request = parse_request(args, ctx.catalogue, preferences) if args.strip() else None
     if request is None:
         fallback = preferences.style or ctx.settings.default_style or ctx.catalogue.default.key
         style = ctx.catalogue.find(fallback) or ctx.catalogue.default
-        request = Request(style.key, preferences.strength, preferences.keep_colours)
+        request = StyleRequest(style.key, preferences.strength, preferences.keep_colours)
     held = HeldPhotos(
         person=author,
         chat=chat,
@@ -76,14 +79,14 @@ async def request_styling(
     )
     if not await consent.has_consent(ctx, author):
         # Only the author's own press of "I agree" can let this photo through.
-        held.resume = proceed
+        held.resume = ask_author_then_queue
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, author, chat, reply_to=message, lead=t("group.author_consent", author.language))
         return
-    await proceed(ctx, held)
+    await ask_author_then_queue(ctx, held)
 
 
-async def proceed(ctx: Context, held: HeldPhotos) -> None:
+async def ask_author_then_queue(ctx: Context, held: HeldPhotos) -> None:
     """The author has consented. In a group the author is always asked first, whoever made the
     request: to agree to this styling, and to confirm that everyone pictured agreed."""
     author, requester = held.person, held.requester or held.person
@@ -98,7 +101,7 @@ async def proceed(ctx: Context, held: HeldPhotos) -> None:
         )
         await ctx.send(held.chat, SendText(t("group.ask_author", language), buttons, reply_to=held.message))
         return
-    await photos.start(ctx, held)
+    await photos.queue_styling(ctx, held)
 
 
 @routes.button("gconf")
@@ -122,21 +125,19 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
     request.held.requester = request.author  # the author said yes: no need to ask again
     request.held.confirmed = True
     if not await consent.has_consent(ctx, request.author):
-        request.held.resume = proceed
+        request.held.resume = ask_author_then_queue
         ctx.memory.hold(ctx.memory.awaiting_consent, request.held)
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
     if event.message is not None:
-        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=photos.style_label(ctx, request.held.request.style, language))))
-    await photos.start(ctx, request.held)
+        chosen = t("styles.chosen", language, style=style_label(ctx, request.held.request.style, language))
+        await ctx.send(event.chat, EditText(event.message, chosen))
+    await photos.queue_styling(ctx, request.held)
 
 
-@routes.command("darkroom_off", "darkroom_on")
 async def switch(event: CommandEvent, ctx: Context) -> None:
+    """/darkroom_on and /darkroom_off in a group (in private chats: guide.help_in_group)."""
     language = event.person.language
-    if event.chat.private:
-        await ctx.send(event.chat, SendText(t("help.group", language)))
-        return
     if not await ctx.platform.is_admin(event.chat, event.person):
         await ctx.send(event.chat, SendText(t("group.admins_only", language), reply_to=event.message))
         return
@@ -154,6 +155,4 @@ async def membership(event: MembershipEvent, ctx: Context) -> None:
     elif event.change is Membership.UNSUBSCRIBED:
         await erase(ctx, event.person)  # the person left: keep nothing
     elif event.change is Membership.SUBSCRIBED:
-        from . import help as help_module
-
-        await help_module.welcome(ctx, event.person, event.chat)
+        await guide.welcome(ctx, event.person, event.chat)

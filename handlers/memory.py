@@ -11,8 +11,10 @@ from __future__ import annotations
 import gc
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+
+from inference import StyleRequest
 
 from .events import Chat, MessageRef, Person, PhotoRef
 
@@ -76,15 +78,6 @@ def forget_freed_copies() -> None:
 
 
 @dataclass
-class Request:
-    """How to style: a catalogue style (or the person's own style picture) and options."""
-
-    style: str
-    strength: float = 1.0
-    keep_colours: bool = False
-
-
-@dataclass
 class HeldPhotos:
     """Photo references waiting for something (consent, a style choice, the author's OK)."""
 
@@ -92,7 +85,7 @@ class HeldPhotos:
     chat: Chat
     photos: tuple[PhotoRef, ...]
     message: MessageRef | None  # the person's own message, to reply to or delete
-    request: Request | None = None  # known already when the caption named a style
+    request: StyleRequest | None = None  # how to style it, known already when the caption named a style
     expires: float = 0.0
     prompt: MessageRef | None = None  # the message that asked (consent notice, picker)
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album

@@ -14,16 +14,17 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from inference import PICTURE_STYLE
+from inference import PICTURE_STYLE, StyleRequest
 
 from . import consent, pipeline
 from .context import Context, where
-from .events import Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, UnsupportedEvent
-from .memory import HeldInput, HeldPhotos, InputBuffer, Request
-from .pipeline import Outcome, StyleWork
-from .ports import QueueRefused, TooManyPending
-from .registry import Routes
+from .events import ButtonEvent, Chat, CommandEvent, MessageRef, Person, PhotoEvent, PhotoRef, TextEvent, UnsupportedEvent
+from .memory import HeldInput, HeldPhotos
+from .pipeline import LocalStyler, Outcome, OutcomeKind, StyleJob
+from .ports import QueueRefused, Styler, TooManyPending
+from .registry import PRIVATE, Routes
 from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
+from .styles import parse_request, picker, style_label
 from .texts import t
 
 log = logging.getLogger("darkroom.photos")
@@ -34,15 +35,15 @@ POSITION_EDIT_INTERVAL = 3.0  # seconds between queue-position edits of one stat
 
 
 @dataclass
-class StyleJob:
-    """A photo job as the conversation holds it: who, where, the status message, its lock and
-    phase, the upload an erasure may have to take back. What the pipeline (and a broker) gets
-    of it is `work_for(ctx, job)`, a plain `pipeline.StyleWork`."""
+class ChatJob:
+    """A style job as its chat follows it: who, where, the status message, its lock and phase,
+    the upload an erasure may have to take back. What the pipeline (and a broker) gets of it is
+    `style_job_for(ctx, job, name)`, the same job as plain data: a `pipeline.StyleJob`."""
 
     person: Person
     chat: Chat
     photos: tuple[PhotoRef, ...]
-    request: Request
+    request: StyleRequest
     selfie: MessageRef | None  # the person's own message (deleted after the reply in private)
     more_selfies: tuple[MessageRef, ...] = ()  # the rest of an album
     reply_to: MessageRef | None = None  # in groups the result answers the photo message
@@ -56,7 +57,7 @@ class StyleJob:
     status_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     upload: asyncio.Future | None = field(default=None, repr=False)  # the styled photo on its way
     waiting_for_answer: bool = False  # the downloaded photo waits for "everyone agreed"
-    key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleWork)
+    key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleJob)
 
     @property
     def selfies(self) -> tuple[MessageRef | None, ...]:
@@ -66,13 +67,8 @@ class StyleJob:
 # -- entry points -------------------------------------------------------------------------------
 
 
-@routes.on_photo
+@routes.on_photo(PRIVATE)  # in groups: groups.photo_in_group
 async def on_photo(event: PhotoEvent, ctx: Context) -> None:
-    if not event.chat.private:
-        from . import groups
-
-        await groups.photo_in_group(event, ctx)
-        return
     person, language = event.person, event.person.language
     if event.caption.strip().lower().startswith("/style_from"):
         # Only the picture's look is used, never its people: a forwarded picture may be a style.
@@ -106,23 +102,21 @@ async def on_photo(event: PhotoEvent, ctx: Context) -> None:
     if not await consent.has_consent(ctx, person):
         # Hold the reference only (not the photo) while the person reads the notice.
         held.request = _caption_request(ctx, event.caption, None)
-        held.resume = decide
+        held.resume = choose_style_or_ask
         ctx.memory.hold(ctx.memory.awaiting_consent, held)
         held.prompt = await consent.ask(ctx, person, event.chat, lead=t("consent.needed_first", language))
         return
     preferences = await ctx.store.preferences(person.pseudonym)
     held.request = _caption_request(ctx, event.caption, preferences)
-    await decide(ctx, held)
+    await choose_style_or_ask(ctx, held)
 
 
-@routes.on_unsupported
+@routes.on_unsupported(PRIVATE)  # in groups the bot says nothing
 async def on_unsupported(event: UnsupportedEvent, ctx: Context) -> None:
-    if event.chat.private:
-        key = "photo.not_image" if event.what == "document" else "photo.unsupported_message"
-        await ctx.send(event.chat, SendText(t(key, event.person.language)))
+    key = "photo.not_image" if event.what == "document" else "photo.unsupported_message"
+    await ctx.send(event.chat, SendText(t(key, event.person.language)))
 
 
-@routes.command("style_from")
 async def style_from(event: CommandEvent, ctx: Context) -> None:
     if not event.replied_photos:
         await ctx.send(event.chat, SendText(t("photo.style_from_usage", event.person.language)))
@@ -154,39 +148,105 @@ async def save_style_picture(ctx: Context, person: Person, chat: Chat, photos: t
     await ctx.send(chat, SendText(t("photo.style_picture_saved", language)))
 
 
-def _caption_request(ctx: Context, caption: str, preferences) -> Request | None:
+def _caption_request(ctx: Context, caption: str, preferences) -> StyleRequest | None:
     if not caption.strip():
         return None
-    from .styles import parse_request
-
     return parse_request(caption, ctx.catalogue, preferences)
 
 
-async def decide(ctx: Context, held: HeldPhotos) -> None:
+async def choose_style_or_ask(ctx: Context, held: HeldPhotos) -> None:
     """Consent is on record: style now when the style is known, otherwise offer the picker."""
     person = held.person
     picture = ctx.memory.peek(ctx.memory.style_pictures, person.pseudonym)
     if picture is not None and picture.chat.pseudonym == held.chat.pseudonym and held.request is None:
         preferences = await ctx.store.preferences(person.pseudonym)
-        held.request = Request(PICTURE, preferences.strength, preferences.keep_colours)
+        held.request = StyleRequest(PICTURE, preferences.strength, preferences.keep_colours)
     if held.request is None:
         preferences = await ctx.store.preferences(person.pseudonym)
         if preferences.style and ctx.catalogue.find(preferences.style):
-            held.request = Request(preferences.style, preferences.strength, preferences.keep_colours)
+            held.request = StyleRequest(preferences.style, preferences.strength, preferences.keep_colours)
     if held.request is None:
-        from .styles import picker
-
         ctx.memory.hold(ctx.memory.awaiting_style, held)
         language = person.language
         held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
         return
-    await start(ctx, held)
+    await queue_styling(ctx, held)
+
+
+# -- a style for the photo waiting for one --------------------------------------------------------
+
+
+@routes.button("pick")
+async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
+    """A style chosen for the photo that is waiting for one."""
+    key = event.data.partition(":")[2]
+    style = ctx.catalogue.find(key)
+    held = ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
+    if held is None or held.chat.pseudonym != event.chat.pseudonym or style is None:
+        if held is not None:
+            ctx.memory.hold(ctx.memory.awaiting_style, held)
+        await _nothing_waiting(event, ctx)
+        return
+    held.request = await _chosen(event, ctx, style)
+    await queue_styling(ctx, held)
+
+
+async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
+
+
+async def _chosen(event: ButtonEvent, ctx: Context, style) -> StyleRequest:
+    """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
+    person's own strength and colour preferences."""
+    language = event.person.language
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    if event.message is not None:
+        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
+    preferences = await ctx.store.preferences(event.person.pseudonym)
+    return StyleRequest(style.key, preferences.strength, preferences.keep_colours)
+
+
+async def typed_style(event: TextEvent, ctx: Context) -> bool:
+    """A style typed by name (any page, with options: "oil 0.6 keep colours") for the photo
+    that is waiting for one. Returns False when nothing waits or the words name no style."""
+    held = ctx.memory.peek(ctx.memory.awaiting_style, event.person.pseudonym)
+    if held is None or held.chat.pseudonym != event.chat.pseudonym:
+        return False
+    preferences = await ctx.store.preferences(event.person.pseudonym)
+    request = parse_request(event.text, ctx.catalogue, preferences)
+    if request is None:
+        await ctx.send(event.chat, SendText(t("styles.unknown", event.person.language, name=event.text.strip()[:40])))
+        return True
+    ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
+    held.request = request
+    await queue_styling(ctx, held)
+    return True
+
+
+@routes.button("again")
+async def choose_again(event: ButtonEvent, ctx: Context) -> None:
+    """Another style for the input still held in memory (only with DARKROOM_INPUT_TTL > 0)."""
+    language = event.person.language
+    key = event.data.partition(":")[2]
+    if key == "":
+        await ctx.send(event.chat, AnswerButton(event.answer_handle))
+        await ctx.send(event.chat, SendText(t("styles.pick", language), picker(ctx, language, "again")))
+        return
+    style = ctx.catalogue.find(key)
+    held = ctx.memory.take_input(event.person.pseudonym)
+    if held is None or style is None or held.chat.pseudonym != event.chat.pseudonym:
+        if held is not None:
+            ctx.memory.keep_input(held)
+        await _nothing_waiting(event, ctx)
+        return
+    await queue_restyling(ctx, held, await _chosen(event, ctx, style))
 
 
 # -- queueing -----------------------------------------------------------------------------------
 
 
-async def start(ctx: Context, held: HeldPhotos) -> None:
+async def queue_styling(ctx: Context, held: HeldPhotos) -> None:
     """Queue the styling of ``held`` (its request is set)."""
     assert held.request is not None
     language = held.person.language
@@ -204,7 +264,7 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
             await ctx.delete_selfies(held.person.pseudonym, (held.message, *held.more_messages))
             return
         style_picture = picture.photos[0]
-    job = StyleJob(
+    job = ChatJob(
         person=held.person,
         chat=held.chat,
         photos=held.photos,
@@ -215,12 +275,12 @@ async def start(ctx: Context, held: HeldPhotos) -> None:
         style_picture=style_picture,
         others_confirmed=held.confirmed,
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
-async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
+async def queue_restyling(ctx: Context, held: HeldInput, request: StyleRequest) -> None:
     """Style the input that is still in memory (DARKROOM_INPUT_TTL) with another style."""
-    job = StyleJob(
+    job = ChatJob(
         person=held.person,
         chat=held.chat,
         photos=(),
@@ -230,7 +290,7 @@ async def start_again(ctx: Context, held: HeldInput, request: Request) -> None:
         held_input=held,
         others_confirmed=True,  # it was styled before, so any question was answered then
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
 @routes.button("faces")
@@ -244,14 +304,14 @@ async def everyone_agreed(event, ctx: Context) -> None:
             ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
         await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
         return
-    waiting: StyleJob = held.payload
+    waiting: ChatJob = held.payload
     if event.data != "faces:yes":
         held.release()
         await ctx.edit_or_send(event.chat, event.message, t("photo.faces_declined", language))
         await ctx.delete_selfies(waiting.person.pseudonym, waiting.selfies)
         return
     await ctx.edit_or_send(event.chat, event.message, t("photo.faces_yes", language) + " ✓")
-    job = StyleJob(
+    job = ChatJob(
         person=waiting.person,
         chat=waiting.chat,
         # Where the styling ran elsewhere (a worker), nothing stayed here: fetched again by reference.
@@ -264,10 +324,10 @@ async def everyone_agreed(event, ctx: Context) -> None:
         held_input=held,
         others_confirmed=True,
     )
-    await submit(ctx, job)
+    await enqueue(ctx, job)
 
 
-async def submit(ctx: Context, job: StyleJob) -> None:
+async def enqueue(ctx: Context, job: ChatJob) -> None:
     language = job.person.language
     # The status lock is held until the one status message exists: the job may start as soon
     # as this coroutine yields, and its own status updates must edit that message, not race it.
@@ -275,7 +335,7 @@ async def submit(ctx: Context, job: StyleJob) -> None:
         try:
             position = ctx.queue.submit(
                 job.person.pseudonym,
-                partial(run, ctx, job),
+                partial(style_and_reply, ctx, job),
                 on_position=partial(show_position, ctx, job),
                 on_drop=partial(tell_shutdown, ctx, job),
                 photos=len(job.held_input.buffers) if job.held_input is not None else len(job.photos),
@@ -302,7 +362,7 @@ async def refuse(ctx: Context, person: Person, chat: Chat, refused: QueueRefused
     await ctx.send(chat, SendText(t(f"photo.{refused.reason}", person.language, minutes=minutes), reply_to=reply_to))
 
 
-async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
+async def tell_shutdown(ctx: Context, job: ChatJob) -> None:
     """The bot is shutting down before this job could run (or finish)."""
     if job.held_input is not None:
         job.held_input.release()
@@ -310,7 +370,7 @@ async def tell_shutdown(ctx: Context, job: StyleJob) -> None:
     await ctx.delete_selfies(job.person.pseudonym, job.selfies)
 
 
-async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
+async def show_position(ctx: Context, job: ChatJob, position: int) -> None:
     """Edit the status message with the queue position, at most every few seconds."""
     if not ctx.platform.can_edit or time.monotonic() - job.last_position_edit < POSITION_EDIT_INTERVAL:
         return
@@ -319,7 +379,7 @@ async def show_position(ctx: Context, job: StyleJob, position: int) -> None:
 
 
 async def show_status(
-    ctx: Context, job: StyleJob, text: str, final: bool = False, success: bool = False, position: bool = False
+    ctx: Context, job: ChatJob, text: str, final: bool = False, success: bool = False, position: bool = False
 ) -> None:
     """Edit the job's one status message. Where messages cannot be edited, a new message is
     sent only for what the person must know (a refusal or a failure), not for every step: the
@@ -339,29 +399,17 @@ async def show_status(
 # -- the work -------------------------------------------------------------------------------------
 
 
-class LocalStyler:
-    """The pipeline in this process, with the context's engine (the embedded default)."""
-
-    keeps_inputs = True
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-
-    async def style(self, work: StyleWork, platform, held: list[InputBuffer], on_upload) -> Outcome:
-        return await pipeline.style(work, platform, self.engine, held, keep_inputs=True, on_upload=on_upload)
-
-
-def styler(ctx: Context):
+def styler(ctx: Context) -> Styler:
     return ctx.styler if ctx.styler is not None else LocalStyler(ctx.engine)
 
 
-def work_for(ctx: Context, job: StyleJob, name: str) -> StyleWork:
+def style_job_for(ctx: Context, job: ChatJob, name: str) -> StyleJob:
     """What of ``job`` goes to the pipeline: plain data, nothing of the conversation."""
     language = job.person.language
     ttl = ctx.settings.input_ttl
     caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
     another = Button(t("photo.another", language), "again:", ("again", "换风格")) if ttl > 0 else None
-    return StyleWork(
+    return StyleJob(
         key=job.key,
         chat=job.chat.address,
         photos=job.photos,
@@ -375,7 +423,7 @@ def work_for(ctx: Context, job: StyleJob, name: str) -> StyleWork:
     )
 
 
-async def run(ctx: Context, job: StyleJob) -> None:
+async def style_and_reply(ctx: Context, job: ChatJob) -> None:
     """Check consent, run the pipeline (here or on a worker), then tell the person how it went
     and release. Runs in the queue's worker."""
     job.phase = "running"
@@ -392,9 +440,9 @@ async def run(ctx: Context, job: StyleJob) -> None:
         name = style_label(ctx, job.request.style, language)
         await show_status(ctx, job, t("photo.styling", language, style=name))
         await ctx.send(job.chat, ChatAction("upload_photo"))
-        work = work_for(ctx, job, name)
-        outcome, held = await styler(ctx).style(work, ctx.platform, held, partial(_uploading, job)), []
-        await conclude(ctx, job, outcome)
+        style_job = style_job_for(ctx, job, name)
+        outcome, held = await styler(ctx).style(style_job, ctx.platform, held, partial(_uploading, job)), []
+        await tell_outcome(ctx, job, outcome)
     except asyncio.CancelledError:
         if getattr(ctx.queue, "stopping", False):
             await asyncio.shield(show_status(ctx, job, t("photo.shutdown", language), final=True))
@@ -412,69 +460,101 @@ async def run(ctx: Context, job: StyleJob) -> None:
         await asyncio.shield(ctx.store.job_finished(inflight))
 
 
-def _uploading(job: StyleJob, upload: asyncio.Future) -> None:
+def _uploading(job: ChatJob, upload: asyncio.Future) -> None:
     job.upload = upload
 
 
-async def conclude(ctx: Context, job: StyleJob, outcome: Outcome) -> None:
+# What the person is told for each way a job can end (None: nothing, someone else answered).
+OUTCOME_TEXT: dict[OutcomeKind, str | None] = {
+    OutcomeKind.DONE: "photo.done",  # "photo.done_held" when the input stays for another style
+    OutcomeKind.FACES: "photo.faces_confirm",
+    OutcomeKind.REJECTED: "photo.corrupt",  # unless REJECTION_TEXT knows the reason
+    OutcomeKind.TOO_LARGE: "photo.too_large",
+    OutcomeKind.FETCH_FAILED: "photo.fetch_failed",
+    OutcomeKind.UNDELIVERED: "photo.failed",
+    OutcomeKind.FAILED: "photo.failed",
+    OutcomeKind.CLAIMED: None,  # answered already (a job run again after a worker died)
+    OutcomeKind.LOST: "photo.lost",
+    OutcomeKind.BUSY: "photo.busy",
+}
+# Why the engine refused an image (inference.ImageRejected.reason) -> what the person is told.
+REJECTION_TEXT = {
+    "empty": "photo.corrupt",
+    "too_many_bytes": "photo.too_large",
+    "too_many_pixels": "photo.too_many_pixels",
+    "unsupported_format": "photo.unsupported",
+    "corrupt": "photo.corrupt",
+    "too_small": "photo.too_small",
+    "too_complex": "photo.too_complex",
+}
+
+
+async def tell_outcome(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
     """Tell the person how the pipeline ended, and keep what must be kept."""
-    language = job.person.language
-    kind = outcome.kind
-    if kind == pipeline.FACES:
-        await ask_everyone_agreed(ctx, job, outcome.inputs, outcome.faces)
-        return
-    if kind == pipeline.DONE:
-        if outcome.sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
-            job.upload = None  # from here its reference row, and so any erasure, answers for it
-            await ctx.store.remember_reply(job.person.pseudonym, outcome.sent, int(time.time()) + ctx.settings.reply_ttl)
-        job.upload = None
-        ttl = ctx.settings.input_ttl
-        done = t("photo.done_held", language, ttl=ttl) if ttl > 0 else t("photo.done", language)
-        await show_status(ctx, job, done, final=True, success=True)
-        log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
-        if ttl > 0 and outcome.inputs:
-            ctx.memory.keep_input(
-                HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, time.monotonic() + ttl)
-            )
-        else:
-            pipeline.release(outcome.inputs, [])
-        return
-    pipeline.release(outcome.inputs, [])
-    if kind == pipeline.REJECTED:
-        await show_status(ctx, job, _rejection_text(ctx, outcome.detail, language), final=True)
-    elif kind == pipeline.TOO_LARGE:
-        limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
-        await show_status(ctx, job, t("photo.too_large", language, limit_mb=limit_mb), final=True)
-    elif kind == pipeline.FETCH_FAILED:
-        await show_status(ctx, job, t("photo.fetch_failed", language), final=True)
-    elif kind == pipeline.CLAIMED:
-        job.phase = "finished"  # answered already (a job run again after a worker died)
-    elif kind == pipeline.LOST:
-        await show_status(ctx, job, t("photo.lost", language), final=True)
-    elif kind == pipeline.BUSY:
-        await show_status(ctx, job, t("photo.busy", language), final=True)
-    else:  # undelivered or failed
-        await show_status(ctx, job, t("photo.failed", language), final=True)
+    if outcome.kind is OutcomeKind.DONE:
+        await remember_reply(ctx, job, outcome)
+    keep_or_release_inputs(ctx, job, outcome)
+    text = outcome_text(ctx, job, outcome)
+    if text is None:
+        job.phase = "finished"
+    else:
+        await show_status(ctx, job, text, final=True, success=outcome.kind is OutcomeKind.DONE)
+    if outcome.kind is OutcomeKind.FACES:
+        await ask_everyone_agreed(ctx, job, outcome.faces)
 
 
-async def ask_everyone_agreed(ctx: Context, job: StyleJob, buffers: list[InputBuffer], faces: int) -> None:
-    """Several people in the photo: the sender must confirm they all agreed before styling."""
+async def remember_reply(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
+    """The styled photo landed. With DARKROOM_REPLY_TTL its reference is kept, so that it can be
+    deleted later: from here that row, and so any erasure, answers for it (not the upload)."""
+    job.upload = None
+    if outcome.sent is not None and ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+        await ctx.store.remember_reply(job.person.pseudonym, outcome.sent, int(time.time()) + ctx.settings.reply_ttl)
+    log.info("styled %d photo(s) with %s in %.2fs", outcome.styled, job.request.style, outcome.seconds)
+
+
+def keep_or_release_inputs(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
+    """The downloaded inputs stay in memory only to wait for "did everyone pictured agree?", or
+    for "another style" (DARKROOM_INPUT_TTL); otherwise they are released now."""
+    ttl = ctx.settings.input_ttl
+    if outcome.kind is OutcomeKind.FACES:
+        expires = time.monotonic() + ctx.settings.pending_ttl
+        held = HeldInput(job.person, job.chat, outcome.inputs, job.selfie, expires, payload=job)
+        ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
+    elif outcome.kind is OutcomeKind.DONE and ttl > 0 and outcome.inputs:
+        expires = time.monotonic() + ttl
+        ctx.memory.keep_input(HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, expires))
+    else:
+        pipeline.release(outcome.inputs, [])
+
+
+def outcome_text(ctx: Context, job: ChatJob, outcome: Outcome) -> str | None:
+    key = OUTCOME_TEXT[outcome.kind]
+    if outcome.kind is OutcomeKind.REJECTED:
+        key = REJECTION_TEXT.get(outcome.detail, key)
+    elif outcome.kind is OutcomeKind.DONE and ctx.settings.input_ttl > 0:
+        key = "photo.done_held"
+    if key is None:
+        return None
+    limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
+    return t(key, job.person.language, limit_mb=limit_mb, ttl=ctx.settings.input_ttl, count=outcome.faces)
+
+
+async def ask_everyone_agreed(ctx: Context, job: ChatJob, faces: int) -> None:
+    """Several people in the photo: the sender must confirm they all agreed before styling (the
+    downloaded input waits in memory.awaiting_confirmation)."""
     language = job.person.language
-    held = HeldInput(job.person, job.chat, buffers, job.selfie, time.monotonic() + ctx.settings.pending_ttl, payload=job)
-    ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
     buttons = (
         (
             Button(t("photo.faces_yes", language), "faces:yes", ("yes", "是", "1")),
             Button(t("photo.faces_no", language), "faces:no", ("no", "否", "2")),
         ),
     )
-    await show_status(ctx, job, t("photo.faces_confirm", language, count=faces), final=True)
     await ctx.send(job.chat, SendText(t("photo.faces_confirm", language, count=faces), buttons, reply_to=job.reply_to))
     job.phase = "finished"
     job.waiting_for_answer = True
 
 
-async def withdraw(ctx: Context, job: StyleJob) -> None:
+async def withdraw(ctx: Context, job: ChatJob) -> None:
     """The person erased their data while this job ran. If its styled photo was already on its
     way, wait for it, delete it the moment its id is known, and say so in one message (the
     receipt went out before the photo arrived, so it could not count it)."""
@@ -492,23 +572,3 @@ async def withdraw(ctx: Context, job: StyleJob) -> None:
         await ctx.send(job.chat, SendText(t("delete.late_delivery", language)))
     else:
         await ctx.send(job.chat, SendText(t("delete.late_delivery_kept", language)))
-
-
-def style_label(ctx: Context, key: str, language: str) -> str:
-    if key == PICTURE:
-        return t("photo.your_picture", language)
-    style = ctx.catalogue.find(key)
-    return style.display_name(language) if style else key
-
-
-def _rejection_text(ctx: Context, reason: str, language: str) -> str:
-    key = {
-        "empty": "photo.corrupt",
-        "too_many_bytes": "photo.too_large",
-        "too_many_pixels": "photo.too_many_pixels",
-        "unsupported_format": "photo.unsupported",
-        "corrupt": "photo.corrupt",
-        "too_small": "photo.too_small",
-        "too_complex": "photo.too_complex",
-    }.get(reason, "photo.corrupt")
-    return t(key, language, limit_mb=ctx.settings.max_input_bytes // (1024 * 1024))

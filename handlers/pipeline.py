@@ -2,7 +2,7 @@
 
 It runs wherever the engine is: in the bot's own process (the in-process queue) or in a
 `darkroom worker` (bot/scale/), the same steps either way. It takes plain data
-(`StyleWork`, which a broker can carry once sealed) and the two ports it needs (a platform to
+(`StyleJob`, which a broker can carry once sealed) and the two ports it needs (a platform to
 fetch from and deliver through, an engine), and returns plain data (`Outcome`). What only the
 conversation holds (status messages, locks, consent, queue positions) stays in
 handlers/photos.py.
@@ -13,44 +13,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Awaitable, Callable
+from enum import StrEnum
 
 from inference import ImageRejected, Picture, StyleRequest
 
 from .context import where
 from .events import Address, MessageRef, PhotoRef
-from .memory import InputBuffer, Request, forget_freed_copies
-from .ports import DeliveryFailed, FetchFailed, Platform, PhotoTooLarge
+from .memory import InputBuffer, forget_freed_copies
+from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, Platform
 from .replies import Button, ChatAction, OutPhoto, SendPhotos
 
 log = logging.getLogger("darkroom.pipeline")
 
-# Outcome kinds. Each is a plain word so that a worker can send it back and a metric can count it.
-DONE = "done"
-FACES = "faces"  # several faces and nobody confirmed that everyone pictured agreed
-REJECTED = "rejected"  # the image itself was refused (detail: the reason)
-TOO_LARGE = "too_large"
-FETCH_FAILED = "fetch_failed"
-UNDELIVERED = "undelivered"  # the platform would not take the styled photo
-FAILED = "failed"
-CLAIMED = "claimed"  # someone else answers for this job (already delivered, or erased): no reply
-# Only the front concludes these (a job sent to workers): no answer in time, or no broker.
-LOST = "lost"
-BUSY = "busy"
-KINDS = (DONE, FACES, REJECTED, TOO_LARGE, FETCH_FAILED, UNDELIVERED, FAILED, CLAIMED, LOST, BUSY)
+class OutcomeKind(StrEnum):
+    """How a job ended. Each is a plain word so that a worker can send it back and a metric can
+    count it; what the person is told for each is handlers/photos.py OUTCOME_TEXT."""
+
+    DONE = "done"
+    FACES = "faces"  # several faces and nobody confirmed that everyone pictured agreed
+    REJECTED = "rejected"  # the image itself was refused (detail: the reason)
+    TOO_LARGE = "too_large"
+    FETCH_FAILED = "fetch_failed"
+    UNDELIVERED = "undelivered"  # the platform would not take the styled photo
+    FAILED = "failed"
+    CLAIMED = "claimed"  # someone else answers for this job (already delivered, or erased): no reply
+    # Only the front concludes these (a job sent to workers): no answer in time, or no broker.
+    LOST = "lost"
+    BUSY = "busy"
 
 
 @dataclass(frozen=True)
-class StyleWork:
+class StyleJob:
     """One styling job as plain data: what a worker needs to fetch the photos from the platform
     itself, style them and answer the chat. No photo bytes, ever; the raw references here are
-    sealed before they leave the process (bot/scale/)."""
+    sealed before they leave the process (bot/scale/). The conversation follows the same
+    job as a `photos.ChatJob` (its status message, lock and phase): one job, two sides."""
 
     key: str  # idempotency key: one reply per job, however often it runs
     chat: Address
     photos: tuple[PhotoRef, ...]
-    request: Request
+    request: StyleRequest
     caption: str  # the styled photo's caption, in the person's language
     another: Button | None = None  # "another style" (only when the input stays in memory)
     reply_to: MessageRef | None = None
@@ -62,7 +66,7 @@ class StyleWork:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StyleWork":
+    def from_dict(cls, data: dict) -> StyleJob:
         def ref(d):
             return None if d is None else PhotoRef(**d)
 
@@ -74,7 +78,7 @@ class StyleWork:
             key=data["key"],
             chat=Address(**data["chat"]),
             photos=tuple(PhotoRef(**p) for p in data["photos"]),
-            request=Request(**data["request"]),
+            request=StyleRequest(**data["request"]),
             caption=data["caption"],
             another=None if another is None else Button(another["label"], another["data"], tuple(another["typed"])),
             reply_to=message(data.get("reply_to")),
@@ -86,7 +90,7 @@ class StyleWork:
 
 @dataclass
 class Outcome:
-    kind: str
+    kind: OutcomeKind
     detail: str = ""  # the rejection reason, or an error's type name (never a message)
     faces: int = 0
     styled: int = 0
@@ -96,13 +100,13 @@ class Outcome:
 
     def to_dict(self) -> dict:
         sent = None if self.sent is None else {"chat": asdict(self.sent.chat), "message_id": self.sent.message_id}
-        return {"kind": self.kind, "detail": self.detail, "faces": self.faces, "styled": self.styled, "sent": sent, "seconds": self.seconds}
+        return {"kind": self.kind.value, "detail": self.detail, "faces": self.faces, "styled": self.styled, "sent": sent, "seconds": self.seconds}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Outcome":
+    def from_dict(cls, data: dict) -> Outcome:
         sent = data.get("sent")
         return cls(
-            kind=data["kind"] if data.get("kind") in KINDS else FAILED,
+            kind=OutcomeKind(data["kind"]) if data.get("kind") in tuple(OutcomeKind) else OutcomeKind.FAILED,
             detail=str(data.get("detail", "")),
             faces=int(data.get("faces", 0)),
             styled=int(data.get("styled", 0)),
@@ -158,22 +162,21 @@ def faces_to_confirm(pictures: list[Picture], others_confirmed: bool) -> int:
     return faces if faces > 1 and not others_confirmed else 0
 
 
-async def render(engine, pictures: list[Picture], request: Request, style_picture: Picture | None) -> list:
-    wanted = StyleRequest(request.style, request.strength, request.keep_colours)
-    return [await engine.render(picture, wanted, style_picture) for picture in pictures]
+async def render(engine, pictures: list[Picture], request: StyleRequest, style_picture: Picture | None) -> list:
+    return [await engine.render(picture, request, style_picture) for picture in pictures]
 
 
-def reply_for(work: StyleWork, results: list) -> SendPhotos:
-    out = tuple(OutPhoto(r.jpeg, work.caption if i == 0 else "") for i, r in enumerate(results))
-    buttons = ((work.another,),) if work.another is not None else ()
-    return SendPhotos(out, reply_to=work.reply_to, buttons=buttons)
+def reply_for(job: StyleJob, results: list) -> SendPhotos:
+    out = tuple(OutPhoto(r.jpeg, job.caption if i == 0 else "") for i, r in enumerate(results))
+    buttons = ((job.another,),) if job.another is not None else ()
+    return SendPhotos(out, reply_to=job.reply_to, buttons=buttons)
 
 
-async def deliver(platform: Platform, work: StyleWork, photos: SendPhotos, on_upload: UploadWatch | None = None) -> MessageRef | None:
+async def deliver(platform: Platform, job: StyleJob, photos: SendPhotos, on_upload: UploadWatch | None = None) -> MessageRef | None:
     """Send the styled photo. The upload is shielded from cancellation: once the platform has
     the bytes, the photo reaches the chat whether or not we wait, and only by waiting do we
     learn where it landed, which is what an erasure meanwhile needs in order to delete it."""
-    upload = asyncio.ensure_future(platform.send(work.chat, photos))
+    upload = asyncio.ensure_future(platform.send(job.chat, photos))
     if on_upload is not None:
         on_upload(upload)
     return await asyncio.shield(upload)
@@ -192,7 +195,7 @@ def release(buffers: list[InputBuffer], pictures: list[Picture]) -> None:
 
 
 async def style(
-    work: StyleWork,
+    job: StyleJob,
     platform: Platform,
     engine,
     held: list[InputBuffer] | None = None,
@@ -201,7 +204,7 @@ async def style(
     claim: Claim | None = None,
     on_upload: UploadWatch | None = None,
 ) -> Outcome:
-    """Run the steps for ``work``. ``held``: inputs already in memory (not fetched again).
+    """Run the steps for ``job``. ``held``: inputs already in memory (not fetched again).
     ``keep_inputs``: the inputs outlive the run (returned in the outcome) when it ends with the
     faces question or a reply, for "another style" — only where they can stay in memory.
     ``claim``: asked right before delivering; False means someone else answers (no reply).
@@ -211,43 +214,56 @@ async def style(
     kept = False
     started = time.monotonic()
     try:
-        style_picture = await load_style_picture(platform, engine, work.style_picture, work.max_input_bytes)
+        style_picture = await load_style_picture(platform, engine, job.style_picture, job.max_input_bytes)
         if style_picture is not None:
             pictures.append(style_picture)
-        buffers += await fetch(platform, work.photos, work.max_input_bytes)
+        buffers += await fetch(platform, job.photos, job.max_input_bytes)
         loaded = await load(engine, buffers, pictures)
-        faces = faces_to_confirm(loaded, work.others_confirmed)
+        faces = faces_to_confirm(loaded, job.others_confirmed)
         if faces:
             kept = keep_inputs
-            return Outcome(FACES, faces=faces, inputs=buffers if kept else [])
-        results = await render(engine, loaded, work.request, style_picture)
+            return Outcome(OutcomeKind.FACES, faces=faces, inputs=buffers if kept else [])
+        results = await render(engine, loaded, job.request, style_picture)
         seconds = time.monotonic() - started
-        await platform.send(work.chat, ChatAction("upload_photo"))
+        await platform.send(job.chat, ChatAction("upload_photo"))
         if claim is not None and not await claim():
-            return Outcome(CLAIMED, seconds=seconds)
+            return Outcome(OutcomeKind.CLAIMED, seconds=seconds)
         try:
-            sent = await deliver(platform, work, reply_for(work, results), on_upload)
+            sent = await deliver(platform, job, reply_for(job, results), on_upload)
         except DeliveryFailed as exc:
             # Given up after the adapter's retries: the photo is dropped (and released below).
             log.warning("could not deliver a styled photo on %s: %s", platform.name, exc)
-            return Outcome(UNDELIVERED, seconds=seconds)
+            return Outcome(OutcomeKind.UNDELIVERED, seconds=seconds)
         kept = keep_inputs
-        return Outcome(DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [])
+        return Outcome(OutcomeKind.DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [])
     except ImageRejected as exc:
         log.info("input refused: %s", exc.reason)
-        return Outcome(REJECTED, detail=exc.reason)
+        return Outcome(OutcomeKind.REJECTED, detail=exc.reason)
     except PhotoTooLarge:
-        return Outcome(TOO_LARGE)
+        return Outcome(OutcomeKind.TOO_LARGE)
     except FetchFailed as exc:
         log.warning("photo download failed on %s: %s", platform.name, type(exc).__name__)
-        return Outcome(FETCH_FAILED, detail=type(exc).__name__)
+        return Outcome(OutcomeKind.FETCH_FAILED, detail=type(exc).__name__)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # never a traceback; the log line has no personal data
         log.error("styling failed: %s at %s", type(exc).__name__, where(exc))
-        return Outcome(FAILED, detail=type(exc).__name__)
+        return Outcome(OutcomeKind.FAILED, detail=type(exc).__name__)
     finally:
         release([] if kept else buffers, pictures)
         # Copies the libraries made (httpx keeps the downloaded body in a reference cycle) are
         # freed now, so that glibc wipes them (bot/safeguards/heap.py): once per job, where the photo was.
         forget_freed_copies()
+
+
+class LocalStyler:
+    """The pipeline in this process, with the bot's own engine (the embedded default; with a
+    broker, bot/scale/front.py RemoteStyler runs it on a `darkroom worker` instead)."""
+
+    keeps_inputs = True
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    async def style(self, job: StyleJob, platform: Platform, held: list[InputBuffer], on_upload: UploadWatch) -> Outcome:
+        return await style(job, platform, self.engine, held, keep_inputs=True, on_upload=on_upload)

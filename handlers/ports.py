@@ -6,8 +6,9 @@ tests implement them with small fakes. Nothing here names a platform.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from .events import Address, Chat, MessageRef, Person, PhotoRef
 from .replies import Reply
@@ -158,7 +159,7 @@ class Styler(Protocol):
 
     keeps_inputs: bool  # the downloaded inputs can stay in this process's memory afterwards
 
-    async def style(self, work, platform: Platform, held: list, on_upload) -> "object":
+    async def style(self, work, platform: Platform, held: list, on_upload) -> object:
         """Run the pipeline for ``work`` and return its Outcome. Cancelling the awaiting task
         stops the work (and, on a worker, its delivery)."""
         ...

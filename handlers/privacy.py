@@ -10,17 +10,14 @@ from . import consent
 from .context import Context
 from .erasure import erase, receipt_for
 from .events import CommandEvent, Person
-from .registry import Routes
 from .replies import SendDocument, SendText
 from .texts import t
 
-__all__ = ["erase", "routes"]
+__all__ = ["erase"]
 
 log = logging.getLogger("darkroom.privacy")
-routes = Routes()
 
 
-@routes.command("delete_my_data", "forget_me")
 async def delete_my_data(event: CommandEvent, ctx: Context) -> None:
     """Works with or without consent, in private and group chats; repeating it is harmless."""
     removed = await erase(ctx, event.person)
@@ -28,7 +25,6 @@ async def delete_my_data(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
 
 
-@routes.command("revoke")
 async def revoke(event: CommandEvent, ctx: Context) -> None:
     removed = await erase(ctx, event.person)
     language = event.person.language
@@ -36,19 +32,14 @@ async def revoke(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
 
 
-async def private_only(event: CommandEvent, ctx: Context) -> bool:
+async def private_only(event: CommandEvent, ctx: Context) -> None:
     """Personal data is shown in a private chat only: in a group, a pointer there instead."""
-    if event.chat.private:
-        return False
     text = t("privacy.private_only", event.person.language, command=event.name)
     await ctx.send(event.chat, SendText(text, reply_to=event.message))
-    return True
 
 
-@routes.command("privacy")
 async def privacy(event: CommandEvent, ctx: Context) -> None:
-    if await private_only(event, ctx):
-        return
+    """/privacy in a private chat (in groups: `private_only`)."""
     await ctx.send(event.chat, SendText(await privacy_text(ctx, event.person), reply_to=event.message))
 
 
@@ -83,47 +74,33 @@ async def privacy_text(ctx: Context, person: Person) -> str:
         _models(ctx, language),
     ]
     version = settings.version or "?"
-    lines += ["", {"en": f"Software: Darkroom {version}.", "zh": f"软件版本：Darkroom {version}。"}[language]]
+    lines += ["", t("privacy.software", language, version=version)]
     if settings.operator:
-        lines.append({"en": f"Operator: {settings.operator}.", "zh": f"运营者：{settings.operator}。"}[language])
+        lines.append(t("privacy.operator", language, operator=settings.operator))
     return "\n".join(lines)
 
 
 def _retention(ctx: Context, language: str) -> str:
     ttl = ctx.settings.input_ttl
     pending = ctx.settings.pending_ttl // 60
-    if language == "zh":
-        held = "回复后立即释放" if ttl <= 0 else f"回复后最多保留 {ttl} 秒"
-        return (
-            f"保存期限：照片只在内存中，{held}；等待同意或选择风格的照片引用（未下载）最多 {pending} 分钟；"
-            "同意记录和常用风格保存到你发送 /delete_my_data 为止。"
-        )
-    held = "released right after the reply" if ttl <= 0 else f"kept at most {ttl} seconds after the reply"
-    return (
-        f"How long: photos live in memory only and are {held}; a photo reference waiting for consent "
-        f"or a style choice (not downloaded) at most {pending} minutes; your consent record and favourite "
-        "style until you send /delete_my_data."
-    )
+    held = t("privacy.held_now", language) if ttl <= 0 else t("privacy.held_for", language, ttl=ttl)
+    return t("privacy.how_long", language, held=held, pending=pending)
 
 
 def _models(ctx: Context, language: str) -> str:
-    header = {"en": "Models (all run on this server; none is downloaded at run time):", "zh": "模型（全部在本服务器上运行，运行时不下载任何模型）："}[language]
-    lines = [header]
+    lines = [t("privacy.models", language)]
     for model in ctx.catalogue.models.values():
         lines.append(f"• {model.key}: {model.licence}. {model.source}. SHA-256 {model.sha256[:16]}…")
-    own = {"en": "• Faithful styles (pencil, comic, film): Darkroom's own code, no weights.", "zh": "• 写实风格（铅笔、漫画、胶片）：Darkroom 自己的代码，不含权重。"}[language]
-    lines.append(own)
+    lines.append(t("privacy.own_filters", language))
     return "\n".join(lines)
 
 
-@routes.command("my_data")
 async def my_data(event: CommandEvent, ctx: Context) -> None:
-    """Everything held about the person, as a small JSON document sent in the private chat only."""
-    if await private_only(event, ctx):
-        return
+    """Everything held about the person, as a small JSON document (private chats only: in
+    groups, `private_only`)."""
     document = await export(ctx, event.person)
     data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
-    caption = {"en": "Everything Darkroom holds about you.", "zh": "Darkroom 保存的关于你的全部数据。"}[event.person.language]
+    caption = t("privacy.export_caption", event.person.language)
     await ctx.send(event.chat, SendDocument(data, "darkroom-my-data.json", caption))
 
 

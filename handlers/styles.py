@@ -1,15 +1,16 @@
-"""Styles: the list, the picker, the person's favourite, and reading a style from words."""
+"""Styles: the list, the picker, the person's favourite, and reading a style from words.
+
+What a chosen style does for a photo waiting for one is the photo's business (handlers/photos.py).
+"""
 
 from __future__ import annotations
 
 import re
 
-from inference import Catalogue, Style
+from inference import PICTURE_STYLE, Catalogue, Style, StyleRequest
 
-from . import photos
 from .context import Context
-from .events import ButtonEvent, Chat, CommandEvent, Person, TextEvent
-from .memory import Request
+from .events import ButtonEvent, Chat, CommandEvent, Person
 from .ports import Preferences
 from .registry import Routes
 from .replies import AnswerButton, Button, EditText, Keyboard, SendText
@@ -26,8 +27,8 @@ _STRENGTH = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+|\d{1,3}\s*%)(?!
 _KEEP = re.compile(r"keep\s*(?:my\s*)?colou?rs?|keep|colou?rs?|保留颜色|保留色彩|原色", re.IGNORECASE)
 
 
-def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | None = None) -> Request | None:
-    """Read "oil", "/style ink 0.6 keep colours" or "水墨 60% 保留颜色" as a Request.
+def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | None = None) -> StyleRequest | None:
+    """Read "oil", "/style ink 0.6 keep colours" or "水墨 60% 保留颜色" as a StyleRequest.
 
     Returns None when the words name no style (the caller then asks). Strength and colour
     keeping fall back to the person's preferences.
@@ -51,7 +52,7 @@ def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | No
     style = catalogue.find(name)
     if style is None:
         return None
-    return Request(style=style.key, strength=strength, keep_colours=keep)
+    return StyleRequest(style=style.key, strength=strength, keep_colours=keep)
 
 
 def picker(ctx: Context, language: str, purpose: str, page: int = 0) -> Keyboard:
@@ -86,6 +87,13 @@ def _style_button(index: int, style: Style, language: str, purpose: str) -> Butt
     )
 
 
+def style_label(ctx: Context, key: str, language: str) -> str:
+    if key == PICTURE_STYLE:
+        return t("photo.your_picture", language)
+    style = ctx.catalogue.find(key)
+    return style.display_name(language) if style else key
+
+
 def styles_text(ctx: Context, language: str) -> str:
     neural = [s for s in ctx.catalogue.styles if s.neural]
     faithful = [s for s in ctx.catalogue.styles if not s.neural]
@@ -99,12 +107,11 @@ def styles_text(ctx: Context, language: str) -> str:
     return "\n".join(lines)
 
 
-@routes.command("styles")
 async def list_styles(event: CommandEvent, ctx: Context) -> None:
     await ctx.send(event.chat, SendText(styles_text(ctx, event.person.language)))
 
 
-async def set_favourite(ctx: Context, person: Person, chat: Chat, request: Request | None) -> None:
+async def set_favourite(ctx: Context, person: Person, chat: Chat, request: StyleRequest | None) -> None:
     language = person.language
     current = await ctx.store.preferences(person.pseudonym)
     if request is None:
@@ -114,16 +121,12 @@ async def set_favourite(ctx: Context, person: Person, chat: Chat, request: Reque
     await ctx.store.set_preferences(
         person.pseudonym, Preferences(request.style, request.strength, request.keep_colours)
     )
-    await ctx.send(chat, SendText(t("styles.default_set", language, style=photos.style_label(ctx, request.style, language))))
+    await ctx.send(chat, SendText(t("styles.default_set", language, style=style_label(ctx, request.style, language))))
 
 
-@routes.command("style")
-async def style_command(event: CommandEvent, ctx: Context) -> None:
-    if not event.chat.private:
-        from . import groups  # group rules own "/style" in groups
-
-        await groups.style_in_group(event, ctx)
-        return
+async def favourite_command(event: CommandEvent, ctx: Context) -> None:
+    """/style [NAME] in a private chat: set the favourite, or offer the picker (in groups /style
+    styles a photo: groups.style_replied_photo)."""
     language = event.person.language
     if not event.args.strip():
         await ctx.send(event.chat, SendText(t("styles.pick_default", language), picker(ctx, language, "default")))
@@ -160,71 +163,4 @@ async def choose_favourite(event: ButtonEvent, ctx: Context) -> None:
     if style is None:
         return
     current = await ctx.store.preferences(event.person.pseudonym)
-    await set_favourite(ctx, event.person, event.chat, Request(style.key, current.strength, current.keep_colours))
-
-
-@routes.button("pick")
-async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
-    """A style chosen for the photo that is waiting for one."""
-    key = event.data.partition(":")[2]
-    style = ctx.catalogue.find(key)
-    held = ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
-    if held is None or held.chat.pseudonym != event.chat.pseudonym or style is None:
-        if held is not None:
-            ctx.memory.hold(ctx.memory.awaiting_style, held)
-        await _nothing_waiting(event, ctx)
-        return
-    held.request = await _chosen(event, ctx, style)
-    await photos.start(ctx, held)
-
-
-async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
-    await ctx.send(event.chat, AnswerButton(event.answer_handle))
-    await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
-
-
-async def _chosen(event: ButtonEvent, ctx: Context, style) -> Request:
-    """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
-    person's own strength and colour preferences."""
-    language = event.person.language
-    await ctx.send(event.chat, AnswerButton(event.answer_handle))
-    if event.message is not None:
-        await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
-    preferences = await ctx.store.preferences(event.person.pseudonym)
-    return Request(style.key, preferences.strength, preferences.keep_colours)
-
-
-async def typed_style(event: TextEvent, ctx: Context) -> bool:
-    """A style typed by name (any page, with options: "oil 0.6 keep colours") for the photo
-    that is waiting for one. Returns False when nothing waits or the words name no style."""
-    held = ctx.memory.peek(ctx.memory.awaiting_style, event.person.pseudonym)
-    if held is None or held.chat.pseudonym != event.chat.pseudonym:
-        return False
-    preferences = await ctx.store.preferences(event.person.pseudonym)
-    request = parse_request(event.text, ctx.catalogue, preferences)
-    if request is None:
-        await ctx.send(event.chat, SendText(t("styles.unknown", event.person.language, name=event.text.strip()[:40])))
-        return True
-    ctx.memory.take(ctx.memory.awaiting_style, event.person.pseudonym)
-    held.request = request
-    await photos.start(ctx, held)
-    return True
-
-
-@routes.button("again")
-async def choose_again(event: ButtonEvent, ctx: Context) -> None:
-    """Another style for the input still held in memory (only with DARKROOM_INPUT_TTL > 0)."""
-    language = event.person.language
-    key = event.data.partition(":")[2]
-    if key == "":
-        await ctx.send(event.chat, AnswerButton(event.answer_handle))
-        await ctx.send(event.chat, SendText(t("styles.pick", language), picker(ctx, language, "again")))
-        return
-    style = ctx.catalogue.find(key)
-    held = ctx.memory.take_input(event.person.pseudonym)
-    if held is None or style is None or held.chat.pseudonym != event.chat.pseudonym:
-        if held is not None:
-            ctx.memory.keep_input(held)
-        await _nothing_waiting(event, ctx)
-        return
-    await photos.start_again(ctx, held, await _chosen(event, ctx, style))
+    await set_favourite(ctx, event.person, event.chat, StyleRequest(style.key, current.strength, current.keep_colours))

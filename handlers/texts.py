@@ -106,6 +106,18 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "consent.withdrawn": {"en": "Consent withdrawn.", "zh": "已撤回同意。"},
     "consent.not_for_you": {"en": "This question is for someone else.", "zh": "这个问题不是问你的。"},
+    # the command menu (handlers/commands.py): one line per command, shown by Telegram
+    "command.start": {"en": "Start and read the consent notice", "zh": "开始并阅读同意说明"},
+    "command.styles": {"en": "The styles and where each model comes from", "zh": "全部风格及模型来源"},
+    "command.style": {"en": "Set your favourite style", "zh": "设置常用风格"},
+    "command.style_from": {"en": "Use any picture as the style", "zh": "用任意图片作为风格"},
+    "command.privacy": {"en": "What happens to your data", "zh": "你的数据会怎样处理"},
+    "command.my_data": {"en": "A copy of everything held about you", "zh": "获取关于你的全部数据"},
+    "command.delete_my_data": {"en": "Erase everything about you", "zh": "删除关于你的全部数据"},
+    "command.revoke": {"en": "Withdraw your consent", "zh": "撤回同意"},
+    "command.help": {"en": "How to use Darkroom", "zh": "使用帮助"},
+    "command.darkroom_off": {"en": "Group admins: stop Darkroom in this group", "zh": "群管理员：在本群停用 Darkroom"},
+    "command.darkroom_on": {"en": "Group admins: start Darkroom in this group again", "zh": "群管理员：在本群重新启用 Darkroom"},
     # help
     "help": {
         "en": (
@@ -282,6 +294,18 @@ TEXTS: dict[str, dict[str, str]] = {
     "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
     "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},
     "group.expired": {"en": "This request has expired.", "zh": "这个请求已过期。"},
+    # /privacy and /my_data (handlers/privacy.py)
+    "privacy.software": {"en": "Software: Darkroom {version}.", "zh": "软件版本：Darkroom {version}。"},
+    "privacy.operator": {"en": "Operator: {operator}.", "zh": "运营者：{operator}。"},
+    "privacy.held_now": {"en": "released right after the reply", "zh": "回复后立即释放"},
+    "privacy.held_for": {"en": "kept at most {ttl} seconds after the reply", "zh": "回复后最多保留 {ttl} 秒"},
+    "privacy.how_long": {
+        "en": "How long: photos live in memory only and are {held}; a photo reference waiting for consent or a style choice (not downloaded) at most {pending} minutes; your consent record and favourite style until you send /delete_my_data.",
+        "zh": "保存期限：照片只在内存中，{held}；等待同意或选择风格的照片引用（未下载）最多 {pending} 分钟；同意记录和常用风格保存到你发送 /delete_my_data 为止。",
+    },
+    "privacy.models": {"en": "Models (all run on this server; none is downloaded at run time):", "zh": "模型（全部在本服务器上运行，运行时不下载任何模型）："},
+    "privacy.own_filters": {"en": "• Faithful styles (pencil, comic, film): Darkroom's own code, no weights.", "zh": "• 写实风格（铅笔、漫画、胶片）：Darkroom 自己的代码，不含权重。"},
+    "privacy.export_caption": {"en": "Everything Darkroom holds about you.", "zh": "Darkroom 保存的关于你的全部数据。"},
     # The on-device page (bot/web/page.py)
     "webapp.button": {"en": "Style it on my phone — the photo is never sent", "zh": "在我的手机上处理——照片不会被发送"},
     "webapp.menu": {"en": "On my phone", "zh": "在手机上处理"},

@@ -26,7 +26,7 @@ from bot.scale.protocol import (
 )
 from bot.settings import Settings
 from handlers import pipeline
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, OutcomeKind, StyleJob
 from handlers.ports import DeliveryFailed
 
 log = logging.getLogger("darkroom.workers")
@@ -46,7 +46,7 @@ class RemoteStyler:
         self.seal = BrokerSeal(settings.secret)
         self._background: set[asyncio.Task] = set()
 
-    async def style(self, work: StyleWork, platform, held, on_upload) -> Outcome:
+    async def style(self, work: StyleJob, platform, held, on_upload) -> Outcome:
         pipeline.release(held, [])  # cannot travel; with a broker the photos are fetched by reference
         job = job_id(self.settings.secret, work.key)
         blob = self.seal.seal(job, {"work": work.to_dict()})
@@ -58,7 +58,7 @@ class RemoteStyler:
                 raise  # erased while the task was being handed over: revoked below all the same
             except Exception as exc:
                 log.warning("could not hand a job to the workers (%s): is the broker running?", type(exc).__name__)
-                return Outcome(pipeline.BUSY)
+                return Outcome(OutcomeKind.BUSY)
             outcome = await self._outcome(job, self.settings.job_timeout)
         except asyncio.CancelledError:
             # Erased (or shutting down): stop the job, and if a worker is already delivering,
@@ -73,8 +73,8 @@ class RemoteStyler:
         if await self._claim_revoked(job):
             log.warning("a job got no answer from the workers in %ds; the person is asked to send it again", self.settings.job_timeout)
             self._spawn(self._control_revoke(job))
-            return Outcome(pipeline.LOST)
-        return await self._outcome(job, LATE_GRACE) or Outcome(pipeline.LOST)
+            return Outcome(OutcomeKind.LOST)
+        return await self._outcome(job, LATE_GRACE) or Outcome(OutcomeKind.LOST)
 
     def _send(self, job: str, blob: str) -> None:
         self.app.send_task(

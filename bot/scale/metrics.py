@@ -1,7 +1,7 @@
 """Prometheus metrics (prometheus-client): on the front at GET /metrics (DARKROOM_METRICS=true),
 on each worker process on its own port (DARKROOM_WORKER_METRICS_PORT + the process's index).
 
-Labels carry only an outcome kind (handlers/pipeline.py KINDS): never a person, chat or file id.
+Labels carry only an outcome kind (handlers/pipeline.py OutcomeKind): never a person, chat or file id.
 """
 
 from __future__ import annotations

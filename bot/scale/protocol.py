@@ -6,7 +6,7 @@ job's "work" becomes "send a task and await its sealed outcome" (`RemoteStyler`)
 DARKROOM_WORKER_SLOTS jobs are out at once, so queue positions stay true.
 
 No photo bytes ever go through the broker. A task carries one opaque argument: the plain
-`StyleWork` (the platform's photo references, the style request, the chat address, the caption)
+`StyleJob` (the platform's photo references, the style request, the chat address, the caption)
 sealed with AES-GCM under a key derived from the instance secret for this use only, bound to
 the task id. The worker fetches the photo from the platform itself, styles it in memory, answers
 the chat through the platform's API, zeroes everything, and pushes back a sealed `Outcome`.

@@ -2,7 +2,7 @@
 from the Celery broker, and answers the chat itself.
 
 No photo bytes ever go through the broker. A task carries one opaque argument, the sealed
-`StyleWork` (see bot/scale/protocol.py). The worker fetches the photo from the platform itself,
+`StyleJob` (see bot/scale/protocol.py). The worker fetches the photo from the platform itself,
 styles it in memory, answers the chat through the platform's client, zeroes everything, and
 pushes back a sealed `Outcome`. It builds only the platforms' clients: nothing is received here.
 """
@@ -46,7 +46,7 @@ from bot.scale.state import SharedState
 from bot.scale.state import connect as connect_shared_state
 from bot.settings import Settings
 from handlers import pipeline
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, OutcomeKind, StyleJob
 from handlers.ports import Platform
 from inference import AsyncEngine, Engine
 
@@ -114,12 +114,12 @@ class WorkerRuntime:
         started = time.monotonic()
         log.debug("job started")
         try:
-            work = StyleWork.from_dict(self.seal.open(job, blob)["work"])
+            work = StyleJob.from_dict(self.seal.open(job, blob)["work"])
         except Exception as exc:  # not sealed by this instance: dropped, never run
             log.warning("refused a task that does not open with this instance's key (%s)", type(exc).__name__)
             return
         if await self.redis.get(claim_key(job)) is not None:
-            outcome = Outcome(pipeline.CLAIMED)  # erased while queued, or answered by an earlier run
+            outcome = Outcome(OutcomeKind.CLAIMED)  # erased while queued, or answered by an earlier run
         else:
             platform = await self.platform(work.chat.platform)
             running = asyncio.ensure_future(
@@ -129,10 +129,10 @@ class WorkerRuntime:
             try:
                 outcome = await asyncio.wait_for(running, timeout=self.settings.job_timeout)
             except asyncio.CancelledError:
-                outcome = Outcome(pipeline.CLAIMED)  # revoked: stopped before it delivered
+                outcome = Outcome(OutcomeKind.CLAIMED)  # revoked: stopped before it delivered
                 log.info("a job was revoked while it ran; it was stopped")
             except TimeoutError:
-                outcome = Outcome(pipeline.FAILED, detail="timeout")
+                outcome = Outcome(OutcomeKind.FAILED, detail="timeout")
             finally:
                 watcher.cancel()
         if self.metrics is not None:

@@ -19,8 +19,8 @@ from bot.scale.front import RemoteStyler
 from bot.scale.protocol import DELIVERING, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, MessageRef, PhotoRef
-from handlers.memory import Request
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, StyleJob
+from inference import StyleRequest
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.redis
@@ -52,8 +52,8 @@ def redis_url(tmp_path):
     server.wait()
 
 
-def work(key: str) -> StyleWork:
-    return StyleWork(key=key, chat=CHAT, photos=(PhotoRef("FILE-ID-123"),), request=Request("ink"), caption="Ink")
+def work(key: str) -> StyleJob:
+    return StyleJob(key=key, chat=CHAT, photos=(PhotoRef("FILE-ID-123"),), request=StyleRequest("ink"), caption="Ink")
 
 
 @pytest.fixture
@@ -80,14 +80,14 @@ async def test_the_task_is_one_sealed_blob_and_the_outcome_comes_back(styler, re
             break
         await asyncio.sleep(0.02)
     assert len(queued) == 1 and b"424242" not in queued[0] and b"FILE-ID-123" not in queued[0]
-    answer(redis_url, "k1", Outcome(pipeline.DONE, styled=1, sent=sent))
+    answer(redis_url, "k1", Outcome(pipeline.OutcomeKind.DONE, styled=1, sent=sent))
     outcome = await running
-    assert (outcome.kind, outcome.sent) == (pipeline.DONE, sent)
+    assert (outcome.kind, outcome.sent) == (pipeline.OutcomeKind.DONE, sent)
 
 
 async def test_no_answer_in_time_asks_to_send_again_and_the_job_stays_revoked(styler, redis_url):
     outcome = await styler.style(work("k2"), None, [], lambda upload: None)
-    assert outcome.kind == pipeline.LOST
+    assert outcome.kind == pipeline.OutcomeKind.LOST
     assert Redis.from_url(redis_url).get(claim_key(job_id(SECRET.encode(), "k2"))) == REVOKED
 
 
@@ -101,7 +101,7 @@ async def test_erasure_after_the_worker_claimed_delivery_learns_where_the_photo_
     with pytest.raises(asyncio.CancelledError):
         await running
     landed = MessageRef(CHAT, "88")
-    answer(redis_url, "k3", Outcome(pipeline.DONE, styled=1, sent=landed))
+    answer(redis_url, "k3", Outcome(pipeline.OutcomeKind.DONE, styled=1, sent=landed))
     assert await asyncio.wait_for(uploads[0], timeout=10) == landed  # photos.withdraw deletes it
 
 
@@ -127,5 +127,5 @@ async def test_no_broker_means_busy(tmp_path):
     remote = RemoteStyler(Settings(secret=SECRET.encode(), broker_url=url, redis_url=url, job_timeout=5))
     started = time.monotonic()
     outcome = await remote.style(work("k5"), None, [], lambda upload: None)
-    assert outcome.kind == pipeline.BUSY and time.monotonic() - started < 10
+    assert outcome.kind == pipeline.OutcomeKind.BUSY and time.monotonic() - started < 10
     await remote.close()

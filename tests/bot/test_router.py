@@ -1,15 +1,18 @@
-"""The router's lanes: one person's backlog never holds anyone else, and it is bounded."""
+"""The router: lanes (one person's backlog never holds anyone else, and it is bounded), and routes
+(declared once, refused twice, chosen by chat kind)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
+
 from bot.router import Router
 from handlers.context import Context
-from handlers.events import Address, Chat, ChatKind, CommandEvent, MembershipEvent, Membership, Person
+from handlers.events import Address, Chat, ChatKind, CommandEvent, MembershipEvent, Membership, Person, PhotoEvent, TextEvent
 from handlers.memory import Memory
-from handlers.registry import Routes
+from handlers.registry import Command, DuplicateRoute, Routes
 from handlers.replies import SendText
 from tests.fakes.platform import FakePlatform
 
@@ -41,23 +44,25 @@ def person(name: str) -> tuple[Person, Chat]:
 
 
 def router_with(handled: list[str], memory: Memory | None = None, lane_limit: int = 20) -> Router:
-    routes = Routes()
-
-    @routes.command("help")
     async def help_(event, ctx):
         await ctx.send(event.chat, SendText(f"help for {event.person.pseudonym}"))
         handled.append(f"{event.person.pseudonym}:{event.args}")
 
-    @routes.command("delete_my_data", "forget_me")
     async def erase(event, ctx):
         handled.append(f"{event.person.pseudonym}:erased")
+
+    routes = Routes()
 
     @routes.on_membership
     async def removed(event, ctx):
         handled.append("removed")
 
-    base = Context(platform=None, store=None, queue=None, engine=None, catalogue=None, memory=memory or Memory())
-    return Router(base, routes=[routes], lane_limit=lane_limit)
+    commands = (Command("help", "command.help", help_), Command("delete_my_data", "command.delete_my_data", erase, names=("forget_me",)))
+    return Router(base_context(memory), routes=[routes], commands=commands, lane_limit=lane_limit)
+
+
+def base_context(memory: Memory | None = None) -> Context:
+    return Context(platform=None, store=None, queue=None, engine=None, catalogue=None, memory=memory or Memory())
 
 
 def command(who: Person, chat: Chat, name: str = "help", args: str = "") -> CommandEvent:
@@ -168,3 +173,78 @@ async def test_close_gives_running_events_a_bounded_time():
     assert handled == [] and router.backlog == 0
     await router.enqueue(command(flooder, chat), platform)  # closed: nothing more is taken
     assert router.backlog == 0
+
+
+# -- routes: declared once, refused twice, chosen by chat kind ------------------------------------
+
+
+def group_chat(name: str) -> Chat:
+    return Chat(f"g-{name}", ChatKind.GROUP, Address("fake", f"group-{name}"))
+
+
+async def nothing(event, ctx):
+    pass
+
+
+async def test_a_command_routed_twice_is_refused_at_start_up():
+    twice = (Command("help", "command.help", nothing), Command("help", "command.help", private=nothing))
+    with pytest.raises(DuplicateRoute, match="/help"):
+        Router(base_context(), routes=[], commands=twice)
+    # Another name for the same command counts too: "/forget_me" must not silently change hands.
+    renamed = (Command("delete_my_data", "command.delete_my_data", nothing, names=("forget_me",)), Command("forget_me", "x", nothing))
+    with pytest.raises(DuplicateRoute, match="/forget_me"):
+        Router(base_context(), routes=[], commands=renamed)
+    # A private and a group variant of one command are two routes, not a duplicate.
+    Router(base_context(), routes=[], commands=(Command("help", "command.help", private=nothing), Command("help", "command.help", group=nothing)))
+
+
+async def test_a_button_or_photo_routed_twice_is_refused_at_start_up():
+    one, two = Routes(), Routes()
+    one.button("pick")(nothing)
+    two.button("pick")(nothing)
+    with pytest.raises(DuplicateRoute, match="pick"):
+        Router(base_context(), routes=[one, two], commands=())
+    one, two = Routes(), Routes()
+    one.on_photo()(nothing)  # every kind of chat
+    two.on_photo(ChatKind.GROUP)(nothing)
+    with pytest.raises(DuplicateRoute, match="photo in group chats"):
+        Router(base_context(), routes=[one, two], commands=())
+
+
+async def test_the_bots_own_routes_have_no_duplicate():
+    Router(base_context())  # the real table and modules: refused at start-up if any route were doubled
+
+
+async def test_private_and_group_variants_are_routed_by_chat_kind():
+    handled: list[str] = []
+
+    def recorder(label):
+        async def handler(event, ctx):
+            handled.append(label)
+
+        return handler
+
+    routes = Routes()
+    routes.on_photo(ChatKind.PRIVATE)(recorder("private photo"))
+    routes.on_text(ChatKind.PRIVATE)(recorder("private text"))
+    commands = (
+        Command("style", "command.style", private=recorder("favourite"), group=recorder("style the replied photo")),
+        Command("privacy", "command.privacy", private=recorder("privacy")),
+    )
+    unknown = Command("", "", private=recorder("unknown private"), group=recorder("unknown group"))
+    router = Router(base_context(), routes=[routes], commands=commands, unknown=unknown)
+    platform = FakePlatform()
+    who, private = person("alice")
+    group = group_chat("friends")
+    for chat in (private, group):
+        await router.dispatch(command(who, chat, "style"), platform)
+        await router.dispatch(command(who, chat, "privacy"), platform)
+        await router.dispatch(PhotoEvent(who, chat, None, photos=()), platform)
+        await router.dispatch(TextEvent(who, chat, None, text="hello"), platform)
+    assert handled == [
+        "favourite", "privacy", "private photo", "private text",
+        # In the group: the group variant; a command with no group route is unknown there; a
+        # photo or text with no group route is ignored.
+        "style the replied photo", "unknown group",
+    ]
+    await router.close(timeout=0.1)

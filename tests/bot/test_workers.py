@@ -8,8 +8,8 @@ import pytest
 
 from bot.scale.protocol import BrokerSeal, job_id
 from handlers.events import Address, PhotoRef
-from handlers.memory import Request
-from handlers.pipeline import StyleWork
+from handlers.pipeline import StyleJob
+from inference import StyleRequest
 from tests.conftest import SECRET
 
 
@@ -35,12 +35,12 @@ def test_job_ids_are_keyed_hashes_of_the_random_key():
 
 def test_a_sealed_style_work_carries_no_reference_in_clear():
     secret = SECRET.encode()
-    work = StyleWork(key="k", chat=Address("telegram", "555000111"), photos=(PhotoRef("AgACAgFILEID"),), request=Request("ink"), caption="Ink")
+    work = StyleJob(key="k", chat=Address("telegram", "555000111"), photos=(PhotoRef("AgACAgFILEID"),), request=StyleRequest("ink"), caption="Ink")
     job = job_id(secret, work.key)
     blob = BrokerSeal(secret).seal(job, {"work": work.to_dict()})
     message = json.dumps({"args": [blob], "id": job})
     assert "555000111" not in message and "AgACAgFILEID" not in message
-    assert StyleWork.from_dict(BrokerSeal(secret).open(job, blob)["work"]) == work
+    assert StyleJob.from_dict(BrokerSeal(secret).open(job, blob)["work"]) == work
 
 
 def test_scaling_settings():

@@ -6,6 +6,8 @@ import socket
 
 import aiohttp
 
+from handlers.commands import COMMANDS
+from handlers.texts import TEXTS
 from tests.conftest import ALICE, TOKEN, running_bot
 from tests.fakes.telegram_api import Failure
 
@@ -121,6 +123,16 @@ async def test_token_is_only_in_api_paths(fake_telegram, data_dir, engine):
     async with running_bot(fake_telegram, data_dir, engine):
         await fake_telegram.wait_for("setMyCommands")
     assert fake_telegram.token == TOKEN
+
+
+async def test_the_command_menu_is_the_command_table_in_english_and_chinese(fake_telegram, data_dir, engine):
+    async with running_bot(fake_telegram, data_dir, engine):
+        calls = await fake_telegram.wait_for("setMyCommands", count=2)
+    menus = {call.params.get("language_code") or "en": call.params["commands"] for call in calls}
+    for language, menu in menus.items():
+        shown = [(c["command"], c["description"]) for c in menu]
+        assert shown == [(c.name, TEXTS[c.description][language]) for c in COMMANDS if c.in_menu]
+    assert set(menus) == {"en", "zh"}
 
 
 async def test_reply_ttl_deletes_the_styled_album_and_keeps_no_reference(fake_telegram, data_dir, engine, small_portrait):

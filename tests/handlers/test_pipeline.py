@@ -8,12 +8,15 @@ import json
 
 import pytest
 
+import inference.errors as errors
 from handlers import pipeline
+from handlers.photos import OUTCOME_TEXT, REJECTION_TEXT
 from handlers.events import Address, MessageRef, PhotoRef
-from handlers.memory import InputBuffer, Request
+from handlers.memory import InputBuffer
 from handlers.ports import FetchFailed, PhotoTooLarge
 from handlers.replies import Button, ChatAction, SendPhotos
-from inference import AsyncEngine
+from handlers.texts import TEXTS
+from inference import AsyncEngine, StyleRequest
 from tests.fakes.platform import FakePlatform
 
 CHAT = Address("fake", "chat-1")
@@ -26,10 +29,10 @@ async def engine_async(engine):
     async_engine.close()
 
 
-def work(refs, **extra) -> pipeline.StyleWork:
-    values = dict(key="k1", chat=CHAT, photos=tuple(refs), request=Request("ink"), caption="Ink wash")
+def work(refs, **extra) -> pipeline.StyleJob:
+    values = dict(key="k1", chat=CHAT, photos=tuple(refs), request=StyleRequest("ink"), caption="Ink wash")
     values.update(extra)
-    return pipeline.StyleWork(**values)
+    return pipeline.StyleJob(**values)
 
 
 def platform_with(**photos: bytes) -> FakePlatform:
@@ -46,17 +49,17 @@ def test_style_work_round_trips_through_json():
         style_picture=PhotoRef("file-s"),
         others_confirmed=True,
     )
-    again = pipeline.StyleWork.from_dict(json.loads(json.dumps(original.to_dict())))
+    again = pipeline.StyleJob.from_dict(json.loads(json.dumps(original.to_dict())))
     assert again == original
 
 
 def test_outcome_round_trips_and_drops_inputs_and_unknown_kinds():
-    outcome = pipeline.Outcome(pipeline.DONE, styled=1, sent=MessageRef(CHAT, "9"), seconds=1.5, inputs=[InputBuffer(bytearray(b"x"))])
+    outcome = pipeline.Outcome(pipeline.OutcomeKind.DONE, styled=1, sent=MessageRef(CHAT, "9"), seconds=1.5, inputs=[InputBuffer(bytearray(b"x"))])
     data = json.loads(json.dumps(outcome.to_dict()))
     assert "inputs" not in data
     back = pipeline.Outcome.from_dict(data)
-    assert (back.kind, back.sent, back.styled, back.inputs) == (pipeline.DONE, MessageRef(CHAT, "9"), 1, [])
-    assert pipeline.Outcome.from_dict({"kind": "rm -rf"}).kind == pipeline.FAILED
+    assert (back.kind, back.sent, back.styled, back.inputs) == (pipeline.OutcomeKind.DONE, MessageRef(CHAT, "9"), 1, [])
+    assert pipeline.Outcome.from_dict({"kind": "rm -rf"}).kind == pipeline.OutcomeKind.FAILED
 
 
 async def test_fetch_downloads_into_buffers_and_releases_all_when_one_fails(small_portrait):
@@ -81,7 +84,7 @@ async def test_load_appends_every_picture_and_faces_to_confirm(engine_async, sma
 
 async def test_render_and_reply_for(engine_async, small_portrait):
     pictures = await pipeline.load(engine_async, [InputBuffer(bytearray(small_portrait))], [])
-    results = await pipeline.render(engine_async, pictures, Request("ink"), None)
+    results = await pipeline.render(engine_async, pictures, StyleRequest("ink"), None)
     reply = pipeline.reply_for(work([], another=Button("Another", "again:")), results)
     assert reply.photos[0].jpeg[:2] == b"\xff\xd8" and reply.photos[0].caption == "Ink wash"
     assert reply.buttons[0][0].data == "again:"
@@ -103,7 +106,7 @@ async def test_deliver_reports_the_upload_and_release_zeroes(small_portrait, eng
 async def test_style_runs_every_step_and_releases(engine_async, small_portrait):
     platform = platform_with(a=small_portrait)
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async)
-    assert outcome.kind == pipeline.DONE and outcome.styled == 1 and outcome.sent is not None
+    assert outcome.kind == pipeline.OutcomeKind.DONE and outcome.styled == 1 and outcome.sent is not None
     assert [type(r) for r in platform.replies()] == [ChatAction, SendPhotos]
     assert not any(platform.buffers[0])  # the download was zeroed
 
@@ -118,7 +121,7 @@ async def test_style_keeps_inputs_only_when_asked(engine_async, small_portrait):
 async def test_style_asks_about_faces_before_rendering(engine_async, two_faces):
     platform = platform_with(a=two_faces)
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async)
-    assert outcome.kind == pipeline.FACES and outcome.faces >= 2 and outcome.inputs == []
+    assert outcome.kind == pipeline.OutcomeKind.FACES and outcome.faces >= 2 and outcome.inputs == []
     assert platform.replies(SendPhotos) == [] and not any(platform.buffers[0])
 
 
@@ -129,12 +132,12 @@ async def test_a_refused_claim_means_no_reply(engine_async, small_portrait):
         return False
 
     outcome = await pipeline.style(work([PhotoRef("a")]), platform, engine_async, claim=taken)
-    assert outcome.kind == pipeline.CLAIMED and platform.replies(SendPhotos) == []
+    assert outcome.kind == pipeline.OutcomeKind.CLAIMED and platform.replies(SendPhotos) == []
 
 
 @pytest.mark.parametrize(
     ("photos", "kind"),
-    [({}, pipeline.FETCH_FAILED), ({"a": b"not an image at all"}, pipeline.REJECTED)],
+    [({}, pipeline.OutcomeKind.FETCH_FAILED), ({"a": b"not an image at all"}, pipeline.OutcomeKind.REJECTED)],
 )
 async def test_failures_become_outcomes(engine_async, photos, kind):
     platform = platform_with(**photos)
@@ -152,3 +155,11 @@ async def test_cancellation_propagates_and_releases(engine_async, small_portrait
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not any(platform.buffers[0])
+
+
+def test_every_way_a_job_ends_has_its_words_in_both_languages():
+    assert set(OUTCOME_TEXT) == set(pipeline.OutcomeKind)
+    reasons = {c.reason for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ImageRejected)}
+    assert reasons - {"invalid"} <= set(REJECTION_TEXT)  # "invalid" (the base class) reads as "corrupt"
+    for key in [*filter(None, OUTCOME_TEXT.values()), *REJECTION_TEXT.values(), "photo.done_held"]:
+        assert TEXTS[key]["en"] and TEXTS[key]["zh"], key

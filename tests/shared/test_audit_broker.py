@@ -25,8 +25,8 @@ from bot.scale.front import RemoteStyler
 from bot.scale.protocol import DELIVERING, QUEUE, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, PhotoRef
-from handlers.memory import Request
-from handlers.pipeline import Outcome, StyleWork
+from handlers.pipeline import Outcome, StyleJob
+from inference import StyleRequest
 
 SECRET = b"a" * 64
 OPENID = "oPlantedOpenId_0123456789abcdef"
@@ -66,7 +66,7 @@ def celery_use(url: str):
     jobs = []
     for key in ("k-waiting", "k-running", "k-answered"):
         job = job_id(SECRET, key)
-        work = StyleWork(key=key, chat=Address("telegram", "424242"), photos=(PhotoRef("FILE-ID-123"),), request=Request("ink"), caption="Ink")
+        work = StyleJob(key=key, chat=Address("telegram", "424242"), photos=(PhotoRef("FILE-ID-123"),), request=StyleRequest("ink"), caption="Ink")
         styler._send(job, seal.seal(job, {"work": work.to_dict()}))
         jobs.append(job)
     redis = Redis.from_url(url)
@@ -76,7 +76,7 @@ def celery_use(url: str):
             assert channel.basic_get(QUEUE, no_ack=False) is not None  # kept in `unacked` until acked
             channel.basic_get(QUEUE, no_ack=False).ack()
             redis.set(claim_key(jobs[2]), DELIVERING, ex=60)
-            redis.rpush(result_key(jobs[2]), seal.seal(jobs[2], Outcome(pipeline.DONE).to_dict()))
+            redis.rpush(result_key(jobs[2]), seal.seal(jobs[2], Outcome(pipeline.OutcomeKind.DONE).to_dict()))
             redis.set(claim_key(job_id(SECRET, "k-revoked")), REVOKED, ex=60)
             redis.set(Keys().worker("0123456789abcdef0123456789abcdef"), b"1", ex=15)
             yield jobs

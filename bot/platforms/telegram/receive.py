@@ -22,6 +22,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from bot.platforms.telegram.client import PLATFORM, TelegramClient, address_of
 from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import StartupError
+from handlers.commands import MENUS
 from handlers.context import where
 from handlers.events import (
     ButtonEvent,
@@ -45,32 +46,6 @@ log = logging.getLogger("darkroom.telegram")
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 ALBUM_QUIET = 1.0  # seconds without a new album part before the album is handled
 ALBUM_MAX = 10  # Telegram's own limit on the parts of one album
-
-COMMANDS = {
-    "en": [
-        ("start", "Start and read the consent notice"),
-        ("styles", "The styles and where each model comes from"),
-        ("style", "Set your favourite style"),
-        ("style_from", "Use any picture as the style"),
-        ("privacy", "What happens to your data"),
-        ("my_data", "A copy of everything held about you"),
-        ("delete_my_data", "Erase everything about you"),
-        ("revoke", "Withdraw your consent"),
-        ("help", "How to use Darkroom"),
-    ],
-    "zh": [
-        ("start", "开始并阅读同意说明"),
-        ("styles", "全部风格及模型来源"),
-        ("style", "设置常用风格"),
-        ("style_from", "用任意图片作为风格"),
-        ("privacy", "你的数据会怎样处理"),
-        ("my_data", "获取关于你的全部数据"),
-        ("delete_my_data", "删除关于你的全部数据"),
-        ("revoke", "撤回同意"),
-        ("help", "使用帮助"),
-    ],
-}
-
 
 
 @dataclass
@@ -147,7 +122,7 @@ class TelegramReceiver:
 
     async def _cosmetics(self) -> None:
         """Commands and descriptions. A failure here is a warning, never a reason to stop."""
-        for language, commands in COMMANDS.items():
+        for language, commands in MENUS.items():
             try:
                 await self.client.bot.set_my_commands(
                     [BotCommand(c, d) for c, d in commands], language_code=None if language == "en" else language

@@ -34,6 +34,7 @@ from wechatpy.utils import check_signature
 from bot.platforms.wechat.client import PLATFORM, WeChatClient
 from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import Settings
+from handlers import commands
 from handlers.context import where
 from handlers.events import (
     Address,
@@ -54,28 +55,7 @@ log = logging.getLogger("darkroom.wechat")
 RETRY_GRACE = 30  # WeChat retries three times, 5 s apart, after the first attempt
 NONCE_LIMIT = 64  # WeChat's nonces are ten digits or so
 
-# Typed commands: WeChat has no command menu of its own, so people type them.
-ALIASES = {
-    "删除我的数据": "delete_my_data",
-    "删除数据": "delete_my_data",
-    "我的数据": "my_data",
-    "撤回同意": "revoke",
-    "隐私": "privacy",
-    "隐私说明": "privacy",
-    "风格": "styles",
-    "所有风格": "styles",
-    "帮助": "help",
-    "开始": "start",
-    "delete my data": "delete_my_data",
-    "my data": "my_data",
-    "privacy": "privacy",
-    "styles": "styles",
-    "help": "help",
-    "start": "start",
-    "revoke": "revoke",
-}
 ENGLISH_ANSWERS = ("agree", "yes", "no", "under", "again")  # typed answers that show English
-ALIAS_WITH_ARGS = {"风格": "style", "设置风格": "style", "style": "style"}
 
 
 class SeenCallbacks(Protocol):
@@ -288,8 +268,11 @@ class WeChatCallback:
             return
         if any("\u4e00" <= ch <= "\u9fff" for ch in content):
             self.people.language[pseudonym] = "zh"
-        elif content.startswith("/") or content.lower() in ALIASES or content.lower() in ENGLISH_ANSWERS:
+        elif content.startswith("/") or content.lower() in commands.TYPED or content.lower() in ENGLISH_ANSWERS:
             self.people.language[pseudonym] = "en"
+            self._language[pseudonym] = "zh"
+        elif content.startswith("/") or content.lower() in commands.TYPED or content.lower() in ENGLISH_ANSWERS:
+            self._language[pseudonym] = "en"
 
     def _person_and_chat(self, openid: str, pseudonym: str) -> tuple[Person, Chat]:
         address = Address(PLATFORM, openid)
@@ -341,11 +324,11 @@ def _command(content: str) -> tuple[str, str] | None:
         head, _, args = content[1:].partition(" ")
         return head.lower(), args.strip()
     lowered = content.lower()
-    if lowered in ALIASES:
-        return ALIASES[lowered], ""
+    if lowered in commands.TYPED:  # WeChat has no command menu: people type the commands
+        return commands.TYPED[lowered], ""
     head, _, args = content.partition(" ")
-    if head.lower() in ALIAS_WITH_ARGS and args.strip():
-        return ALIAS_WITH_ARGS[head.lower()], args.strip()
+    if head.lower() in commands.TYPED_WITH_ARGS and args.strip():
+        return commands.TYPED_WITH_ARGS[head.lower()], args.strip()
     return None
 
 
