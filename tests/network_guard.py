@@ -24,7 +24,7 @@ class NetworkGuard:
     _original_connect_ex: object = None
     _original_getaddrinfo: object = None
 
-    def install(self) -> "NetworkGuard":
+    def install(self) -> NetworkGuard:
         guard = self
         self._original_connect = socket.socket.connect
         self._original_connect_ex = socket.socket.connect_ex

@@ -14,9 +14,9 @@ import time
 import pytest
 from redis import Redis
 
-from bot.settings import Settings
 from bot.scale.front import RemoteStyler
 from bot.scale.protocol import DELIVERING, REVOKED, BrokerSeal, claim_key, job_id, result_key
+from bot.settings import Settings
 from handlers import pipeline
 from handlers.events import Address, MessageRef, PhotoRef
 from handlers.pipeline import Outcome, StyleJob

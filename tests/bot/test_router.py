@@ -10,7 +10,7 @@ import pytest
 
 from bot.router import Router
 from handlers.context import Context
-from handlers.events import Address, Chat, ChatKind, CommandEvent, MembershipEvent, Membership, Person, PhotoEvent, TextEvent
+from handlers.events import Address, Chat, ChatKind, CommandEvent, Membership, MembershipEvent, Person, PhotoEvent, TextEvent
 from handlers.memory import Memory
 from handlers.registry import Command, DuplicateRoute, Routes
 from handlers.replies import SendText

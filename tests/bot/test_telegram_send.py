@@ -9,8 +9,8 @@ import time
 import pytest
 from telegram.error import RetryAfter
 
-from bot.settings import from_environment
 from bot.platforms.telegram.client import TelegramClient
+from bot.settings import from_environment
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import ChatAction
@@ -60,7 +60,6 @@ async def test_flood_control_waits_in_the_flooded_chat_only(platform):
 
 
 async def test_a_chat_action_is_skipped_while_its_chat_waits(platform):
-    api = Api(retry_after=30)
     platform._close_gate(FLOODED, 30)
     begun = time.monotonic()
     assert await platform.send(Address("telegram", str(FLOODED)), ChatAction("typing")) is None

@@ -59,7 +59,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--dbfilename", "dump.rdb"],
@@ -364,7 +364,8 @@ async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(p
 
 async def test_wechat_styled_by_a_worker(processes, wechat_api, data_dir, engine, small_portrait):
     from tests.conftest import running_bot
-    from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN as WECHAT_TOKEN, WeChatSender
+    from tests.fakes.wechat_api import APPID, APPSECRET, WeChatSender
+    from tests.fakes.wechat_api import TOKEN as WECHAT_TOKEN
 
     openid = "oWorker_openid_of_li_na_678"
     wechat = dict(WECHAT_TOKEN=WECHAT_TOKEN, WECHAT_APPID=APPID, WECHAT_SECRET=APPSECRET, WECHAT_API_URL=wechat_api.url)

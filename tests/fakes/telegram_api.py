@@ -90,7 +90,7 @@ class FakeTelegram:
 
     # -- server ----------------------------------------------------------------------------
 
-    async def start(self) -> "FakeTelegram":
+    async def start(self) -> FakeTelegram:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
@@ -208,7 +208,7 @@ class FakeTelegram:
                     return []
                 try:
                     await asyncio.wait_for(self._new_update.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return []
 
     async def _m_setWebhook(self, params, files):
@@ -302,7 +302,7 @@ class FakeTelegram:
 
     def photo_message(self, user: User, chat_id: int, data: bytes, caption: str | None = None,
                       media_group_id: str | None = None, width: int = 1280, height: int = 960,
-                      forwarded_from: "User | str | None" = None) -> dict:
+                      forwarded_from: User | str | None = None) -> dict:
         """``forwarded_from``: a User (forwarded from that person), or "hidden", "chat" or
         "channel" (forward_origin of those kinds)."""
         file_id = self.add_file(data)
@@ -438,7 +438,7 @@ class FakeTelegram:
                     raise AssertionError(f"timed out waiting for {count} {method} call(s); got {self.methods()}")
                 try:
                     await asyncio.wait_for(self._call_event.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         return matching()
 
@@ -452,7 +452,7 @@ class FakeTelegram:
                     raise AssertionError(f"timed out waiting for {method} to arrive; got {self.arrived}")
                 try:
                     await asyncio.wait_for(self._call_event.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def wait_for_text(self, fragment: str, chat_id: int | None = None, timeout: float = 30.0) -> Call:

@@ -45,7 +45,7 @@ class FakeWeChatApi:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
 
-    async def start(self) -> "FakeWeChatApi":
+    async def start(self) -> FakeWeChatApi:
         self._changed = asyncio.Condition()
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/cgi-bin/token", self._token)
@@ -150,7 +150,7 @@ class FakeWeChatApi:
                     raise AssertionError(f"timed out; WeChat API calls so far: {self.paths()}")
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def wait_for_text(self, fragment: str, openid: str | None = None, timeout: float = 30.0) -> str:

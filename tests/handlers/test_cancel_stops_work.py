@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from handlers.replies import SendPhotos, SendText
+from handlers.replies import SendPhotos
 from inference import Cancelled, imageio
 from tests.processes import async_wait_for, children
 

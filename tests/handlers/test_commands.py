@@ -3,7 +3,7 @@ adapters expose exactly what it declares (Telegram's menu: tests/e2e/test_telegr
 
 from __future__ import annotations
 
-from bot import wechat
+from bot.platforms.wechat import callback as wechat
 from handlers.commands import COMMANDS, MENUS
 from handlers.events import ChatKind
 from handlers.texts import LANGUAGES, TEXTS

@@ -10,9 +10,9 @@ import pytest
 
 import inference.errors as errors
 from handlers import pipeline
-from handlers.photos import OUTCOME_TEXT, REJECTION_TEXT
 from handlers.events import Address, MessageRef, PhotoRef
 from handlers.memory import InputBuffer
+from handlers.photos import OUTCOME_TEXT, REJECTION_TEXT
 from handlers.ports import FetchFailed, PhotoTooLarge
 from handlers.replies import Button, ChatAction, SendPhotos
 from handlers.texts import TEXTS

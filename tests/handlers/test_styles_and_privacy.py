@@ -178,10 +178,10 @@ async def test_free_text_gets_help_not_silence(harness):
 
 
 def test_software_version_names_the_commit_in_a_checkout():
+    from pathlib import Path
+
     from bot.app import software_version
     from inference import __version__
-
-    from pathlib import Path
 
     version = software_version()
     assert version.startswith(__version__)

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from inference import load_catalogue
+from inference.backends import ONNXRUNTIME, BackendPreference
 from inference.catalogue import parse_blend
 from inference.errors import ModelIntegrityError
-from inference.backends import ONNXRUNTIME, BackendPreference
 from inference.models import SessionPool
 from inference.networks import MultiStyleNetwork
 

@@ -145,7 +145,7 @@ async def stop(process: asyncio.subprocess.Process) -> tuple[int, str]:
     os.kill(traced_pid(process), signal.SIGTERM)
     try:
         code = await asyncio.wait_for(process.wait(), timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         os.kill(traced_pid(process), signal.SIGKILL)
         code = await process.wait()
     stderr = (await process.stderr.read()).decode(errors="replace")

@@ -13,16 +13,16 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from bot.scale.audit import audit_broker, shown_url
 from bot.cli import main as cli
 from bot.safeguards.pseudonym import Pseudonymizer
+from bot.scale.audit import audit_broker, shown_url
+from bot.scale.front import RemoteStyler
 from bot.scale.keys import Keys
+from bot.scale.protocol import DELIVERING, QUEUE, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from bot.scale.ratelimit import RedisRateLimiter
 from bot.scale.redis_tokens import RedisTokenStore
 from bot.scale.seal import BrokerSealer
 from bot.settings import Settings
-from bot.scale.front import RemoteStyler
-from bot.scale.protocol import DELIVERING, QUEUE, REVOKED, BrokerSeal, claim_key, job_id, result_key
 from handlers import pipeline
 from handlers.events import Address, PhotoRef
 from handlers.pipeline import Outcome, StyleJob

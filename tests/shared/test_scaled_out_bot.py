@@ -8,13 +8,13 @@ import io
 import pytest
 from redis import Redis
 
-from bot.scale.audit import audit_broker
 from bot.safeguards.pseudonym import Pseudonymizer
-from bot.settings import SettingsError, StartupError, from_environment
-from bot.scale.state import connect
+from bot.scale.audit import audit_broker
 from bot.scale.keys import Keys
 from bot.scale.ratelimit import RedisRateLimiter
 from bot.scale.redis_tokens import RedisTokenStore
+from bot.scale.state import connect
+from bot.settings import SettingsError, StartupError, from_environment
 from tests.conftest import ALICE, GROUP, SECRET, running_bot
 from tests.fakes.telegram_api import Failure
 from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN

@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from bot.platforms.wechat.tokens import MemoryTokenStore
 from bot.scale.keys import Keys
 from bot.scale.redis_tokens import RedisTokenStore
 from bot.scale.seal import PREFIX, BrokerSealer
-from bot.platforms.wechat.tokens import MemoryTokenStore
 from handlers.ports import DeliveryFailed
 
 SECRET = b"t" * 64

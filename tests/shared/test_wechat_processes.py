@@ -26,7 +26,7 @@ class SecondProcess:
         self.proc = proc
 
     @classmethod
-    async def start(cls, api_url: str, redis_url: str, mode: str) -> "SecondProcess":
+    async def start(cls, api_url: str, redis_url: str, mode: str) -> SecondProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.shared.wechat_process", api_url, redis_url, mode,
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

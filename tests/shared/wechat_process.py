@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from bot.platforms.wechat.client import WeChatClient
 from bot.safeguards.pseudonym import Pseudonymizer
 from bot.settings import Settings
-from bot.platforms.wechat.client import WeChatClient
 from handlers.events import Address
 from handlers.ports import DeliveryFailed
 from handlers.replies import SendText

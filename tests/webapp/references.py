@@ -14,11 +14,9 @@ import numpy as np
 from PIL import Image
 
 from inference import Engine
-from inference.catalogue import load_catalogue
 from inference.engine import blend, keep_colours
 from inference.faces import DETECT_SIDE, PROFILE_SIDE, _scaled
 from inference.imageio import SOURCE_NEURAL, AILabel
-from inference.networks import MultiStyleNetwork
 from tests.conftest import portrait_path
 
 NETWORK_SIZE = (512, 384)  # width, height of the network reference
@@ -31,7 +29,6 @@ def _raw(directory: Path, name: str, array: np.ndarray) -> dict:
 
 def write_references(directory: Path, engine: Engine) -> Path:
     import cv2
-    import onnxruntime as ort
 
     from bot.web.page import served_model
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -17,12 +16,10 @@ import aiohttp
 import brotli
 import numpy as np
 import pytest
-from aiohttp import web
-from PIL import Image
 
 from bot.web import page as webapp_module
-from bot.web.server import HttpServer, build_app
 from bot.web.page import InitDataError, WebApp, validate_init_data
+from bot.web.server import HttpServer, build_app
 from inference import ModelIntegrityError
 from tests.conftest import ALICE, BOB, TOKEN, jpeg_bytes, running_bot
 from tests.webapp.initdata import signed_init_data

@@ -270,9 +270,6 @@ class WeChatCallback:
             self.people.language[pseudonym] = "zh"
         elif content.startswith("/") or content.lower() in commands.TYPED or content.lower() in ENGLISH_ANSWERS:
             self.people.language[pseudonym] = "en"
-            self._language[pseudonym] = "zh"
-        elif content.startswith("/") or content.lower() in commands.TYPED or content.lower() in ENGLISH_ANSWERS:
-            self._language[pseudonym] = "en"
 
     def _person_and_chat(self, openid: str, pseudonym: str) -> tuple[Person, Chat]:
         address = Address(PLATFORM, openid)

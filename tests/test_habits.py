@@ -1,0 +1,35 @@
+"""The habits the project checks for itself, configured once in pyproject.toml: ruff (including
+no import inside a function except the heavy runtimes), the import contracts (layers downward,
+no cycles, no platform library below bot/) and mypy. Run here, so that the README's one test
+command, and so CI, runs them too."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*command: str) -> None:
+    tool = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    assert tool is not None, f"{command[0]} is not installed (it comes with the test extra: pip install -e '.[test]')"
+    done = subprocess.run([tool, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(command)} found problems:\n{done.stdout}\n{done.stderr}"
+
+
+def test_ruff_finds_nothing():
+    run("ruff", "check", ".")
+
+
+def test_the_import_contracts_hold():
+    run("lint-imports")
+
+
+@pytest.mark.slow
+def test_mypy_finds_nothing():
+    run("mypy")
