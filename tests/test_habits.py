@@ -33,3 +33,19 @@ def test_the_import_contracts_hold():
 @pytest.mark.slow
 def test_mypy_finds_nothing():
     run("mypy")
+
+
+# The commit where the 72-character rule began; subjects before it are history.
+SUBJECT_RULE_SINCE = "d7854f8"
+
+
+def test_commit_subjects_are_72_characters_or_fewer():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(
+        ["git", "log", "--format=%h %s", f"{SUBJECT_RULE_SINCE}..HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        pytest.skip("history before the rule is not in this clone")
+    long = [line for line in done.stdout.splitlines() if len(line.split(" ", 1)[1]) > 72]
+    assert long == [], "commit subjects over 72 characters (put the detail in the body):\n" + "\n".join(long)
