@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { refs, raw, file, rgbToRgba, compareRgb } from "./refs.mjs";
-import * as C from "../../../bot/webapp_static/core.js";
+import * as C from "../../../bot/web/static/core.js";
 
 test("EXIF orientation is read from the JPEG and applied as Pillow's exif_transpose does", () => {
   const base = rgbToRgba(raw(refs.orientation.base));

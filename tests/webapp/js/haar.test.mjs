@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { refs, raw, rgbToRgba } from "./refs.mjs";
-import * as H from "../../../bot/webapp_static/haar.js";
+import * as H from "../../../bot/web/static/haar.js";
 
 const frontal = H.parseCascade(fs.readFileSync(refs.cascades.frontal, "utf8"));
 const profile = H.parseCascade(fs.readFileSync(refs.cascades.profile, "utf8"));
