@@ -51,6 +51,13 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 92, **save) -> bytes:
     return out.getvalue()
 
 
+def pytest_configure(config):
+    """The run's memory is bounded and reported (tests/memory_guard.py)."""
+    from tests.memory_guard import MemoryGuard, limit_from_environment
+
+    config.pluginmanager.register(MemoryGuard(limit_from_environment()), "darkroom-memory-guard")
+
+
 @pytest.fixture(autouse=True)
 def network_guard():
     """No test may reach beyond loopback: the bot's only network is the (fake) platform API."""
