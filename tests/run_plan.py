@@ -34,10 +34,34 @@ SLOW_PATHS = {
     "tests/shared/test_wechat_processes.py": "several real bot processes",
     "tests/test_hardening.py": "a fresh interpreter per check",
     "tests/test_bounded_run.py": "small pytest runs of their own",
+    "tests/inference/test_backends.py": "OpenVINO compiles and every backend timed and compared",
+    "tests/inference/test_networks.py": "the rewritten network against the package's, at many sizes",
 }
 
 # Single slow tests in otherwise quick files (node ids without parameters), with why.
-SLOW_TESTS: dict[str, str] = {}
+SLOW_TESTS = {
+    **dict.fromkeys([  # each builds its own engine, as `darkroom stylize`/`sheet` would
+        "tests/test_cli.py::test_stylize_writes_a_labelled_jpeg",
+        "tests/test_cli.py::test_stylize_with_a_picture_as_style",
+        "tests/test_cli.py::test_unknown_style_and_bad_strength_are_one_line_errors",
+        "tests/test_cli.py::test_sheet_shows_every_style_labelled",
+        "tests/test_cli.py::test_stylize_without_a_style_uses_the_default_style",
+        "tests/test_cli.py::test_styles_engine_shows_the_backend_chosen_here",
+    ], "a real engine built, its backend chosen by timing"),
+    **dict.fromkeys([
+        "tests/webapp/test_webapp_server.py::test_darkroom_run_on_a_busy_port_ends_with_one_clear_line",
+        "tests/bot/test_database_settings.py::test_an_unreachable_database_stops_darkroom_run_with_one_line_and_no_password",
+        "tests/shared/test_redis_marker.py::test_skipped_with_a_reason_outside_ci",
+        "tests/shared/test_redis_marker.py::test_failed_in_ci",
+    ], "a real process (darkroom run, or pytest)"),
+    **dict.fromkeys([
+        "tests/inference/test_decode_limits.py::test_cancel_stops_a_running_network",
+        "tests/inference/test_decode_limits.py::test_the_largest_real_input_fits_the_memory_budget",
+        "tests/inference/test_decode_limits.py::test_the_scan_bomb_is_also_stopped_by_the_cpu_limit_when_the_count_is_not_enough",
+        "tests/inference/test_decode_limits.py::test_a_decode_burning_cpu_is_killed_by_the_kernel_at_its_cpu_limit",
+        "tests/inference/test_heif_avif.py::test_large_ones_are_brought_down_to_the_working_size",
+    ], "full-size decodes, or limits that take seconds of CPU to reach"),
+}
 
 # Markers whose tests are slow (they need a real server, or root and strace).
 SLOW_MARKERS = ("os_level", "redis", "postgres")
