@@ -26,6 +26,7 @@ from inference import AsyncEngine, Engine, EngineConfig
 from tests.fakes.platform import FakePlatform, Harness
 from tests.fakes.telegram_api import FakeTelegram, User
 from tests.services.redis_plugin import pytest_runtest_setup, redis_url  # noqa: F401 - the `redis` marker's fixture and rule
+from tests.run_plan import pytest_collection_modifyitems, pytest_runtest_protocol  # noqa: F401 - `slow`, and xdist
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 SECRET = "k" * 64
@@ -49,6 +50,13 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 92, **save) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, "JPEG", quality=quality, **save)
     return out.getvalue()
+
+
+def pytest_configure(config):
+    """The run's memory is bounded and reported (tests/memory_guard.py)."""
+    from tests.memory_guard import MemoryGuard, limit_from_environment
+
+    config.pluginmanager.register(MemoryGuard(limit_from_environment()), "darkroom-memory-guard")
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,14 @@ from aiohttp import web
 BOT_ID = 7000000001
 BOT_USERNAME = "darkroom_test_bot"
 
+# What the fake keeps is bounded, so that a runaway (a retry loop without back-off, a bot that
+# stopped confirming updates while a test keeps pushing) fails its test with one clear message
+# instead of growing the test process until the OOM killer ends the whole run. Far above what
+# any test or benchmark records (bench/flood.py: a few thousand calls).
+MAX_CALLS = 50_000  # calls recorded (calls, arrived)
+MAX_RECORDED_BYTES = 1 << 30  # uploaded file bytes kept with the recorded calls
+MAX_BACKLOG = 10_000  # updates pushed and not yet confirmed by getUpdates
+
 
 @dataclass
 class Call:
@@ -87,6 +95,11 @@ class FakeTelegram:
         self.port = 0
         self.url = ""
         self.webhook_responses: list[int] = []
+        self.max_calls = MAX_CALLS
+        self.max_recorded_bytes = MAX_RECORDED_BYTES
+        self.max_backlog = MAX_BACKLOG
+        self._recorded_bytes = 0
+        self.overflow = ""  # why the fake stopped recording; every look at the calls fails with it
 
     # -- server ----------------------------------------------------------------------------
 
@@ -106,6 +119,28 @@ class FakeTelegram:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.check()
+
+    def check(self) -> None:
+        """Fail (the test) if the fake had to stop recording."""
+        if self.overflow:
+            raise AssertionError(self.overflow)
+
+    def _full(self, files: dict[str, bytes]) -> bool:
+        """Whether one more call (with ``files``) would pass the bounds; says why once."""
+        if not self.overflow:
+            if len(self.arrived) >= self.max_calls or len(self.calls) >= self.max_calls:
+                self.overflow = (
+                    f"the fake Bot API received more than {self.max_calls} calls: a retry loop without back-off? "
+                    f"last methods: {self.arrived[-5:]}"
+                )
+            elif self._recorded_bytes + sum(len(d) for d in files.values()) > self.max_recorded_bytes:
+                self.overflow = f"the fake Bot API was sent more than {self.max_recorded_bytes >> 20} MB of files"
+        return bool(self.overflow)
+
+    def _record(self, call: Call) -> None:
+        self._recorded_bytes += sum(len(d) for d in call.files.values())
+        self.calls.append(call)
 
     async def outage(self, seconds: float) -> None:
         """The API goes away entirely (connections refused) and comes back on the same port."""
@@ -121,13 +156,17 @@ class FakeTelegram:
         method = request.match_info["method"]
         params, files = await _read_params(request)
         call = Call(method, params, files, time.monotonic())
+        if method != "getUpdates" and self._full(files):
+            async with self._call_event:
+                self._call_event.notify_all()  # a test waiting for a call fails now, with the reason
+            return web.json_response({"ok": False, "error_code": 500, "description": self.overflow}, status=500)
         if method != "getUpdates":
             self.arrived.append(method)
             async with self._call_event:
                 self._call_event.notify_all()
         failure = self._failure_for(method)
         if failure is not None:
-            self.calls.append(Call(f"{method}!{failure.kind}", params, files, call.at))
+            self._record(Call(f"{method}!{failure.kind}", params, files, call.at))
             if failure.kind == "retry_after":
                 return web.json_response(
                     {"ok": False, "error_code": 429, "description": "Too Many Requests: retry later",
@@ -144,7 +183,7 @@ class FakeTelegram:
             now = time.monotonic()
             free_at = self._chat_free_at.get(chat, 0.0)
             if now < free_at:
-                self.calls.append(Call(f"{method}!flood", params, files, call.at))
+                self._record(Call(f"{method}!flood", params, files, call.at))
                 return web.json_response(
                     {"ok": False, "error_code": 429, "description": "Too Many Requests: retry later",
                      "parameters": {"retry_after": max(1, math.ceil(free_at - now))}},
@@ -159,7 +198,7 @@ class FakeTelegram:
         result: Any = True if handler is None else await handler(params, files)
         if method != "getUpdates":
             call.result = result
-            self.calls.append(call)
+            self._record(call)
             async with self._call_event:
                 self._call_event.notify_all()
         if isinstance(result, web.Response):
@@ -296,6 +335,10 @@ class FakeTelegram:
                     self.webhook_responses.append(response.status)
             return update
         async with self._new_update:
+            if len(self._updates) >= self.max_backlog:
+                raise AssertionError(
+                    f"the fake Bot API holds {len(self._updates)} updates nobody fetched: is the bot still polling?"
+                )
             self._updates.append(update)
             self._new_update.notify_all()
         return update
@@ -433,6 +476,7 @@ class FakeTelegram:
 
         async with self._call_event:
             while len(matching()) < count:
+                self.check()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"timed out waiting for {count} {method} call(s); got {self.methods()}")
@@ -447,6 +491,7 @@ class FakeTelegram:
         deadline = time.monotonic() + timeout
         async with self._call_event:
             while method not in self.arrived:
+                self.check()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"timed out waiting for {method} to arrive; got {self.arrived}")

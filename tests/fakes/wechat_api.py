@@ -22,6 +22,11 @@ APPSECRET = "fake-app-secret-0123456789abcdef"
 TOKEN = "darkroomcallbacktoken"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as in the console
 
+# Bounded for the same reason as the fake Bot API's records (tests/fakes/telegram_api.py): a
+# runaway fails its test with one clear line instead of growing the test process without end.
+MAX_CALLS = 50_000
+MAX_UPLOADED_BYTES = 1 << 30
+
 
 @dataclass
 class ApiCall:
@@ -44,10 +49,14 @@ class FakeWeChatApi:
     url: str = ""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
+    max_calls: int = MAX_CALLS
+    max_uploaded_bytes: int = MAX_UPLOADED_BYTES
+    overflow: str = ""  # why the fake stopped answering; every wait and `stop` fail with it
+    _uploaded_bytes: int = 0
 
     async def start(self) -> FakeWeChatApi:
         self._changed = asyncio.Condition()
-        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[self._bounded])
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_get("/cgi-bin/media/get", self._media_get)
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
@@ -62,6 +71,27 @@ class FakeWeChatApi:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        self.check()
+
+    def check(self) -> None:
+        """Fail (the test) if the fake had to stop answering."""
+        if self.overflow:
+            raise AssertionError(self.overflow)
+
+    @web.middleware
+    async def _bounded(self, request: web.Request, handler) -> web.StreamResponse:
+        if not self.overflow and len(self.calls) >= self.max_calls:
+            self.overflow = (
+                f"the fake WeChat API received more than {self.max_calls} calls: a retry loop without back-off? "
+                f"last paths: {self.paths()[-5:]}"
+            )
+        if not self.overflow and self._uploaded_bytes > self.max_uploaded_bytes:
+            self.overflow = f"the fake WeChat API was sent more than {self.max_uploaded_bytes >> 20} MB of uploads"
+        if self.overflow:
+            async with self._changed:
+                self._changed.notify_all()  # a test waiting fails now, with the reason
+            return web.json_response({"errcode": -1, "errmsg": self.overflow}, status=500)
+        return await handler(request)
 
     async def _record(self, request: web.Request, body: Any) -> ApiCall:
         call = ApiCall(request.path, dict(request.query), body, time.monotonic())
@@ -112,6 +142,7 @@ class FakeWeChatApi:
             return error
         media_id = f"UPLOADED_{next(self._ids)}"
         self.uploads[media_id] = data
+        self._uploaded_bytes += len(data)
         return web.json_response({"type": "image", "media_id": media_id, "created_at": int(time.time())})
 
     async def _custom_send(self, request: web.Request) -> web.Response:
@@ -145,6 +176,7 @@ class FakeWeChatApi:
         deadline = time.monotonic() + timeout
         async with self._changed:
             while not predicate():
+                self.check()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"timed out; WeChat API calls so far: {self.paths()}")

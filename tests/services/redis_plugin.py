@@ -11,7 +11,17 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 ENV = "DARKROOM_TEST_REDIS_URL"
-_databases = itertools.cycle(range(1, 16))  # database 0 is left alone; each test gets its own index
+
+
+def _own_databases() -> range:
+    """Database 0 is left alone; each test gets its own index. Under pytest-xdist each worker
+    takes its own share of 1..15, so that two tests running at once never share a database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return range(1 + int(worker.removeprefix("gw")) % 15, 16, min(count, 15))
+
+
+_databases = itertools.cycle(_own_databases())
 
 
 def pytest_runtest_setup(item) -> None:
