@@ -25,8 +25,8 @@ from handlers.memory import Memory
 from inference import AsyncEngine, Engine, EngineConfig
 from tests.fakes.platform import FakePlatform, Harness
 from tests.fakes.telegram_api import FakeTelegram, User
-from tests.services.redis_plugin import pytest_runtest_setup, redis_url  # noqa: F401 - the `redis` marker's fixture and rule
 from tests.run_plan import pytest_collection_modifyitems, pytest_runtest_protocol  # noqa: F401 - `slow`, and xdist
+from tests.services.redis_plugin import pytest_runtest_setup, redis_url  # noqa: F401 - the `redis` marker's fixture and rule
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 SECRET = "k" * 64

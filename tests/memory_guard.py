@@ -29,7 +29,6 @@ import resource
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -89,7 +88,7 @@ class Peak:
     pytest_kb: int = 0  # this process's VmHWM
     child_kb: int = 0  # the largest single child, reaped or sampled alive
     together_kb: int = 0  # this process and all below it at one sample
-    workers: dict[str, "Peak"] = field(default_factory=dict)  # pytest-xdist: each worker's own
+    workers: dict[str, Peak] = field(default_factory=dict)  # pytest-xdist: each worker's own
 
     def as_dict(self) -> dict:
         return {"pytest_kb": self.pytest_kb, "child_kb": self.child_kb, "together_kb": self.together_kb}

@@ -91,7 +91,7 @@ def test_the_run_prints_its_peak_rss(tmp_path):
             subprocess.run([sys.executable, "-c", "b = bytearray(80 << 20); b[::4096] = b'x' * len(b[::4096])"], check=True)
     """, limit_mb=2048)
     assert result.returncode == 0, result.stdout + result.stderr
-    line = next(l for l in result.stdout.splitlines() if l.startswith("peak RSS of the test run:"))
+    line = next(text for text in result.stdout.splitlines() if text.startswith("peak RSS of the test run:"))
     pytest_mb, child_mb = (int(part.split(" MB")[0]) for part in line.split(": ", 1)[1].split(" / "))
     assert 10 < pytest_mb < 2048 and 80 <= child_mb < 2048, line
     assert "limit 2048 MB" in line
