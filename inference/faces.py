@@ -98,14 +98,15 @@ def network_input(rgb: np.ndarray, side: int) -> tuple[np.ndarray, Letterbox]:
     ``side`` and centred on black (MediaPipe's ImageToTensor with keep_aspect_ratio).
 
     Each input pixel is the mean of an evenly spread ``m`` x ``m`` grid of picture pixels inside
-    it (m up to 4), with integer positions and integer sums, so the page computes exactly the
-    same tensor. Averaging every pixel of a 1280x960 picture took 20-30 ms in numpy; this
-    samples at most 16 per input pixel."""
+    it (m up to 3), with integer positions and integer sums, so the page computes exactly the
+    same tensor. Averaging every pixel of a 1280x960 picture took 20-30 ms in numpy; 3x3 samples
+    take about 1 ms a network and found every face of the test set, 2x2 missed one, 4x4 cost
+    another millisecond a photo."""
     height, width = rgb.shape[:2]
     long_side = max(height, width)
     new_w = max(1, round(width * side / long_side))
     new_h = max(1, round(height * side / long_side))
-    m = min(4, max(1, long_side // side))
+    m = min(3, max(1, long_side // side))
     ys = sample_positions(new_h, height, m)
     xs = sample_positions(new_w, width, m)
     sums = np.zeros((new_h, new_w, 3), dtype=np.uint32)
