@@ -8,7 +8,9 @@ by tools/convert_blazeface.py and verified by SHA-256 like every model. Two netw
 
 Both run on every picture and their detections are merged: a selfie is found by the first, a
 group counted by the second, and each covers the other's blind spots (short range misses small
-faces on a grid; full range is weaker on a face that fills the frame).
+faces on a grid; full range is weaker on a face that fills the frame). Unless that found exactly
+one large face, full range looks again in 3x3 overlapping tiles, where a face a twentieth of the
+picture wide is big enough to be found: "did everyone pictured agree?" needs the right count.
 
 The decoding is MediaPipe's own, from its face_detection_{short,full}_range_common.pbtxt:
 SSD anchors (SsdAnchorsCalculator), box regression and sigmoid scores
@@ -19,7 +21,6 @@ bot/webapp_static/blazeface.js; tests/webapp checks the two against each other.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -191,7 +192,6 @@ class FaceDetector:
     def __init__(self, short_range: ModelFile, full_range: ModelFile, sessions) -> None:
         self.models = {SHORT_RANGE: short_range, FULL_RANGE: full_range}
         self.sessions = sessions
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
         for spec, model in self.models.items():
