@@ -229,8 +229,8 @@ def page(rounds: int = 9) -> None:
     import subprocess
     import tempfile
 
-    from playwright.sync_api import sync_playwright
     from PIL import Image
+    from playwright.sync_api import sync_playwright
 
     from bench.webapp import ARGS, CHROMIUM, start_darkroom
     from tests.face_set import build, source

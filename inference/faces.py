@@ -26,7 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .models import ModelFile
+from .models import ModelFile, SessionPool
 
 # Where a face counts as the same as another (MediaPipe's min_suppression_threshold).
 SUPPRESSION_IOU = 0.3
@@ -189,7 +189,7 @@ class FaceDetector:
     """BlazeFace short and full range on one picture, merged. Thread-safe: the sessions are
     shared (onnxruntime's run is thread-safe) and everything else is local."""
 
-    def __init__(self, short_range: ModelFile, full_range: ModelFile, sessions) -> None:
+    def __init__(self, short_range: ModelFile, full_range: ModelFile, sessions: SessionPool) -> None:
         self.models = {SHORT_RANGE: short_range, FULL_RANGE: full_range}
         self.sessions = sessions
 
