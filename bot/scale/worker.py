@@ -20,7 +20,6 @@ from functools import partial
 from billiard.process import current_process
 from celery import signals
 from redis import Redis
-from redis import asyncio as aioredis
 
 from bot.engine_config import engine_config
 from bot.platforms.telegram.client import TelegramClient
@@ -30,6 +29,7 @@ from bot.safeguards.pseudonym import Pseudonymizer
 from bot.scale.keys import Keys
 from bot.scale.metrics import WorkerMetrics
 from bot.scale.protocol import (
+    CLAIM_IF_LIVE,
     CLAIM_TTL,
     DELIVERING,
     HEARTBEAT,
@@ -40,6 +40,8 @@ from bot.scale.protocol import (
     BrokerSeal,
     celery_app,
     claim_key,
+    live_key,
+    redis_client,
     result_key,
 )
 from bot.scale.state import SharedState
@@ -67,7 +69,8 @@ class WorkerRuntime:
         self.engine.verify()  # refuses to work with a tampered model
         self.async_engine = AsyncEngine(self.engine)
         self.seal = BrokerSeal(settings.secret)
-        self.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=3, health_check_interval=10)
+        self.redis = redis_client(settings.redis_url)
+        self._claim_if_live = self.redis.register_script(CLAIM_IF_LIVE)
         self.platforms: dict[str, Platform] = {}
         self.shared: SharedState | None = None  # on first use
         self.name = uuid.uuid4().hex  # announces this process (the workers gauge); nothing else
@@ -114,38 +117,61 @@ class WorkerRuntime:
         started = time.monotonic()
         log.debug("job started")
         try:
-            work = StyleJob.from_dict(self.seal.open(job, blob)["work"])
+            opened = self.seal.open(job, blob)
+            work = StyleJob.from_dict(opened["work"])
+            deadline = float(opened["deadline"])
         except Exception as exc:  # not sealed by this instance: dropped, never run
             log.warning("refused a task that does not open with this instance's key (%s)", type(exc).__name__)
             return
-        if await self.redis.get(claim_key(job)) is not None:
-            outcome = Outcome(OutcomeKind.CLAIMED)  # erased while queued, or answered by an earlier run
-        else:
-            platform = await self.platform(work.chat.platform)
-            running = asyncio.ensure_future(
-                pipeline.style(work, platform, self.async_engine, claim=partial(self._claim, job))
-            )
-            watcher = asyncio.ensure_future(self._watch(job, running))
-            try:
-                outcome = await asyncio.wait_for(running, timeout=self.settings.job_timeout)
-            except asyncio.CancelledError:
-                outcome = Outcome(OutcomeKind.CLAIMED)  # revoked: stopped before it delivered
-                log.info("a job was revoked while it ran; it was stopped")
-            except TimeoutError:
-                outcome = Outcome(OutcomeKind.FAILED, detail="timeout")
-            finally:
-                watcher.cancel()
+        try:
+            outcome = await self._style(job, work, deadline)
+        except Exception as exc:
+            # Whatever went wrong (Redis gone for longer than the retries, a platform client
+            # that would not start), the front hears of it now, not after its whole timeout.
+            log.warning("a job failed on this worker (%s)", type(exc).__name__)
+            outcome = Outcome(OutcomeKind.FAILED, detail=type(exc).__name__)
         if self.metrics is not None:
             self.metrics.observe(outcome, time.monotonic() - started)
         sealed = self.seal.seal(job, outcome.to_dict())
-        async with self.redis.pipeline(transaction=True) as batch:
-            batch.rpush(result_key(job), sealed)
-            batch.expire(result_key(job), RESULT_TTL)
-            await batch.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as batch:
+                batch.rpush(result_key(job), sealed)
+                batch.expire(result_key(job), RESULT_TTL)
+                await batch.execute()
+        except Exception as exc:
+            log.warning("could not send a job's outcome to the front (%s); it times out there", type(exc).__name__)
+            return
         log.debug("job outcome sent")
 
+    async def _style(self, job: str, work: StyleJob, deadline: float) -> Outcome:
+        """Default-deny: run the job only before its sealed deadline, while the front still
+        waits for it (its live mark), and when nobody answered for it yet (its claim)."""
+        if time.time() > deadline:
+            log.info("refused a task past its deadline")
+            return Outcome(OutcomeKind.CLAIMED, detail="expired")
+        live, claimed = await self.redis.mget(live_key(job), claim_key(job))
+        if live is None:
+            log.info("refused a task the front no longer waits for (erased, answered, or Redis restarted)")
+            return Outcome(OutcomeKind.CLAIMED, detail="not live")
+        if claimed is not None:
+            return Outcome(OutcomeKind.CLAIMED)  # erased while queued, or answered by an earlier run
+        platform = await self.platform(work.chat.platform)
+        running = asyncio.ensure_future(
+            pipeline.style(work, platform, self.async_engine, claim=partial(self._claim, job))
+        )
+        watcher = asyncio.ensure_future(self._watch(job, running))
+        try:
+            return await asyncio.wait_for(running, timeout=max(1.0, min(self.settings.job_timeout, deadline - time.time())))
+        except asyncio.CancelledError:
+            log.info("a job was revoked while it ran; it was stopped")
+            return Outcome(OutcomeKind.CLAIMED)  # revoked: stopped before it delivered
+        except TimeoutError:
+            return Outcome(OutcomeKind.FAILED, detail="timeout")
+        finally:
+            watcher.cancel()
+
     async def _claim(self, job: str) -> bool:
-        return bool(await self.redis.set(claim_key(job), DELIVERING, nx=True, ex=CLAIM_TTL))
+        return bool(await self._claim_if_live(keys=[claim_key(job), live_key(job)], args=[DELIVERING, CLAIM_TTL]))
 
     async def _watch(self, job: str, running: asyncio.Future) -> None:
         """Stop the job (the engine's cancel hooks kill the decode, terminate the inference) the
@@ -153,7 +179,8 @@ class WorkerRuntime:
         while not running.done():
             await asyncio.sleep(WATCH_INTERVAL)
             try:
-                if await self.redis.get(claim_key(job)) == REVOKED:
+                live, claimed = await self.redis.mget(live_key(job), claim_key(job))
+                if claimed == REVOKED or (live is None and claimed is None):
                     running.cancel()
                     return
             except Exception:
