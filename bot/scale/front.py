@@ -187,10 +187,18 @@ class RemoteStyler:
 
     async def workers(self) -> int:
         """How many worker processes announced themselves lately."""
-        count = 0
-        async for _ in self.redis.scan_iter(match=WORKER_KEYS, count=100):
-            count += 1
-        return count
+        return (await self.capacity())[0]
+
+    async def capacity(self) -> tuple[int, int]:
+        """(styling processes that announced themselves lately, how many of them are free),
+        from the workers' heartbeats: a worker started anywhere counts at its first beat."""
+        names = [name async for name in self.redis.scan_iter(match=WORKER_KEYS, count=100)]
+        beats = await self.redis.mget(names) if names else []
+        return sum(1 for b in beats if b is not None), sum(1 for b in beats if b == b"1")
+
+    async def broker_waiting(self) -> int:
+        """Tasks in the broker that no worker has taken yet."""
+        return int(await self.redis.llen(QUEUE))
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -17,7 +17,6 @@ import time
 import uuid
 from functools import partial
 
-from billiard.process import current_process
 from celery import signals
 from redis import Redis
 
@@ -27,7 +26,6 @@ from bot.platforms.wechat.client import WeChatClient
 from bot.safeguards import heap
 from bot.safeguards.pseudonym import Pseudonymizer
 from bot.scale.keys import Keys
-from bot.scale.metrics import WorkerMetrics
 from bot.scale.protocol import (
     CLAIM_IF_LIVE,
     CLAIM_TTL,
@@ -44,7 +42,7 @@ from bot.scale.protocol import (
     redis_client,
     result_key,
 )
-from bot.scale.state import SharedState
+from bot.scale.state import SharedState, redis_address
 from bot.scale.state import connect as connect_shared_state
 from bot.settings import Settings
 from handlers import pipeline
@@ -54,6 +52,10 @@ from inference import AsyncEngine, Engine
 
 log = logging.getLogger("darkroom.workers")
 WATCH_INTERVAL = 0.2  # how often a worker looks for its job's revocation mark
+# This worker's heartbeat prefix, chosen in the main process and inherited by every styling
+# process it forks, so that its /readyz finds its own processes' heartbeats (random, nothing else).
+NODE = uuid.uuid4().hex[:24]
+UNREACHABLE_LOG_EVERY = 30.0  # seconds between "cannot reach Redis" lines while it stays away
 
 
 class WorkerRuntime:
@@ -73,22 +75,44 @@ class WorkerRuntime:
         self._claim_if_live = self.redis.register_script(CLAIM_IF_LIVE)
         self.platforms: dict[str, Platform] = {}
         self.shared: SharedState | None = None  # on first use
-        self.name = uuid.uuid4().hex  # announces this process (the workers gauge); nothing else
+        self.name = NODE + uuid.uuid4().hex[:8]  # announces this process and whether it is free; nothing else
+        self.busy = False
         self._beat = threading.Event()
+        self._beats = Redis.from_url(self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
         threading.Thread(target=self._heartbeat, name="darkroom-heartbeat", daemon=True).start()
 
     def _heartbeat(self) -> None:
-        client = Redis.from_url(self.settings.redis_url, socket_connect_timeout=3)
+        """Every HEARTBEAT seconds: this process is up, with 1 free slot or 0. The front sizes its
+        queue from these and its /readyz needs a free one; a worker added adds capacity."""
+        logged = 0.0
         while True:
             try:
-                client.set(Keys().worker(self.name), b"1", ex=int(HEARTBEAT * 3))
-            except Exception:
-                pass  # Redis is away; the next beat tries again
+                self._announce()
+                logged = 0.0
+            except Exception as exc:
+                if time.monotonic() - logged > UNREACHABLE_LOG_EVERY:
+                    log.warning("worker cannot reach Redis at %s (%s); retrying", redis_address(self.settings.redis_url), type(exc).__name__)
+                    logged = time.monotonic()
             if self._beat.wait(HEARTBEAT):
                 return
 
+    def _announce(self) -> None:
+        self._beats.set(Keys().worker(self.name), b"0" if self.busy else b"1", ex=int(HEARTBEAT * 3))
+
     def run(self, job: str, blob: str) -> None:
-        self.loop.run_until_complete(self._run(job, blob))
+        self.busy = True
+        try:
+            self._announce()
+        except Exception:
+            pass  # the heartbeat says it on its next beat
+        try:
+            self.loop.run_until_complete(self._run(job, blob))
+        finally:
+            self.busy = False
+            try:
+                self._announce()
+            except Exception:
+                pass
 
     async def platform(self, name: str) -> Platform:
         if name not in self.platforms:
@@ -215,18 +239,53 @@ def _start_runtime(settings: Settings) -> WorkerRuntime:
     heap.wipe_freed_memory()
     metrics = None
     if settings.worker_metrics_port:
-        metrics = WorkerMetrics()
+        from bot.scale.metrics import WorkerMetrics  # noqa: PLC0415 (after main() chose multiprocess mode)
+
+        metrics = WorkerMetrics()  # its values go to files the main process serves
     _runtime = WorkerRuntime(settings, metrics)
-    if metrics is not None:
-        # Served once the engine is loaded: a process whose /metrics answers can take a job.
-        index = getattr(current_process(), "index", 0) or 0
-        metrics.serve_on(settings.worker_metrics_port + index)
     heap.freeze_start_up_objects()  # before the first task: per-job collections skip all this
     log.info("worker process %d ready (engine loaded)", os.getpid())
     return _runtime
 
 
+def wait_for(url: str, what: str) -> None:
+    """Start-up: wait for Redis (or a Redis broker), with backoff, one line now and then."""
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    delay, logged = 0.5, 0.0
+    while True:
+        try:
+            client.ping()
+            client.close()
+            return
+        except Exception as exc:
+            if time.monotonic() - logged > UNREACHABLE_LOG_EVERY:
+                log.warning("worker cannot reach %s at %s (%s); retrying", what, redis_address(url), type(exc).__name__)
+                logged = time.monotonic()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def main(settings: Settings) -> int:
+    directory = None
+    if settings.worker_metrics_port:
+        # Lazily: prometheus-client must not be imported before multiprocess_directory() runs.
+        from bot.scale.health import WorkerHealth, multiprocess_directory, serve  # noqa: PLC0415
+
+        directory = multiprocess_directory()  # before prometheus-client is imported
+        serve(settings, WorkerHealth(settings, NODE))
+    if settings.broker_url.startswith(("redis://", "rediss://")) and settings.broker_url != settings.redis_url:
+        wait_for(settings.broker_url, "the broker")
+    wait_for(settings.redis_url, "Redis")
+    try:
+        return _run_celery(settings)
+    finally:
+        if directory is not None:
+            from bot.scale.health import remove_directory  # noqa: PLC0415
+
+            remove_directory(directory)
+
+
+def _run_celery(settings: Settings) -> int:
     app = build_worker_app(settings)
     argv = [
         "worker",
