@@ -56,18 +56,27 @@ async def connect(settings: Settings, pseudonymize: Pseudonymizer, wait: bool = 
         return None
     try:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
         from redis.exceptions import AuthenticationError, RedisError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
     except ImportError:
         raise StartupError(
             "DARKROOM_REDIS_URL (or a Redis DARKROOM_BROKER_URL) is set but the Redis client is not installed: pip install 'darkroom-bot[scale]'"
         ) from None
     try:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=10, socket_timeout=10, health_check_interval=30)
+        # A command that meets a dead connection (Redis restarted) reconnects and is tried again.
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=10,
+            socket_timeout=10,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=2.0, base=0.2), 4),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+        )
     except ValueError:
         raise StartupError("DARKROOM_REDIS_URL is not a valid Redis URL") from None
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     delay, logged = 0.5, -WAIT_LOG_EVERY
     loop = asyncio.get_running_loop()
     while True:

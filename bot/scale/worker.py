@@ -19,6 +19,8 @@ from functools import partial
 
 from celery import signals
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from bot.engine_config import engine_config
 from bot.platforms.telegram.client import TelegramClient
@@ -78,7 +80,9 @@ class WorkerRuntime:
         self.name = NODE + uuid.uuid4().hex[:8]  # announces this process and whether it is free; nothing else
         self.busy = False
         self._beat = threading.Event()
-        self._beats = Redis.from_url(self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+        self._beats = Redis.from_url(
+            self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, retry=Retry(ExponentialBackoff(cap=1.0, base=0.2), 2)
+        )
         threading.Thread(target=self._heartbeat, name="darkroom-heartbeat", daemon=True).start()
 
     def _heartbeat(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,7 +61,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--dbfilename", "dump.rdb"],
@@ -364,7 +366,8 @@ async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(p
 
 async def test_wechat_styled_by_a_worker(processes, wechat_api, data_dir, engine, small_portrait):
     from tests.conftest import running_bot
-    from tests.fakes.wechat_api import APPID, APPSECRET, TOKEN as WECHAT_TOKEN, WeChatSender
+    from tests.fakes.wechat_api import APPID, APPSECRET, WeChatSender
+    from tests.fakes.wechat_api import TOKEN as WECHAT_TOKEN
 
     openid = "oWorker_openid_of_li_na_678"
     wechat = dict(WECHAT_TOKEN=WECHAT_TOKEN, WECHAT_APPID=APPID, WECHAT_SECRET=APPSECRET, WECHAT_API_URL=wechat_api.url)
@@ -384,3 +387,87 @@ async def test_wechat_styled_by_a_worker(processes, wechat_api, data_dir, engine
     assert len([m for m in wechat_api.sent(openid) if m["msgtype"] == "image"]) == 1
     worker_log = processes.log_texts()[0]
     assert "darkroom.workers: job started" in worker_log and openid not in worker_log and "MEDIA_W" not in worker_log
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+GARBAGE = [
+    b"\x00\xffnot json at all",
+    b"[1, 2, 3]",
+    b'{"body": "x"}',
+    b'{"body": "!!", "content-encoding": "utf-8", "content-type": "application/json", "headers": {}, '
+    b'"properties": {"body_encoding": "base64", "delivery_tag": "x", "delivery_info": {}}}',
+]
+
+
+async def test_redis_restarted_empty_a_replayed_task_is_refused_garbage_survived_and_the_next_job_styled(
+    processes, small_portrait
+):
+    """Day-2: Redis restarts without persistence mid-run. Before: the worker's first command met
+    its dead connection and the task died without an outcome (the person waited the whole job
+    timeout); a captured task pushed back after the person's erasure was styled and sent again
+    (N1: its claim had vanished with Redis); one non-JSON message stopped the worker (N4)."""
+    fake, redis = processes.fake, processes.redis
+    worker_port = free_port()
+    await processes.start_front(DARKROOM_JOB_TIMEOUT="90")
+    await processes.start_worker(DARKROOM_WORKER_METRICS_PORT=str(worker_port))
+    await fake.consent_with_style(MIO)
+    await fake.consent_with_style(REN)
+
+    # Mio's photo is styled; meanwhile an attacker with access to Redis copies the task message.
+    fake.delays["file"] = 2.0
+    await fake.send_photo_from(MIO, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    client = redis.client()
+    (entry,) = client.hvals("unacked")
+    captured = json.dumps(json.loads(entry)[0]).encode()
+    await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
+    del fake.delays["file"]
+    await fake.send_text_from(MIO, "/delete_my_data")
+    await fake.wait_for_text("deleted", chat_id=MIO.id, timeout=30)
+    downloads = len(fake.file_downloads)
+
+    redis.kill()
+    redis.start()  # same port, empty
+    client = redis.client()
+    client.lpush("darkroom", captured)  # replayed after the erasure, and after Redis forgot the claim
+    for message in GARBAGE:
+        client.lpush("darkroom", message)
+    deadline = time.monotonic() + 60
+    while client.llen("darkroom"):
+        assert time.monotonic() < deadline, "the worker stopped taking messages"
+        await asyncio.sleep(0.2)
+
+    started = time.monotonic()
+    await fake.send_photo_from(REN, small_portrait)
+    await fake.wait_for("sendPhoto", chat_id=REN.id, timeout=80)  # well inside the 90 s job timeout
+    assert time.monotonic() - started < 60
+    await asyncio.sleep(2.0)
+    assert len(fake.calls_to("sendPhoto", MIO.id)) == 1  # the replay was refused: no second photo
+    assert len(fake.file_downloads) == downloads + 1  # ... and Mio's photo was not even fetched again
+    worker_log = processes.log_texts()[1]
+    assert "refused a task the front no longer waits for" in worker_log
+    assert worker_log.count("dropped a message on the queue that is not a task") >= 3
+    assert "lost Redis" not in processes.log_texts()[0]
+
+    # The worker's own endpoints: alive, ready (free), and both jobs counted.
+    assert http_get(worker_port, "/healthz")[0] == 200
+    deadline = time.monotonic() + 20
+    while (ready := http_get(worker_port, "/readyz"))[0] != 200:
+        assert time.monotonic() < deadline, ready
+        await asyncio.sleep(0.5)
+    status, metrics = http_get(worker_port, "/metrics")
+    assert status == 200 and 'darkroom_jobs_total{outcome="done"} 2.0' in metrics, metrics
+    redis.kill()
+    deadline = time.monotonic() + 20
+    while (ready := http_get(worker_port, "/readyz"))[0] != 503:
+        assert time.monotonic() < deadline, ready
+        await asyncio.sleep(0.5)
+    assert json.loads(ready[1])["reason"] == "redis_unreachable"
+    redis.start()
