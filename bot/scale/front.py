@@ -86,6 +86,7 @@ class RemoteStyler:
         if await self._claim_revoked(job):
             log.warning("a job got no answer from the workers in %ds; the person is asked to send it again", self.settings.job_timeout)
             self._spawn(self._control_revoke(job))
+            self._spawn(self._forget(job))
             return Outcome(OutcomeKind.LOST)
         outcome = await self._outcome(job, LATE_GRACE)
         self._spawn(self._forget(job))

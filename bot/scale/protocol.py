@@ -132,6 +132,10 @@ def celery_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # And on Redis, fetch a task only when a styling process is free: a task held in reserve
+        # by a worker that is then killed waits out the visibility timeout, and its person is
+        # asked to send again for a job that never started.
+        worker_disable_prefetch=settings.broker_url.startswith(("redis://", "rediss://")),
         task_time_limit=settings.job_timeout + 30,
         task_default_queue=QUEUE,
         broker_connection_retry_on_startup=True,

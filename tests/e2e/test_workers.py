@@ -35,6 +35,7 @@ pytestmark = pytest.mark.redis
 
 MIO = User(777000111, "Mio", "mio_secret_name", "en")
 REN = User(777000222, "Ren", "ren_hidden_handle", "en")
+SORA = User(777000333, "Sora", "sora_quiet_handle", "en")
 
 
 @pytest.fixture(autouse=True)
@@ -356,7 +357,7 @@ async def test_a_whole_worker_killed_mid_job_the_person_is_asked_to_send_again(p
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its styling process, no goodbye
     worker.wait()
     told = await fake.wait_for_edit("send it again", chat_id=MIO.id, timeout=40)
-    assert told
+    assert "the styling machine stopped" in told.params["text"]  # what happened, not "Darkroom restarted"
     # The front marked the job revoked when it gave up: when the broker delivers the task again
     # (after its visibility timeout), the worker that gets it does not answer.
     client = processes.redis.client()
@@ -471,3 +472,38 @@ async def test_redis_restarted_empty_a_replayed_task_is_refused_garbage_survived
         await asyncio.sleep(0.5)
     assert json.loads(ready[1])["reason"] == "redis_unreachable"
     redis.start()
+
+
+async def test_a_worker_killed_with_kill_9_strands_only_the_job_it_was_running(processes, small_portrait):
+    """Three photos out with two single-process workers: each runs one, the third waits in the
+    broker. One worker is killed (kill -9): only its running job is asked to be sent again; the
+    waiting one was not held in reserve by the dead worker, so the other worker styles it."""
+    fake = processes.fake
+    await processes.start_front(DARKROOM_JOB_TIMEOUT="45")
+    first = await processes.start_worker()
+    second = await processes.start_worker()
+    people = (MIO, REN, SORA)
+    for person in people:
+        await fake.consent_with_style(person)
+    fake.delays["file"] = 4.0
+    for person in people:
+        await fake.send_photo_from(person, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    await asyncio.sleep(1.0)
+    logs = {p: (processes.root / f"worker{i}" / "worker.log") for i, p in enumerate((first, second))}
+    deadline = time.monotonic() + 60
+    while not all("job started" in log.read_text(errors="replace") for log in logs.values()):
+        assert time.monotonic() < deadline, "both workers should be running a job"
+        await asyncio.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its styling process, no goodbye
+    first.wait()
+    del fake.delays["file"]
+    deadline = time.monotonic() + 150
+    while True:
+        photos = [p for p in people if fake.calls_to("sendPhoto", p.id)]
+        asked = [p for p in people if any("send it again" in str(c.params.get("text", "")) for c in fake.calls_to("editMessageText", p.id))]
+        if len(photos) + len(asked) == 3:
+            break
+        assert time.monotonic() < deadline, (photos, asked)
+        await asyncio.sleep(0.5)
+    assert len(asked) == 1 and len(photos) == 2, (asked, photos)
