@@ -507,3 +507,49 @@ async def test_a_worker_killed_with_kill_9_strands_only_the_job_it_was_running(p
         assert time.monotonic() < deadline, (photos, asked)
         await asyncio.sleep(0.5)
     assert len(asked) == 1 and len(photos) == 2, (asked, photos)
+
+
+@pytest.mark.postgres
+async def test_sigterm_drains_a_worker_and_nothing_is_left_once_everything_settles(processes, small_portrait, postgres_url):
+    """SIGTERM on a worker: its running job finishes and is delivered, it takes no new one (the
+    other worker does), and it exits. Then, with PostgreSQL: the front's queue gauges are at 0
+    and no job is left in the inflight table."""
+    import asyncpg
+
+    fake = processes.fake
+    port = free_port()
+    await processes.start_front(DARKROOM_METRICS="true", DARKROOM_HTTP_PORT=str(port), DARKROOM_DATABASE_URL=postgres_url)
+    first = await processes.start_worker()
+    second = await processes.start_worker()
+    await fake.consent_with_style(MIO)
+    await fake.consent_with_style(REN)
+    fake.delays["file"] = 4.0
+    await fake.send_photo_from(MIO, small_portrait)
+    await fake.wait_for_arrival("getFile", timeout=60)
+    await asyncio.sleep(0.3)
+    logs = {p: (processes.root / f"worker{i}" / "worker.log") for i, p in enumerate((first, second))}
+    (busy,) = [p for p, log in logs.items() if "job started" in log.read_text(errors="replace")]
+    busy.send_signal(signal.SIGTERM)  # to the worker's main process, as `docker stop` does
+    await asyncio.sleep(0.5)
+    del fake.delays["file"]
+    await fake.send_photo_from(REN, small_portrait)
+    await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)  # the running job finished
+    await fake.wait_for("sendPhoto", chat_id=REN.id, timeout=120)  # the new one went to the other worker
+    busy.wait(timeout=60)  # and the drained worker exited by itself
+    assert logs[busy].read_text(errors="replace").count("job started") == 1
+    await asyncio.sleep(2.0)
+    assert len(fake.calls_to("sendPhoto", MIO.id)) == 1 and len(fake.calls_to("sendPhoto", REN.id)) == 1
+
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = http_get(port, "/metrics")[1]
+        if "darkroom_queue_running 0.0" in metrics and "darkroom_queue_waiting 0.0" in metrics:
+            break
+        assert time.monotonic() < deadline, metrics
+        await asyncio.sleep(0.5)
+    assert "darkroom_queue_depth 0.0" in metrics
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM inflight") == 0
+    finally:
+        await connection.close()
