@@ -407,16 +407,19 @@ GARBAGE = [
 ]
 
 
+@pytest.mark.postgres
 async def test_redis_restarted_empty_a_replayed_task_is_refused_garbage_survived_and_the_next_job_styled(
-    processes, small_portrait
+    processes, small_portrait, postgres_url
 ):
     """Day-2: Redis restarts without persistence mid-run. Before: the worker's first command met
     its dead connection and the task died without an outcome (the person waited the whole job
     timeout); a captured task pushed back after the person's erasure was styled and sent again
     (N1: its claim had vanished with Redis); one non-JSON message stopped the worker (N4)."""
     fake, redis = processes.fake, processes.redis
-    worker_port = free_port()
-    await processes.start_front(DARKROOM_JOB_TIMEOUT="90")
+    worker_port, front_port = free_port(), free_port()
+    await processes.start_front(
+        DARKROOM_JOB_TIMEOUT="90", DARKROOM_METRICS="true", DARKROOM_HTTP_PORT=str(front_port), DARKROOM_DATABASE_URL=postgres_url
+    )
     await processes.start_worker(DARKROOM_WORKER_METRICS_PORT=str(worker_port))
     await fake.consent_with_style(MIO)
     await fake.consent_with_style(REN)
@@ -472,6 +475,17 @@ async def test_redis_restarted_empty_a_replayed_task_is_refused_garbage_survived
         await asyncio.sleep(0.5)
     assert json.loads(ready[1])["reason"] == "redis_unreachable"
     redis.start()
+
+    # No loose ends once everything settled: the front's queue is empty and no job is in flight.
+    import asyncpg
+
+    metrics = http_get(front_port, "/metrics")[1]
+    assert "darkroom_queue_running 0.0" in metrics and "darkroom_queue_waiting 0.0" in metrics, metrics
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM inflight") == 0
+    finally:
+        await connection.close()
 
 
 async def test_a_worker_killed_with_kill_9_strands_only_the_job_it_was_running(processes, small_portrait):
@@ -553,3 +567,40 @@ async def test_sigterm_drains_a_worker_and_nothing_is_left_once_everything_settl
         assert await connection.fetchval("SELECT count(*) FROM inflight") == 0
     finally:
         await connection.close()
+
+
+async def test_a_worker_whose_redis_is_down_says_where_once_and_waits(processes):
+    """Started while Redis is down: one Darkroom line naming host:port (never the password),
+    retried with backoff, and the worker starts taking jobs once Redis is back."""
+    redis = processes.redis
+    redis.kill()
+    url = f"redis://:pass-word-9@127.0.0.1:{redis.port}/0"
+    workdir = processes.root / "lonely"
+    workdir.mkdir()
+    log = workdir / "worker.log"
+    env = environment(processes.fake, url, workdir / "data", DARKROOM_WORKER_CONCURRENCY="1", DARKROOM_THREADS="1")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+        env=env, start_new_session=True,
+    )
+    processes.workers.append(worker)
+    line = f"worker cannot reach Redis at 127.0.0.1:{redis.port} (ConnectionError); retrying"
+    deadline = time.monotonic() + 60
+    while line not in log.read_text(errors="replace"):
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(4.0)
+    text = log.read_text(errors="replace")
+    assert text.count(line) == 1 and "pass-word-9" not in text and worker.poll() is None  # one line, still waiting
+    redis.process = subprocess.Popen(
+        ["redis-server", "--port", str(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--requirepass", "pass-word-9", "--dir", str(redis.dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while "worker ready: taking jobs" not in log.read_text(errors="replace"):
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        await asyncio.sleep(0.5)
+    assert "pass-word-9" not in log.read_text(errors="replace")
