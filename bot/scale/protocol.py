@@ -77,14 +77,15 @@ def live_key(job: str) -> str:
 
 def redis_client(url: str):
     """The asyncio Redis client both sides use. A command that meets a dead connection (Redis
-    restarted) reconnects and is tried again, a few times with a short backoff, instead of
-    failing the job; the socket timeout outlasts BLPOP_WAIT."""
+    restarted) reconnects and is tried again (twice, quickly: enough for a stale connection,
+    short enough that a Redis really away fails fast and the caller's fallback answers); the
+    socket timeout outlasts BLPOP_WAIT."""
     return aioredis.from_url(
         url,
         socket_connect_timeout=3,
         socket_timeout=SOCKET_TIMEOUT,
         health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.2), 4),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError],
     )
 

@@ -72,7 +72,7 @@ async def connect(settings: Settings, pseudonymize: Pseudonymizer, wait: bool = 
             socket_connect_timeout=10,
             socket_timeout=10,
             health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.2), 4),
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
             retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
         )
     except ValueError:

@@ -81,7 +81,7 @@ class WorkerRuntime:
         self.busy = False
         self._beat = threading.Event()
         self._beats = Redis.from_url(
-            self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, retry=Retry(ExponentialBackoff(cap=1.0, base=0.2), 2)
+            self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2)
         )
         threading.Thread(target=self._heartbeat, name="darkroom-heartbeat", daemon=True).start()
 
