@@ -58,6 +58,14 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            return response.status == 200
+    except OSError:  # refused, or 503 (urllib's HTTPError is an OSError)
+        return False
+
+
 def family_rss(pid: int) -> list[float]:
     """Peak RSS of a process and of its children (a worker's styling processes)."""
     pids = [pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
@@ -106,16 +114,14 @@ async def run_setup(workers: int, people: int, jpeg: bytes, style: str) -> dict:
         )
         try:
             await fake.wait_for("deleteWebhook", timeout=120)
-            for port in worker_ports:  # each worker's styling process has loaded its engine
-                deadline = time.monotonic() + 120
-                while True:
-                    try:
-                        scrape(port)
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.3)
+            # Each worker ready (its styling process loaded its engine and is free), then the
+            # front ready (scaled out: it sees a free worker), both by their GET /readyz.
+            for port in [*worker_ports, front_port]:
+                deadline = time.monotonic() + 180
+                while not ready(port):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"not ready in time (port {port})")
+                    await asyncio.sleep(0.3)
             await asyncio.gather(*(fake.send_text_from(u, "/start") for u in crowd))
             await fake.wait_for("sendMessage", count=people, timeout=120)
             notices = {int(c.params["chat_id"]): c.result for c in fake.calls_to("sendMessage")}

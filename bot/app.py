@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # loaded at start-up only when configured (heavy, or an extra
 
 log = logging.getLogger("darkroom")
 SHUTDOWN_NOTICE_TIME = 2.5  # seconds after the grace period to tell people their photo was not done
+READY_TIMEOUT = 2.0  # seconds each /readyz check may take
 
 
 def software_version() -> str:
@@ -141,6 +142,7 @@ class Darkroom:
     page_url: str = field(default="", init=False)  # where the on-device page is served, once started
     _pseudonymize: Pseudonymizer | None = field(default=None, init=False)
     _janitor: asyncio.Task | None = field(default=None, init=False)
+    _capacity: asyncio.Task | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Start in the order a photo's journey needs: data directory and secret, the verified
@@ -179,7 +181,8 @@ class Darkroom:
         )
         self.router = router = Router(base)
         self._pseudonymize = pseudonymize = Pseudonymizer(settings.secret)
-        self.shared = await connect_shared_state(settings, pseudonymize)
+        # Redis down at start (a routine restart, or started in the wrong order): wait for it.
+        self.shared = await connect_shared_state(settings, pseudonymize, wait=True)
         self.queue.start()
         router.start()
         # Before any update can arrive: later per-job collections skip what start-up built.
@@ -191,6 +194,8 @@ class Darkroom:
             await self.telegram_receiver.start()
         await self._tell_people_about_lost_jobs()
         self._janitor = asyncio.create_task(self._delete_due_replies(), name="darkroom-reply-janitor")
+        if settings.scaled_out:
+            self._capacity = asyncio.create_task(self._follow_capacity(), name="darkroom-capacity")
         log.info("Darkroom %s started (%d styles)", __version__, len(engine.catalogue.styles))
         log.debug(
             "telegram=%s (%s), wechat=%s, input_ttl=%ds, reply_ttl=%ds, max_side=%d, queue_limit=%d",
@@ -255,6 +260,7 @@ class Darkroom:
             telegram_secret=settings.telegram_webhook_secret,
             wechat=self.wechat_callback,
             health=self.health,
+            ready=self.ready,
             webapp=webapp,
             metrics=self._metrics if settings.metrics else None,
         )
@@ -314,6 +320,49 @@ class Darkroom:
                 log.warning("deleting due replies failed: %s", type(exc).__name__)
             await asyncio.sleep(self.janitor_interval)
 
+    async def _follow_capacity(self, every: float = 5.0) -> None:
+        """Scaled out: as many jobs out at once as the workers' heartbeats show styling
+        processes (+ 1 waiting in the broker), so a worker added anywhere adds capacity."""
+        from bot.scale.protocol import HEARTBEAT
+
+        assert self.queue is not None and self.styler is not None
+        while True:
+            await asyncio.sleep(min(every, HEARTBEAT))
+            try:
+                processes, _ = await self.styler.capacity()  # type: ignore[attr-defined]
+            except Exception:
+                continue  # Redis is away; the front's own warnings say so
+            if processes and processes + 1 != self.queue.workers:
+                self.queue.resize(processes + 1)
+                log.info("workers: %d styling process(es); up to %d jobs out at once", processes, processes + 1)
+
+    async def ready(self) -> tuple[bool, str]:
+        """GET /readyz: the database and Redis answer; in-process, the engine is loaded; scaled
+        out, at least one live worker is free. A fixed reason code, no personal data."""
+        if self.storage is None or self.queue is None or self.queue.stopping:
+            return False, "starting"
+        try:
+            await asyncio.wait_for(self.storage.ping(), READY_TIMEOUT)
+        except Exception:
+            return False, "database_unavailable"
+        if self.shared is not None:
+            try:
+                await asyncio.wait_for(self.shared.redis.ping(), READY_TIMEOUT)
+            except Exception:
+                return False, "redis_unavailable"
+        if self.settings.scaled_out:
+            try:
+                processes, free = await asyncio.wait_for(self.styler.capacity(), READY_TIMEOUT)  # type: ignore[union-attr]
+            except Exception:
+                return False, "redis_unavailable"
+            if not processes:
+                return False, "no_worker"
+            if not free:
+                return False, "no_free_worker"
+        elif self.engine is None or self.engine.choice is None:
+            return False, "engine_not_loaded"
+        return True, "ok"
+
     async def _metrics(self) -> tuple[bytes, str]:
         assert self.metrics is not None  # served only with DARKROOM_METRICS, which creates them
         return await self.metrics.render(self.queue, self.styler)
@@ -337,9 +386,10 @@ class Darkroom:
         give_up_at = loop.time() + grace + SHUTDOWN_NOTICE_TIME
         if self.telegram is not None:
             self.telegram.wind_down(give_up_at)
-        if self._janitor is not None:
-            self._janitor.cancel()
-            await asyncio.gather(self._janitor, return_exceptions=True)
+        for task in (self._janitor, self._capacity):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         try:
             await asyncio.wait_for(self._stop_work(loop.time() + grace), timeout=grace + SHUTDOWN_NOTICE_TIME + 1.5)
         except TimeoutError:

@@ -142,7 +142,7 @@ def _worker() -> int:
 
     try:
         return worker_main(settings)
-    except ModelIntegrityError as exc:
+    except (ModelIntegrityError, StartupError) as exc:
         _error(str(exc))
         return EXIT_USAGE
 

@@ -208,8 +208,22 @@ class FairQueue:
         self._tasks = []
         return affected
 
+    def resize(self, workers: int) -> None:
+        """How many jobs may run at once from now on (scaled out, the workers' heartbeats
+        decide): more start at once; when fewer, the extra ones end as their jobs finish."""
+        self.workers = max(1, workers)
+        if self._closed or not self._tasks:
+            return
+        self._tasks = [t for t in self._tasks if not t.done()]
+        while len(self._tasks) < self.workers:
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"darkroom-worker-{len(self._tasks)}"))
+        self._wakeup.set()  # idle ones look again: the extra ones end
+
     async def _worker(self) -> None:
         while True:
+            if len(self._tasks) > self.workers and (me := asyncio.current_task()) in self._tasks:
+                self._tasks.remove(me)  # resized down: between jobs, this one ends
+                return
             ticket = self._next()
             if ticket is None:
                 self._wakeup.clear()

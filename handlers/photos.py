@@ -476,7 +476,7 @@ OUTCOME_TEXT: dict[OutcomeKind, str | None] = {
     OutcomeKind.UNDELIVERED: "photo.failed",
     OutcomeKind.FAILED: "photo.failed",
     OutcomeKind.CLAIMED: None,  # answered already (a job run again after a worker died)
-    OutcomeKind.LOST: "photo.lost",
+    OutcomeKind.LOST: "photo.worker_lost",  # only a front with workers concludes it
     OutcomeKind.BUSY: "photo.busy",
 }
 # Why the engine refused an image (inference.ImageRejected.reason) -> what the person is told.

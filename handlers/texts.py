@@ -198,6 +198,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, Darkroom restarted while styling your photo, and it kept no copy of it. Please send it again.",
         "zh": "抱歉，Darkroom 在处理你的照片时重启了，而且没有保留任何副本。请重新发送。",
     },
+    "photo.worker_lost": {
+        "en": "Sorry, the styling machine stopped before your photo was done, and no copy of it was kept. Please send it again.",
+        "zh": "抱歉，负责处理照片的机器在完成前停止了，没有保留任何副本。请重新发送。",
+    },
     "photo.faces_confirm": {
         "en": "I can see {count} faces in this photo. Before I style it, please confirm that everyone in it agreed. (The rules on deep synthesis ask for this.)",
         "zh": "这张照片里我看到 {count} 张脸。处理之前，请确认照片中的每个人都同意。（深度合成相关规定要求这样做。）",

@@ -238,15 +238,19 @@ def _envelope_misfit(envelope, jobs: _JobSeal) -> str | None:
 
 
 def _plain_fields(fields: dict, texts: set[str]) -> str | None:
-    """Any field other than ``texts`` may hold only null, flags, numbers, or lists/dicts of them."""
+    """Any field other than ``texts`` may hold only null, flags, or lists/dicts of them; a number
+    only in a field Celery fills with a small count or limit (_NUMBERS), up to its bound. A raw
+    chat or user id written as a number (Telegram's are 6 to 13 digits) is caught in any field."""
 
-    def plain(value) -> bool:
-        if value is None or isinstance(value, (bool, int, float)):
+    def plain(value, name: str) -> bool:
+        if value is None or isinstance(value, bool):
             return True
+        if isinstance(value, (int, float)):
+            return name in _NUMBERS and 0 <= value <= _NUMBERS[name] and value == int(value)
         if isinstance(value, list):
-            return all(plain(v) for v in value)
+            return all(plain(v, name) for v in value)
         if isinstance(value, dict):
-            return all(_FIELD.fullmatch(k) and plain(v) for k, v in value.items())
+            return all(_FIELD.fullmatch(k) and plain(v, k) for k, v in value.items())
         return False
 
     for name, value in fields.items():
@@ -254,11 +258,22 @@ def _plain_fields(fields: dict, texts: set[str]) -> str | None:
             continue
         if not _FIELD.fullmatch(name):
             return "with an unexpected name"
-        if not plain(value):
-            return f"{name} holds text"
+        if not plain(value, name):
+            return f"{name} holds text or an unexpected number"
     return None
 
 
+# The numbers Celery and kombu write in a task message, each with a bound no id fits under:
+# retry count, [soft, hard] time limits in seconds (DARKROOM_JOB_TIMEOUT + 30 at most), nesting,
+# a group's index, the message priority and delivery mode.
+_NUMBERS = {
+    "retries": 1000,
+    "timelimit": 24 * 3600,
+    "replaced_task_nesting": 1000,
+    "group_index": 1000,
+    "priority": 255,
+    "delivery_mode": 2,
+}
 _FIELD = re.compile(r"[a-z_]{1,40}")
 
 

@@ -61,6 +61,9 @@ class Keys:
     def result(self, job: str) -> str:
         return f"{self.prefix}:result:{job}"
 
+    def live(self, job: str) -> str:
+        return f"{self.prefix}:live:{job}"
+
     def worker(self, name: str) -> str:
         return f"{self.prefix}:worker:{name}"
 
@@ -96,7 +99,8 @@ KINDS = (
     # bot/scale/
     KeyKind("job claims (job-id keys: revoked or delivering)", re.compile(rf"claim:{JOB}"), "string", element=re.compile(rb"revoked|delivering")),
     KeyKind("job outcomes (job-id keys, sealed)", re.compile(rf"result:{JOB}"), "list", form=OUTCOME),
-    KeyKind("worker heartbeats (random names)", re.compile(r"worker:[0-9a-f]{32}"), "string", element=re.compile(rb"1")),
+    KeyKind("live jobs (job-id keys: a worker may run only these)", re.compile(rf"live:{JOB}"), "string", element=re.compile(rb"1")),
+    KeyKind("worker heartbeats (random names)", re.compile(r"worker:[0-9a-f]{32}"), "string", element=re.compile(rb"[01]")),
     # Celery and kombu (redis transport), as bot/scale/ configures them
     KeyKind("Celery task queue (task messages, sealed)", re.compile(re.escape(QUEUE) + r"(\x06\x16[0-9])?"), "list", form=MESSAGE, prefixed=False),
     KeyKind("Celery tasks being run (task messages, sealed)", re.compile(r"unacked"), "hash", form=UNACKED, prefixed=False),

@@ -145,7 +145,7 @@ class Settings:
         "DARKROOM_HTTP_HOST",
         "127.0.0.1",
         TEXT,
-        "address of the HTTP server for `/telegram`, `/wechat`, the on-device page `/app/` and `GET /healthz`",
+        "address of the HTTP server for `/telegram`, `/wechat`, the on-device page `/app/`, `GET /healthz` and `GET /readyz`",
     )
     http_port: int = setting(HTTP, "DARKROOM_HTTP_PORT", 8080, read_whole(0, 65535), "port of that HTTP server")
     webapp_url: str = setting(
@@ -335,7 +335,7 @@ class Settings:
         "DARKROOM_WORKER_SLOTS",
         2,
         read_whole(1, 10_000),
-        "front: how many styling processes all workers have together (jobs out at once: this + 1)",
+        "front: styling processes assumed until the workers' heartbeats tell (then they decide; jobs out at once: that + 1)",
     )
     worker_concurrency: int = setting(
         SCALE,
@@ -356,7 +356,14 @@ class Settings:
         "DARKROOM_WORKER_METRICS_PORT",
         0,
         read_whole(0, 65535),
-        "worker: Prometheus metrics on 127.0.0.1 at this port (+ the styling process's index); 0: none",
+        "worker: `GET /healthz`, `GET /readyz` and Prometheus `GET /metrics` (all its styling processes) on this port; 0: none",
+    )
+    worker_metrics_host: str = setting(
+        SCALE,
+        "DARKROOM_WORKER_METRICS_HOST",
+        "127.0.0.1",
+        TEXT,
+        "worker: address of that port (`0.0.0.0` so that Prometheus on another machine can scrape it)",
     )
     metrics: bool = setting(
         SCALE, "DARKROOM_METRICS", False, FLAG, "front: Prometheus `GET /metrics` on the HTTP server"

@@ -187,6 +187,10 @@ class Storage:
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> None:
+        """Raises when the database does not answer (GET /readyz)."""
+        await self._db.fetch("SELECT 1")
+
     # -- consent ---------------------------------------------------------------------------
 
     async def consent(self, person: str) -> ConsentRecord | None:

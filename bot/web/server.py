@@ -1,6 +1,6 @@
 """One aiohttp server for everything that comes in over HTTP: `POST /telegram` (webhook mode),
 `GET|POST /wechat` (WeChat callbacks), the on-device page under `/app/` (bot/web/page.py) and
-`GET /healthz`."""
+`GET /healthz` (liveness), `GET /readyz` (can it take photos now) and `GET /metrics`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ MAX_BODY = 1024 * 1024  # Telegram updates and WeChat callbacks are a few KB; ph
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None, metrics=None) -> web.Application:
+def build_app(
+    telegram=None, telegram_secret: str = "", wechat=None, health=None, webapp=None, metrics=None, ready=None
+) -> web.Application:
     """``telegram`` has `process_webhook_update(dict)`; ``wechat`` has `handle(request)`;
     ``webapp`` has `add_routes(app)`; ``metrics()`` returns the Prometheus exposition and its
     content type."""
@@ -34,6 +36,15 @@ def build_app(telegram=None, telegram_secret: str = "", wechat=None, health=None
         return web.json_response(body)
 
     app.router.add_get("/healthz", healthz)
+
+    if ready is not None:
+
+        async def readyz(request: web.Request) -> web.Response:
+            # 200 only when a photo sent now can be styled; else 503 and a fixed reason code.
+            ok, reason = await ready()
+            return web.json_response({"status": "ok" if ok else "unavailable", "reason": reason}, status=200 if ok else 503)
+
+        app.router.add_get("/readyz", readyz)
 
     if metrics is not None:
 

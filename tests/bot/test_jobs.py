@@ -229,3 +229,28 @@ async def test_the_limiters_buckets_name_no_one_and_expire_after_the_hour():
     clock.now += 1801  # alice's photo is over an hour old; bob's is not
     queue.submit("carol", recorder([], "z"))
     assert queue.buckets == 2 and bucket not in queue._recent
+
+
+async def test_resize_changes_how_many_jobs_run_at_once_without_a_restart():
+    queue = FairQueue(workers=1, max_waiting=100, per_person=10, rate_per_hour=0)
+    gate = asyncio.Event()
+    order: list[str] = []
+    for person in ("a", "b", "c"):
+        queue.submit(person, recorder(order, person, gate))
+    queue.start()
+    await asyncio.sleep(0.05)
+    assert queue.running == 1
+    queue.resize(3)  # two more styling processes announced themselves
+    await asyncio.sleep(0.05)
+    assert queue.running == 3
+    queue.resize(1)  # they went away: the extra slots end once their jobs are done
+    gate.set()
+    await asyncio.sleep(0.05)
+    assert len(queue._tasks) == 1
+    gate.clear()
+    for person in ("d", "e"):
+        queue.submit(person, recorder(order, person, gate))
+    await asyncio.sleep(0.05)
+    assert queue.running == 1
+    gate.set()
+    await queue.stop()

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from bot.scale.front import RemoteStyler
-from bot.scale.protocol import DELIVERING, REVOKED, BrokerSeal, claim_key, job_id, result_key
+from bot.scale.protocol import BLPOP_WAIT, DELIVERING, REVOKED, BrokerSeal, claim_key, job_id, live_key, result_key
 from bot.settings import Settings
 from handlers import pipeline
 from handlers.events import Address, MessageRef, PhotoRef
@@ -129,3 +129,92 @@ async def test_no_broker_means_busy(tmp_path):
     outcome = await remote.style(work("k5"), None, [], lambda upload: None)
     assert outcome.kind == pipeline.OutcomeKind.BUSY and time.monotonic() - started < 10
     await remote.close()
+
+
+def live(redis_url: str, key: str) -> bool:
+    return bool(Redis.from_url(redis_url).exists(live_key(job_id(SECRET.encode(), key))))
+
+
+async def wait_for_task(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    for _ in range(200):
+        if client.lrange("darkroom", 0, -1):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no task was sent")
+
+
+async def test_a_job_is_live_while_the_front_waits_and_not_after(styler, redis_url):
+    running = asyncio.create_task(styler.style(work("k6"), None, [], lambda upload: None))
+    await wait_for_task(redis_url)
+    assert live(redis_url, "k6")  # a worker may run it now
+    answer(redis_url, "k6", Outcome(pipeline.OutcomeKind.DONE, styled=1))
+    assert (await running).kind == pipeline.OutcomeKind.DONE
+    await asyncio.sleep(0.2)
+    assert not live(redis_url, "k6")  # answered: a replay of the task is refused
+
+
+async def test_erasure_ends_the_live_mark(styler, redis_url):
+    running = asyncio.create_task(styler.style(work("k7"), None, [], lambda upload: None))
+    await wait_for_task(redis_url)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await asyncio.sleep(0.5)
+    assert not live(redis_url, "k7")
+
+
+async def test_a_live_mark_lost_with_redis_ends_the_wait_early(redis_url):
+    remote = RemoteStyler(Settings(secret=SECRET.encode(), broker_url=redis_url, redis_url=redis_url, job_timeout=60))
+    try:
+        running = asyncio.create_task(remote.style(work("k8"), None, [], lambda upload: None))
+        await wait_for_task(redis_url)
+        started = time.monotonic()
+        Redis.from_url(redis_url).flushall()  # what a restart of Redis without persistence leaves
+        outcome = await asyncio.wait_for(running, timeout=30)
+        assert outcome.kind == pipeline.OutcomeKind.LOST and time.monotonic() - started < 15
+    finally:
+        await remote.close()
+
+
+async def test_garbage_in_the_result_key_stops_the_job_with_one_honest_answer(styler, redis_url, caplog):
+    running = asyncio.create_task(styler.style(work("k9"), None, [], lambda upload: None))
+    await wait_for_task(redis_url)
+    job = job_id(SECRET.encode(), "k9")
+    Redis.from_url(redis_url).rpush(result_key(job), b"not an outcome at all")
+    outcome = await running
+    assert outcome.kind == pipeline.OutcomeKind.LOST  # "the styling machine stopped...": send again
+    assert Redis.from_url(redis_url).get(claim_key(job)) == REVOKED  # no worker delivers it now
+    assert any("does not open" in r.getMessage() for r in caplog.records)
+
+
+async def test_garbage_while_a_worker_delivers_changes_nothing(styler, redis_url):
+    running = asyncio.create_task(styler.style(work("k10"), None, [], lambda upload: None))
+    await wait_for_task(redis_url)
+    job = job_id(SECRET.encode(), "k10")
+    client = Redis.from_url(redis_url)
+    client.set(claim_key(job), DELIVERING)  # the worker won the claim
+    client.rpush(result_key(job), b"garbage")
+    await asyncio.sleep(0.5)
+    sent = MessageRef(CHAT, "99")
+    answer(redis_url, "k10", Outcome(pipeline.OutcomeKind.DONE, styled=1, sent=sent))
+    outcome = await running
+    assert (outcome.kind, outcome.sent) == (pipeline.OutcomeKind.DONE, sent)
+
+
+async def test_a_healthy_redis_is_not_reported_lost_while_a_job_waits(redis_url, caplog):
+    """The BLPOP wait (5 s) must fit inside the socket timeout: redis-py's default is also 5 s,
+    and each expiry dropped the connection and logged "the front lost Redis"."""
+    remote = RemoteStyler(Settings(secret=SECRET.encode(), broker_url=redis_url, redis_url=redis_url, job_timeout=60))
+    # The race is lost only now and then (the reply and the timeout both come at 5 s): check the
+    # margin itself, then watch a wait longer than two BLPOPs.
+    assert remote.redis.connection_pool.connection_kwargs["socket_timeout"] >= BLPOP_WAIT + 5
+    try:
+        running = asyncio.create_task(remote.style(work("k11"), None, [], lambda upload: None))
+        await wait_for_task(redis_url)
+        await asyncio.sleep(12)  # two whole BLPOP waits
+        answer(redis_url, "k11", Outcome(pipeline.OutcomeKind.DONE, styled=1))
+        assert (await running).kind == pipeline.OutcomeKind.DONE
+    finally:
+        await remote.close()
+    assert not any("lost Redis" in r.getMessage() for r in caplog.records)

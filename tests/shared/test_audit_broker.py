@@ -236,6 +236,14 @@ def _args(envelope, body, args):
         (lambda e, b: e["headers"].__setitem__("stamps", {"chat": "424242"}), "header stamps holds text"),
         (lambda e, b: e["headers"].__setitem__("task", "someone.else"), "not Darkroom's task"),
         (lambda e, b: e["properties"].__setitem__("reply_to", "424242"), "reply_to is not a random id"),
+        # N5: a raw id written as a number, in any field.
+        (lambda e, b: e["headers"].__setitem__("chat_id", 424242), "header chat_id holds text or an unexpected number"),
+        (lambda e, b: e["headers"].__setitem__("stamps", {"chat": 424242}), "header stamps holds text or an unexpected number"),
+        (lambda e, b: e["headers"].__setitem__("retries", 777000111), "header retries holds text or an unexpected number"),
+        (lambda e, b: e["headers"].__setitem__("timelimit", [424242, None]), "header timelimit holds text or an unexpected number"),
+        (lambda e, b: e["headers"].__setitem__("group_index", 424242.0), "header group_index holds text or an unexpected number"),
+        (lambda e, b: e["properties"].__setitem__("priority", 424242), "property priority holds text or an unexpected number"),
+        (lambda e, b: e["properties"].__setitem__("user", [424242]), "property user holds text or an unexpected number"),
     ],
 )
 async def test_fails_on_a_task_message_carrying_anything_unsealed(redis_url, change, finding):
@@ -272,6 +280,7 @@ def _tamper_unacked(r: Redis) -> None:
         (lambda r: r.rpush(result_key("0" * 40), plain_blob({"kind": "done", "sent": {"chat": "424242"}})), "job outcomes (job-id keys, sealed) key do not look"),
         (lambda r: r.rpush(result_key("1" * 40), BrokerSeal(SECRET).seal("0" * 40, {"kind": "done"})), "does not open with the instance key for its job"),
         (lambda r: r.set(Keys().worker("0" * 32), b"424242"), "worker heartbeats (random names) key do not look"),
+        (lambda r: r.set(Keys().live("0" * 40), b"424242"), "live jobs (job-id keys: a worker may run only these) key do not"),
         (lambda r: r.sadd("_kombu.binding.darkroom", b"424242\x06\x16\x06\x16darkroom"), "Celery routing tables key do not look"),
         (lambda r: r.rpush("424242.reply.celery.pidbox", b"{}"), "1 key(s) Darkroom does not write"),
     ],
