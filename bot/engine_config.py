@@ -3,8 +3,11 @@ can build an engine without importing the bot's platform libraries (~20 MB of RS
 
 from __future__ import annotations
 
+from bot.safeguards.pseudonym import load_or_create_secret
 from bot.settings import Settings
+from bot.storage import credentials
 from inference import EngineConfig
+from inference.provenance import SigningIdentity
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -18,4 +21,18 @@ def engine_config(settings: Settings) -> EngineConfig:
         custom_styles=settings.custom_styles,
         backend=settings.engine,
         precision=settings.precision,
+        provider=settings.provider_name,
+        signing=signing_identity(settings),
     )
+
+
+def signing_identity(settings: Settings) -> SigningIdentity | None:
+    """The data dir's signing identity, unsealed, when signing is on and one exists. Its key
+    opens only with the instance secret: DARKROOM_SECRET, or the key file beside it (read, never
+    created here: an identity exists only after `darkroom credentials init`, which made both)."""
+    if not settings.content_credentials or not credentials.exists(settings.data_dir):
+        return None
+    secret = settings.secret
+    if not secret and settings.secret_file.exists():
+        secret = load_or_create_secret(settings.secret_file)
+    return credentials.load(settings.data_dir, secret)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -28,6 +29,7 @@ from .faithful import FILTERS
 from .imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, encode_jpeg
 from .models import SessionPool, machine_threads
 from .networks import ArbitraryStyleNetwork, MultiStyleNetwork
+from .provenance import ModelCredit, Signer, SigningIdentity
 
 PICTURE_STYLE = "picture"  # the style key of "any picture as style"
 PICTURE_FACE_STRENGTH = 0.6
@@ -49,6 +51,8 @@ class EngineConfig:
     backend: str = ""  # "", "onnxruntime" or "openvino": '' lets start-up time them and choose
     precision: str = ""  # "", "fp32" or "bf16" (bf16 only where the CPU reports it)
     compiled_shapes: int = DEFAULT_MAX_SHAPES  # per backend that compiles per shape (OpenVINO)
+    provider: str = ""  # the service provider named in the GB 45438 label ('' names the software)
+    signing: SigningIdentity | None = None  # signs every result with Content Credentials when set
 
     @property
     def limits(self) -> DecodeLimits:
@@ -106,6 +110,7 @@ class Engine:
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions
         )
         self.faces = FaceDetector(self.catalogue.model("face_frontal"), self.catalogue.model("face_profile"))
+        self.signer = Signer(config.signing) if config.signing is not None else None
 
     def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a
@@ -152,12 +157,7 @@ class Engine:
         out = self.render_rgb(picture, request, style_picture, cancel)
         if cancel is not None:
             cancel.check()
-        jpeg = encode_jpeg(
-            out,
-            self.label(request.style),
-            quality=self.config.jpeg_quality,
-            visible_label=self.config.visible_label,
-        )
+        jpeg = self.encode(out, request, face_aware=bool(picture.faces) and request.face_aware)
         height, width = out.shape[:2]
         return StyledImage(
             jpeg=jpeg,
@@ -193,12 +193,36 @@ class Engine:
         faces = list(picture.faces) if request.face_aware else []
         return blend(original, styled, strength, faces, face_strength)
 
+    def encode(self, rgb: np.ndarray, request: StyleRequest, face_aware: bool = False) -> bytes:
+        """The result as a labelled JPEG, signed with Content Credentials when an identity is set."""
+        label = self.label(request.style)
+        jpeg = encode_jpeg(rgb, label, quality=self.config.jpeg_quality, visible_label=self.config.visible_label)
+        if self.signer is None:
+            return jpeg
+        return self.signer.sign(jpeg, label, self.credits(request.style, face_aware))
+
     def label(self, style_key: str) -> AILabel:
+        # A fresh random content number per result (GB 45438 ProduceID): it names this file and
+        # nothing else, and is kept nowhere.
+        common = {"software": self.config.software, "provider": self.config.provider, "content_id": uuid.uuid4().hex}
         if style_key == PICTURE_STYLE:
-            return AILabel(SOURCE_NEURAL, "Your picture as style", self.config.software)
+            return AILabel(SOURCE_NEURAL, "Your picture as style", **common)
         style = self.catalogue.get(style_key)
         source = SOURCE_NEURAL if style.neural else SOURCE_FILTER
-        return AILabel(source, style.name, self.config.software)
+        return AILabel(source, style.name, **common)
+
+    def credits(self, style_key: str, face_aware: bool = False) -> tuple[ModelCredit, ...]:
+        """The models a result of ``style_key`` was made with, with their licences."""
+        if style_key == PICTURE_STYLE:
+            keys = ["arbitrary_predict", "arbitrary_transform"]
+        else:
+            style = self.catalogue.get(style_key)
+            if style.model is None:  # a hand-written filter: our own code
+                return (ModelCredit(f"filter:{style.filter}", style.licence),)
+            keys = [style.model.key]
+        if face_aware:  # faces were found and kept gentler: the detector shaped the result too
+            keys += ["face_frontal", "face_profile"]
+        return tuple(ModelCredit(key, self.catalogue.model(key).licence) for key in keys)
 
     def stylize(self, data: bytes, request: StyleRequest, style_data: bytes | None = None) -> StyledImage:
         """Decode, style and encode in one call (the CLI and simple callers). ``seconds`` is

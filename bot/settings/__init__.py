@@ -58,6 +58,12 @@ WECHAT = Group("WeChat Official Account (service account)")
 HTTP = Group("HTTP server (webhook, /wechat, /app/ and /healthz)")
 PRIVACY = Group("Data and privacy")
 STYLING = Group("Styling")
+LABELS = Group(
+    "Labels and Content Credentials",
+    "What each result says about itself (README \"Labels that survive the chat\"): an XMP label always, "
+    "the GB 45438 label on AI results, a visible mark where set, and C2PA Content Credentials once "
+    "`darkroom credentials init` has made a signing identity.",
+)
 LOAD = Group("Load")
 SCALE = Group(
     "Scaling out",
@@ -261,6 +267,24 @@ class Settings:
         False,
         FLAG,
         'draw a small "AI" mark in a corner of every result (the XMP label is always there)',
+    )
+    provider_name: str = setting(
+        LABELS,
+        "DARKROOM_PROVIDER_NAME",
+        "",
+        TEXT,
+        "your name, or your service's filing code, as the service provider in the GB 45438 label (ContentProducer)",
+        blank_means="the software's name (Darkroom and its version)",
+        example="Example Studio",
+    )
+    content_credentials: bool = setting(
+        LABELS,
+        "DARKROOM_CONTENT_CREDENTIALS",
+        True,
+        FLAG,
+        "sign every result with C2PA Content Credentials when the data dir holds a signing identity "
+        "(`darkroom credentials init`)",
+        note="Signing is offline and in memory; without an identity results are not signed.",
     )
     custom_styles: Path | None = setting(
         STYLING,
