@@ -80,6 +80,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         max_input_bytes=settings.max_input_bytes,
         version=software_version(),
         webapp_url=settings.webapp_url,
+        marked_platforms=frozenset(["wechat"] if settings.wechat_visible_label else []),
     )
 
 

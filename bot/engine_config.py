@@ -3,14 +3,21 @@ can build an engine without importing the bot's platform libraries (~20 MB of RS
 
 from __future__ import annotations
 
+import logging
+
 from bot.safeguards.pseudonym import load_or_create_secret
 from bot.settings import Settings
 from bot.storage import credentials
 from inference import EngineConfig
+from inference.imageio import chinese_mark_font
 from inference.provenance import SigningIdentity
+
+log = logging.getLogger(__name__)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    if (settings.visible_label or settings.wechat_enabled and settings.wechat_visible_label) and not chinese_mark_font():
+        log.warning("no font with Chinese glyphs is installed (Debian: fonts-noto-cjk): the visible AI mark is in English only")
     return EngineConfig(
         max_side=settings.max_side,
         max_bytes=settings.max_input_bytes,

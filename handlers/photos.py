@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from inference import PICTURE_STYLE, StyleRequest
@@ -413,7 +413,7 @@ def style_job_for(ctx: Context, job: ChatJob, name: str) -> StyleJob:
         key=job.key,
         chat=job.chat.address,
         photos=job.photos,
-        request=job.request,
+        request=replace(job.request, mark=ctx.platform.name in ctx.settings.marked_platforms),
         caption=caption,
         another=another,
         reply_to=job.reply_to,

@@ -65,6 +65,7 @@ class StyleRequest:
     strength: float = 1.0
     keep_colours: bool = False
     face_aware: bool = True
+    mark: bool = False  # draw the visible AI mark (where the platform's results carry one)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -157,7 +158,7 @@ class Engine:
         out = self.render_rgb(picture, request, style_picture, cancel)
         if cancel is not None:
             cancel.check()
-        jpeg = self.encode(out, request, face_aware=bool(picture.faces) and request.face_aware)
+        jpeg = self.encode(out, request, picture.faces)
         height, width = out.shape[:2]
         return StyledImage(
             jpeg=jpeg,
@@ -193,13 +194,15 @@ class Engine:
         faces = list(picture.faces) if request.face_aware else []
         return blend(original, styled, strength, faces, face_strength)
 
-    def encode(self, rgb: np.ndarray, request: StyleRequest, face_aware: bool = False) -> bytes:
-        """The result as a labelled JPEG, signed with Content Credentials when an identity is set."""
+    def encode(self, rgb: np.ndarray, request: StyleRequest, faces: tuple[Face, ...] = ()) -> bytes:
+        """The result as a labelled JPEG (with the visible mark away from ``faces`` when asked),
+        signed with Content Credentials when an identity is set."""
         label = self.label(request.style)
-        jpeg = encode_jpeg(rgb, label, quality=self.config.jpeg_quality, visible_label=self.config.visible_label)
+        mark = self.config.visible_label or request.mark
+        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality, mark, tuple(_margin(f) for f in faces) if mark else ())
         if self.signer is None:
             return jpeg
-        return self.signer.sign(jpeg, label, self.credits(request.style, face_aware))
+        return self.signer.sign(jpeg, label, self.credits(request.style, bool(faces) and request.face_aware))
 
     def label(self, style_key: str) -> AILabel:
         # A fresh random content number per result (GB 45438 ProduceID): it names this file and
@@ -275,6 +278,12 @@ class Engine:
         own_up = cv2.resize(own_small, (width, height), interpolation=cv2.INTER_CUBIC)
         detail = rgb.astype(np.int16) - own_up.astype(np.int16)
         return np.clip(up.astype(np.int16) + (detail * 3) // 4, 0, 255).astype(np.uint8)
+
+
+def _margin(face: Face) -> tuple[int, int, int, int]:
+    """A face's box with room for hair and chin around it (the detector boxes the features)."""
+    dx, dy = face.width // 3, face.height // 2
+    return (face.x - dx, face.y - dy, face.x + face.width + dx, face.y + face.height + dy)
 
 
 def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:

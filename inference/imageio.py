@@ -483,32 +483,79 @@ def _fit(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+# The explicit mark (China's labelling measures ask for one people can see on generated images):
+# both languages where a font with the Chinese glyphs is installed (Debian: fonts-noto-cjk or
+# fonts-wqy-microhei), else the English half alone.
+MARK_TEXT = "AI-generated · AI生成"
+MARK_TEXT_LATIN = "AI-generated"
+CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/arphic/uming.ttc",
+)
+
+
 def encode_jpeg(
     rgb: np.ndarray,
     label: AILabel,
     quality: int = 90,
     visible_label: bool = False,
+    avoid: tuple[Box, ...] = (),
 ) -> bytes:
-    """Encode ``rgb`` as a new JPEG: no EXIF, no GPS, no ICC; XMP AI label only."""
+    """Encode ``rgb`` as a new JPEG: no EXIF, no GPS, no ICC; XMP AI label only. With
+    ``visible_label``, a small mark in the corner farthest from the boxes in ``avoid`` (faces)."""
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if visible_label:
-        _draw_corner_mark(image, "AI")
+        draw_mark(image, avoid)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, xmp=label.xmp())
     return out.getvalue()
 
 
-def _draw_corner_mark(image: Image.Image, text: str) -> None:
-    width, height = image.size
-    size = max(10, min(width, height) // 28)
+def chinese_mark_font() -> str:
+    """The installed font the mark's Chinese half is drawn with, or ''."""
+    return next((path for path in CJK_FONTS if os.path.isfile(path)), "")
+
+
+def _mark_font(size: int) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, str]:
+    path = chinese_mark_font()
+    if path:
+        try:
+            return ImageFont.truetype(path, size), MARK_TEXT
+        except OSError:
+            pass
     try:
-        font = ImageFont.load_default(size=size)
+        return ImageFont.load_default(size=size), MARK_TEXT_LATIN
     except Exception:  # Pillow built without FreeType
-        font = ImageFont.load_default()
+        return ImageFont.load_default(), MARK_TEXT_LATIN
+
+
+def draw_mark(image: Image.Image, avoid: tuple[Box, ...] = ()) -> Box:
+    """Draw the mark small (text about 1/40 of the short side) in the first corner, bottom right
+    first, whose box meets no face; where every corner meets one, the corner that covers the
+    least face. Returns the mark's box."""
+    width, height = image.size
+    size = max(10, min(width, height) // 40)
+    font, text = _mark_font(size)
     draw = ImageDraw.Draw(image, "RGBA")
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     pad = max(2, size // 4)
-    box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
-    x0, y0 = width - box_w - pad, height - box_h - pad
-    draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(0, 0, 0, 140))
-    draw.text((x0 + pad - left, y0 + pad - top), text, font=font, fill=(255, 255, 255, 230))
+    box_w, box_h = int(right - left) + 2 * pad, int(bottom - top) + 2 * pad
+    corners = [
+        (width - box_w - pad, height - box_h - pad),
+        (pad, height - box_h - pad),
+        (width - box_w - pad, pad),
+        (pad, pad),
+    ]
+    boxes = [(x, y, x + box_w, y + box_h) for x, y in corners]
+    box = min(boxes, key=lambda b: sum(_overlap(b, face) for face in avoid))  # min keeps the first of equals
+    draw.rectangle(box, fill=(0, 0, 0, 140))
+    draw.text((box[0] + pad - left, box[1] + pad - top), text, font=font, fill=(255, 255, 255, 230))
+    return box
+
+
+def _overlap(a: Box, b: Box) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))

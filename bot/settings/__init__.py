@@ -266,7 +266,7 @@ class Settings:
         "DARKROOM_VISIBLE_LABEL",
         False,
         FLAG,
-        'draw a small "AI" mark in a corner of every result (the XMP label is always there)',
+        'draw a small "AI-generated · AI生成" mark in a corner of every result, away from faces (the XMP label is always there)',
     )
     provider_name: str = setting(
         LABELS,
@@ -276,6 +276,15 @@ class Settings:
         "your name, or your service's filing code, as the service provider in the GB 45438 label (ContentProducer)",
         blank_means="the software's name (Darkroom and its version)",
         example="Example Studio",
+    )
+    wechat_visible_label: bool = setting(
+        LABELS,
+        "DARKROOM_WECHAT_VISIBLE_LABEL",
+        True,
+        FLAG,
+        'draw a small "AI-generated · AI生成" mark on WeChat results, in the corner away from faces',
+        note="On by default: WeChat accounts serve people in mainland China, where the AI labelling measures and "
+        "GB 45438-2025 ask for a mark people can see. DARKROOM_VISIBLE_LABEL marks every platform's results.",
     )
     content_credentials: bool = setting(
         LABELS,

@@ -18,7 +18,7 @@ from PIL import Image
 
 from bot.storage import credentials
 from inference import StyleRequest
-from inference.imageio import AIGC_FIELDS, SOURCE_FILTER, TC260_NS, AILabel, encode_jpeg
+from inference.imageio import AIGC_FIELDS, SOURCE_FILTER, TC260_NS, AILabel, draw_mark, encode_jpeg
 from inference.provenance import MODELS_ASSERTION, Signer, SigningIdentity, read_credentials, read_labels
 from tests.privacy_scan import make_canary
 
@@ -134,3 +134,54 @@ def test_without_an_identity_results_are_labelled_but_not_signed(engine, canary)
     out = engine.stylize(canary.jpeg, StyleRequest("ink")).jpeg
     assert read_credentials(out).state == ""
     assert read_labels(out).aigc is not None
+
+
+# -- the explicit mark ------------------------------------------------------------------------------
+
+
+def mark_box(marked: bytes, plain: bytes) -> tuple[int, int, int, int]:
+    """Where two encodings of the same result differ: the mark (x0, y0, x1, y1)."""
+    a = np.asarray(Image.open(io.BytesIO(marked)).convert("RGB"), dtype=np.int16)
+    b = np.asarray(Image.open(io.BytesIO(plain)).convert("RGB"), dtype=np.int16)
+    ys, xs = np.nonzero(np.abs(a - b).max(axis=2) > 40)
+    assert len(xs), "no mark"
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def overlaps(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def test_the_mark_is_drawn_small_and_in_the_corner_away_from_faces():
+    rgb = np.full((480, 640, 3), 160, np.uint8)
+    plain = Image.fromarray(rgb)
+    first = draw_mark(plain.copy())  # bottom right when nothing is in the way
+    assert first[2] > 600 and first[3] > 440
+    face = (first[0] - 10, first[1] - 10, 640, 480)  # a face in that corner
+    moved = draw_mark(plain.copy(), (face,))
+    assert not overlaps(moved, face)
+    # A face in every corner: the corner with the least of one (a sliver, top right).
+    corners = ((0, 0, 200, 200), (0, 280, 200, 480), (440, 280, 640, 480), (630, 0, 640, 10))
+    least = draw_mark(plain.copy(), corners)
+    assert least[1] < 240 and least[0] > 320  # top right, where only a sliver of face is
+    assert (first[2] - first[0]) * (first[3] - first[1]) < 0.03 * 640 * 480  # small
+
+
+def test_the_engine_puts_the_mark_away_from_detected_faces(engine, two_faces):
+    request = StyleRequest("ink")
+    picture = engine.load(two_faces)
+    assert picture.face_count >= 1
+    rgb = engine.render_rgb(picture, request)
+    marked = engine.encode(rgb, replace(request, mark=True), picture.faces)
+    plain = engine.encode(rgb, request, picture.faces)
+    box = mark_box(marked, plain)
+    height, width = rgb.shape[:2]
+    assert (box[2] - box[0]) * (box[3] - box[1]) < 0.03 * width * height  # small
+    for face in picture.faces:
+        assert not overlaps(box, (face.x, face.y, face.x + face.width, face.y + face.height)), (box, face)
+    # and the mark does move for a face: put one where it would go
+    from inference.faces import Face
+
+    corner = Face(box[0] - 5, box[1] - 5, width - box[0], height - box[1])
+    moved = mark_box(engine.encode(rgb, replace(request, mark=True), (corner,)), plain)
+    assert not overlaps(moved, (corner.x, corner.y, corner.x + corner.width, corner.y + corner.height))
