@@ -250,6 +250,7 @@ class Darkroom:
                 engine.config.software,
                 bot_token=settings.telegram_bot_token,
                 send_styled=self._send_styled if self.telegram is not None else None,
+                provider=settings.provider_name,
             )
         app = build_app(
             telegram=self.telegram_receiver if settings.telegram_mode == "webhook" else None,
