@@ -11,6 +11,8 @@ import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from bot import provenance
 from bot.engine_config import engine_config
 from bot.safeguards import heap, logs
@@ -273,7 +275,7 @@ def _sheet(args) -> int:
     except ImageRejected as exc:
         _error(f"{args.input}: {_REASONS.get(exc.reason, 'not a usable picture')}")
         return EXIT_FAILED
-    sheet.save(args.output, quality=90)
+    args.output.write_bytes(engine.encode_sheet(np.asarray(sheet)))  # labelled and signed like any result
     print(f"{args.input} -> {args.output} ({len(engine.catalogue.styles)} styles)")
     return EXIT_OK
 

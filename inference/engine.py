@@ -204,6 +204,16 @@ class Engine:
             return jpeg
         return self.signer.sign(jpeg, label, self.credits(request.style, bool(faces) and request.face_aware))
 
+    def encode_sheet(self, rgb: np.ndarray) -> bytes:
+        """A contact sheet of every style (inference/sheet.py) as a labelled, signed JPEG: its
+        tiles are the catalogue's results, so it names every model behind them."""
+        label = AILabel(SOURCE_NEURAL, "Contact sheet of every style", self.config.software, self.config.provider, uuid.uuid4().hex)
+        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality)
+        if self.signer is None:
+            return jpeg
+        credits = tuple(ModelCredit(m.key, m.licence) for m in self.catalogue.models.values())
+        return self.signer.sign(jpeg, label, credits)
+
     def label(self, style_key: str) -> AILabel:
         # A fresh random content number per result (GB 45438 ProduceID): it names this file and
         # nothing else, and is kept nowhere.

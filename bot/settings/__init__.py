@@ -170,7 +170,7 @@ class Settings:
         "DARKROOM_DATA_DIR",
         Path("./data"),
         PATH,
-        "holds the SQLite database and the pseudonym key, nothing else (`darkroom audit` checks)",
+        "holds the SQLite database, the pseudonym key and the signing identity, nothing else (`darkroom audit` checks)",
     )
     secret: bytes = setting(  # pseudonym key; loaded or created at start
         PRIVACY,
