@@ -81,6 +81,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         version=software_version(),
         webapp_url=settings.webapp_url,
         marked_platforms=frozenset(["wechat"] if settings.wechat_visible_label else []),
+        file_ttl=settings.file_ttl,
     )
 
 

@@ -177,6 +177,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "{style} · 在本服务器上处理；你的原图将在 {ttl} 秒后删除。",
     },
     "photo.another": {"en": "Another style", "zh": "换一种风格"},
+    "photo.file": {"en": "Full quality (file)", "zh": "原图（文件）"},
+    "photo.file_gone": {"en": "I no longer hold that picture: results stay in memory for {ttl} seconds only. Send the photo again, then tap \"Full quality (file)\" under the result.", "zh": "那张图片我已经不再保存了：结果只在内存中保留 {ttl} 秒。请重新发送照片，然后点结果下方的“原图（文件）”。"},
     "photo.album_limit": {"en": "I'll style the first {limit} photos of the album.", "zh": "我会处理相册里的前 {limit} 张照片。"},
     "photo.not_image": {"en": "That doesn't look like a photo. Please send a JPEG, PNG, WebP, GIF, HEIC or AVIF picture.", "zh": "这看起来不是照片。请发送 JPEG、PNG、WebP、GIF、HEIC 或 AVIF 图片。"},
     "photo.too_large": {"en": "That file is too large (limit {limit_mb} MB). Please send a smaller photo.", "zh": "文件太大了（上限 {limit_mb} MB），请发送小一些的照片。"},

@@ -202,6 +202,14 @@ class Settings:
         note="0 releases it right after the reply. The consent notice states the value in force, and changing it "
         "asks everyone to consent again.",
     )
+    file_ttl: int = setting(
+        PRIVACY,
+        "DARKROOM_FILE_TTL",
+        CHAT.file_ttl,
+        read_whole(0, 600),
+        'seconds the latest styled result stays in memory for Telegram\'s "Full quality (file)" button (one per person)',
+        note="0: no button. Not with DARKROOM_BROKER_URL (the front holds no result). /delete_my_data releases it.",
+    )
     reply_ttl: int = setting(
         PRIVACY,
         "DARKROOM_REPLY_TTL",

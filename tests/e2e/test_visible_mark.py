@@ -61,3 +61,20 @@ async def test_the_wechat_mark_can_be_switched_off(fake_telegram, wechat_api, da
         fake_telegram, wechat_api, data_dir, engine, small_portrait, DARKROOM_WECHAT_VISIBLE_LABEL="false"
     )
     assert not carries_the_mark(wechat, engine, small_portrait, "ink")
+
+
+async def test_full_quality_file_arrives_byte_for_byte_through_the_bot_api(fake_telegram, data_dir, engine, small_portrait):
+    """Through python-telegram-bot and the fake Bot API: the button under the result sends the
+    very bytes of the result as a document (so every label and the credentials survive)."""
+    from tests.conftest import running_bot
+
+    async with running_bot(fake_telegram, data_dir, engine):
+        await fake_telegram.send_photo_from(ALICE, small_portrait, caption="ink")
+        await fake_telegram.wait_for_text("Do you agree?", chat_id=ALICE.id)
+        await fake_telegram.press(ALICE, "consent:agree")
+        await fake_telegram.wait_for("sendPhoto", chat_id=ALICE.id)
+        [photo] = fake_telegram.calls_to("sendPhoto", ALICE.id)
+        await fake_telegram.press(ALICE, "file:")
+        await fake_telegram.wait_for("sendDocument", chat_id=ALICE.id)
+    [document] = fake_telegram.calls_to("sendDocument", ALICE.id)
+    assert document.files["document"] == photo.files["photo"]
