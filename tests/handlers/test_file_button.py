@@ -108,3 +108,15 @@ async def test_the_file_follows_the_reply_ttl(harness, small_portrait):
     await uploaded(harness)
     [landed] = [s for s in harness.platform.sent if isinstance(s.reply, SendDocument)]
     assert landed.ref in [m for _, m in await harness.storage.replies_of(alice.pseudonym)]
+
+
+def test_the_consent_notice_says_the_styled_picture_is_held_and_for_how_long():
+    from handlers import consent
+    from handlers.context import ConversationSettings
+
+    held = ConversationSettings(file_ttl=60)
+    assert "stays in memory for 60 seconds" in consent.notice(held, "en")
+    assert "保留 60 秒" in consent.notice(held, "zh")
+    none = ConversationSettings(file_ttl=0)
+    assert "stays in memory" not in consent.notice(none, "en")
+    assert consent.current_version(held) != consent.current_version(none)  # changing it asks again
