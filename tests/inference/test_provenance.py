@@ -8,6 +8,8 @@ import copy
 import io
 import json
 import re
+import struct
+import time
 from dataclasses import replace
 from xml.etree import ElementTree
 
@@ -94,6 +96,11 @@ def test_the_manifest_holds_no_thumbnail_no_ingredient_and_no_time(signed_result
     text = json.dumps(found.manifest)
     assert not re.search(r'"(when|time|date|timestamp|signing_time)"', text, re.IGNORECASE)
     assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text)
+    # Nor in the raw bytes: no CBOR epoch second from the last hour, no ISO or ASN.1 time but midnight.
+    now = int(time.time())
+    assert not any(struct.pack(">I", t) in signed_result for t in range(now - 3600, now + 5))
+    assert not re.search(rb"20\d\d-\d\d-\d\dT\d\d:\d\d", signed_result)
+    assert all(t.endswith(b"000000Z") for t in re.findall(rb"\d{12}Z", signed_result))
     # The certificates it carries tell the day, not the time.
     for certificate in x509.load_pem_x509_certificates(operator.chain_pem):
         start = certificate.not_valid_before_utc
