@@ -81,6 +81,8 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         max_input_bytes=settings.max_input_bytes,
         version=software_version(),
         webapp_url=settings.webapp_url,
+        marked_platforms=frozenset(["wechat"] if settings.wechat_visible_label else []),
+        file_ttl=settings.file_ttl,
     )
 
 
@@ -254,6 +256,7 @@ class Darkroom:
                 engine.config.software,
                 bot_token=settings.telegram_bot_token,
                 send_styled=self._send_styled if self.telegram is not None else None,
+                provider=settings.provider_name,
             )
         app = build_app(
             telegram=self.telegram_receiver if settings.telegram_mode == "webhook" else None,

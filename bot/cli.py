@@ -11,6 +11,9 @@ import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from bot import provenance
 from bot.engine_config import engine_config
 from bot.safeguards import heap, logs
 from bot.safeguards.core_dumps import HardeningError, harden_process
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     audit = sub.add_parser("audit", help="check what the data directory holds")
     audit.add_argument("--data-dir", type=Path, help="default: DARKROOM_DATA_DIR or ./data")
     audit.add_argument("--broker", action="store_true", help="also check Redis (automatic when DARKROOM_BROKER_URL is set)")
+    provenance.add_parsers(sub)  # credentials, verify
 
     args = parser.parse_args(argv)
     if args.command in PHOTO_COMMANDS:
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sheet(args)
         if args.command == "audit":
             return max(audit_main(args.data_dir), broker_audit_main(required=args.broker))
+        if args.command in ("credentials", "verify"):
+            return provenance.run(args)
     except KeyboardInterrupt:
         return EXIT_FAILED
     return EXIT_USAGE
@@ -88,7 +94,7 @@ def _engine(settings=None):
     try:
         settings = settings or from_environment()
         config = engine_config(settings)
-    except SettingsError as exc:
+    except (SettingsError, StartupError) as exc:  # StartupError: a signing key that does not open
         _error(str(exc))
         return None
     try:
@@ -269,7 +275,7 @@ def _sheet(args) -> int:
     except ImageRejected as exc:
         _error(f"{args.input}: {_REASONS.get(exc.reason, 'not a usable picture')}")
         return EXIT_FAILED
-    sheet.save(args.output, quality=90)
+    args.output.write_bytes(engine.encode_sheet(np.asarray(sheet)))  # labelled and signed like any result
     print(f"{args.input} -> {args.output} ({len(engine.catalogue.styles)} styles)")
     return EXIT_OK
 

@@ -3,11 +3,21 @@ can build an engine without importing the bot's platform libraries (~20 MB of RS
 
 from __future__ import annotations
 
+import logging
+
+from bot.safeguards.pseudonym import load_or_create_secret
 from bot.settings import Settings
+from bot.storage import credentials
 from inference import EngineConfig
+from inference.imageio import chinese_mark_font
+from inference.provenance import SigningIdentity
+
+log = logging.getLogger(__name__)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
+    if (settings.visible_label or settings.wechat_enabled and settings.wechat_visible_label) and not chinese_mark_font():
+        log.warning("no font with Chinese glyphs is installed (Debian: fonts-noto-cjk): the visible AI mark is in English only")
     return EngineConfig(
         max_side=settings.max_side,
         max_bytes=settings.max_input_bytes,
@@ -18,4 +28,18 @@ def engine_config(settings: Settings) -> EngineConfig:
         custom_styles=settings.custom_styles,
         backend=settings.engine,
         precision=settings.precision,
+        provider=settings.provider_name,
+        signing=signing_identity(settings),
     )
+
+
+def signing_identity(settings: Settings) -> SigningIdentity | None:
+    """The data dir's signing identity, unsealed, when signing is on and one exists. Its key
+    opens only with the instance secret: DARKROOM_SECRET, or the key file beside it (read, never
+    created here: an identity exists only after `darkroom credentials init`, which made both)."""
+    if not settings.content_credentials or not credentials.exists(settings.data_dir):
+        return None
+    secret = settings.secret
+    if not secret and settings.secret_file.exists():
+        secret = load_or_create_secret(settings.secret_file)
+    return credentials.load(settings.data_dir, secret)

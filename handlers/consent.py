@@ -19,11 +19,11 @@ routes = Routes()
 
 
 def current_version(settings: ConversationSettings) -> str:
-    return notice_version(settings.min_age, settings.input_ttl, settings.operator)
+    return notice_version(settings.min_age, settings.input_ttl, settings.operator, settings.file_ttl)
 
 
 def notice(settings: ConversationSettings, language: str, question: bool = True) -> str:
-    text = consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question)
+    text = consent_notice(language, settings.min_age, settings.input_ttl, settings.operator, question, settings.file_ttl)
     if settings.webapp_url:
         # The two ways and what each sends, in the notice itself (and so in /privacy). Not part of
         # the version: the on-device way needs no consent, since no photo reaches the server.

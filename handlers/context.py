@@ -32,6 +32,8 @@ class ConversationSettings:
     pending_ttl: int = 600  # how long a photo reference may wait for consent or a choice
     version: str = ""  # software version, shown by /privacy
     webapp_url: str = ""  # the on-device page (DARKROOM_WEBAPP_URL); empty: not offered
+    marked_platforms: frozenset[str] = frozenset()  # whose results carry the visible AI mark
+    file_ttl: int = 60  # seconds the latest result stays in memory for "Full quality (file)"; 0: no button
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Photo *references* wait here for consent or a style choice (at most `pending_ttl`, 10 minutes);
 downloaded photo *bytes* wait here only when the operator set `DARKROOM_INPUT_TTL` so that
-"another style" works without re-sending. Every entry expires on its own, and `forget` drops
+"another style" works without re-sending; a styled *result* waits `DARKROOM_FILE_TTL` seconds
+(one per person, the latest) so that "Full quality (file)" can send it as a document. Every entry expires on its own, and `forget` drops
 all of a person's entries at once (/delete_my_data).
 """
 
@@ -135,6 +136,8 @@ class Memory:
     # Downloaded photos with several faces, waiting for "everyone pictured agreed".
     awaiting_confirmation: dict[str, HeldInput] = field(default_factory=dict)
     group_requests: dict[str, GroupRequest] = field(default_factory=dict)
+    # The latest signed result per person, for "Full quality (file)" (DARKROOM_FILE_TTL).
+    held_results: dict[str, HeldInput] = field(default_factory=dict)
     # The person's own photo messages in private chats that are still to be deleted when the bot
     # is done with them (DARKROOM_DELETE_SELFIE), whatever the outcome: styled, declined, refused
     # or erased while waiting. Per person: message → when it arrived.
@@ -229,7 +232,7 @@ class Memory:
             for table in (self.awaiting_consent, self.awaiting_style, self.style_pictures)
             if person in table and table[person].expires >= now
         )
-        for inputs in (self.held_inputs, self.awaiting_confirmation):
+        for inputs in (self.held_inputs, self.awaiting_confirmation, self.held_results):
             if person in inputs and inputs[person].expires >= now:
                 count += 1
         count += sum(
@@ -245,7 +248,7 @@ class Memory:
         for table in (self.awaiting_consent, self.awaiting_style, self.style_pictures):
             if table.pop(person, None) is not None:
                 removed += 1
-        for inputs in (self.held_inputs, self.awaiting_confirmation):
+        for inputs in (self.held_inputs, self.awaiting_confirmation, self.held_results):
             held = inputs.pop(person, None)
             if held is not None:
                 held.release()
@@ -266,7 +269,7 @@ class Memory:
                 if held.chat.pseudonym == chat:
                     del table[person]
                     removed += 1
-        for inputs in (self.held_inputs, self.awaiting_confirmation):
+        for inputs in (self.held_inputs, self.awaiting_confirmation, self.held_results):
             for person, kept in list(inputs.items()):
                 if kept.chat.pseudonym == chat:
                     kept.release()
@@ -287,7 +290,7 @@ class Memory:
                 if held.expires < now:
                     del table[person]
                     removed += 1
-        for inputs in (self.held_inputs, self.awaiting_confirmation):
+        for inputs in (self.held_inputs, self.awaiting_confirmation, self.held_results):
             for person, kept in list(inputs.items()):
                 if kept.expires < now:
                     kept.release()

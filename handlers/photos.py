@@ -11,7 +11,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from inference import PICTURE_STYLE, StyleRequest
@@ -23,7 +23,7 @@ from .memory import HeldInput, HeldPhotos
 from .pipeline import LocalStyler, Outcome, OutcomeKind, StyleJob
 from .ports import QueueRefused, Styler, TooManyPending
 from .registry import PRIVATE, Routes
-from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendText
+from .replies import AnswerButton, Button, ChatAction, DeleteMessage, EditText, SendDocument, SendText
 from .styles import parse_request, picker, style_label
 from .texts import t
 
@@ -410,13 +410,19 @@ def style_job_for(ctx: Context, job: ChatJob, name: str) -> StyleJob:
     ttl = ctx.settings.input_ttl
     caption = t("photo.caption_held", language, style=name, ttl=ttl) if ttl > 0 else t("photo.caption", language, style=name)
     another = Button(t("photo.another", language), "again:", ("again", "换风格")) if ttl > 0 else None
+    # "Full quality (file)": the signed result as a document, which platforms deliver byte for
+    # byte (labels and Content Credentials intact). Only where buttons exist and the result can
+    # stay in this process's memory (DARKROOM_FILE_TTL, not on workers).
+    offer_file = ctx.settings.file_ttl > 0 and ctx.platform.has_buttons and styler(ctx).keeps_inputs
+    file = Button(t("photo.file", language), "file:") if offer_file else None
     return StyleJob(
         key=job.key,
         chat=job.chat.address,
         photos=job.photos,
-        request=job.request,
+        request=replace(job.request, mark=ctx.platform.name in ctx.settings.marked_platforms),
         caption=caption,
         another=another,
+        file=file,
         reply_to=job.reply_to,
         style_picture=job.style_picture,
         others_confirmed=job.others_confirmed,
@@ -496,6 +502,7 @@ async def tell_outcome(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
     if outcome.kind is OutcomeKind.DONE:
         await remember_reply(ctx, job, outcome)
     keep_or_release_inputs(ctx, job, outcome)
+    keep_or_release_results(ctx, job, outcome)
     text = outcome_text(ctx, job, outcome)
     if text is None:
         job.phase = "finished"
@@ -527,6 +534,66 @@ def keep_or_release_inputs(ctx: Context, job: ChatJob, outcome: Outcome) -> None
         ctx.memory.keep_input(HeldInput(job.person, job.chat, outcome.inputs, job.selfie or job.reply_to, expires))
     else:
         pipeline.release(outcome.inputs, [])
+
+
+def keep_or_release_results(ctx: Context, job: ChatJob, outcome: Outcome) -> None:
+    """The delivered result stays in memory for "Full quality (file)" (DARKROOM_FILE_TTL), the
+    latest one per person; /delete_my_data releases it (memory.forget) and counts it."""
+    if outcome.kind is OutcomeKind.DONE and outcome.results and outcome.sent is not None:
+        expires = time.monotonic() + ctx.settings.file_ttl
+        ctx.memory.keep_input(HeldInput(job.person, job.chat, outcome.results, outcome.sent, expires), ctx.memory.held_results)
+    else:
+        pipeline.release(outcome.results, [])
+
+
+# Uploads of "Full quality (file)" in flight: they run beside the person's lane, so that an
+# erasure sent meanwhile is handled at once (and wins), not after the upload.
+_FILE_UPLOADS: set[asyncio.Task] = set()
+
+
+@routes.button("file")
+async def send_as_file(event: ButtonEvent, ctx: Context) -> None:
+    """Send the held result as a document (delivered byte for byte: every label and the
+    Content Credentials intact). The upload runs in its own task while the entry stays in
+    memory.held_results, so /delete_my_data meanwhile releases it and counts it, and the file
+    that lands after that is deleted from the chat at once (`_upload_file`)."""
+    language = event.person.language
+    await ctx.send(event.chat, AnswerButton(event.answer_handle))
+    held = ctx.memory.held_results.get(event.person.pseudonym)
+    if held is None or held.expires < time.monotonic() or held.chat.pseudonym != event.chat.pseudonym or not held.buffers:
+        await ctx.send(event.chat, SendText(t("photo.file_gone", language, ttl=ctx.settings.file_ttl)))
+        return
+    task = asyncio.create_task(_upload_file(ctx, event.person, event.chat, held), name="darkroom-file-upload")
+    _FILE_UPLOADS.add(task)
+    task.add_done_callback(_FILE_UPLOADS.discard)
+
+
+async def _upload_file(ctx: Context, person: Person, chat: Chat, held: HeldInput) -> None:
+    sent: list[MessageRef] = []
+    try:
+        for number, buffer in enumerate(list(held.buffers), start=1):
+            if buffer.released:
+                break  # erased between two files of an album
+            landed = await ctx.send(chat, SendDocument(bytes(buffer.data), f"darkroom-result-{number}.jpg"))
+            if landed is not None:
+                sent.append(landed)
+    except Exception as exc:  # one line for the operator, no personal data
+        log.warning("could not send a result as a file: %s", type(exc).__name__)
+    if not held.buffers:  # erased while it uploaded: what landed goes too, and the person is told
+        if sent and ctx.platform.can_delete_messages:
+            for landed in sent:
+                await ctx.send(chat, DeleteMessage(landed))
+            await ctx.send(chat, SendText(t("delete.late_delivery", person.language)))
+        elif sent:
+            await ctx.send(chat, SendText(t("delete.late_delivery_kept", person.language)))
+        return
+    if ctx.memory.held_results.get(person.pseudonym) is held:  # one file per result: done with it
+        ctx.memory.held_results.pop(person.pseudonym)
+        held.release()
+    # The file follows the reply rules: with DARKROOM_REPLY_TTL it is deleted when the photo is.
+    if ctx.settings.reply_ttl > 0 and ctx.platform.can_delete_messages:
+        for landed in sent:
+            await ctx.store.remember_reply(person.pseudonym, landed, int(time.time()) + ctx.settings.reply_ttl)
 
 
 def outcome_text(ctx: Context, job: ChatJob, outcome: Outcome) -> str | None:

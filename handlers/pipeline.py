@@ -57,6 +57,7 @@ class StyleJob:
     request: StyleRequest
     caption: str  # the styled photo's caption, in the person's language
     another: Button | None = None  # "another style" (only when the input stays in memory)
+    file: Button | None = None  # "Full quality (file)" (only when the result can stay in memory)
     reply_to: MessageRef | None = None
     style_picture: PhotoRef | None = None  # "any picture as style"
     others_confirmed: bool = False
@@ -81,6 +82,7 @@ class StyleJob:
             request=StyleRequest(**data["request"]),
             caption=data["caption"],
             another=None if another is None else Button(another["label"], another["data"], tuple(another["typed"])),
+            file=None if data.get("file") is None else Button(data["file"]["label"], data["file"]["data"], tuple(data["file"]["typed"])),
             reply_to=message(data.get("reply_to")),
             style_picture=ref(data.get("style_picture")),
             others_confirmed=data.get("others_confirmed", False),
@@ -97,6 +99,7 @@ class Outcome:
     sent: MessageRef | None = None  # where the styled photo landed
     seconds: float = 0.0  # styling time (load + render)
     inputs: list[InputBuffer] = field(default_factory=list, repr=False)  # kept in memory (front only)
+    results: list[InputBuffer] = field(default_factory=list, repr=False)  # the delivered results, for job.file (front only)
 
     def to_dict(self) -> dict:
         sent = None if self.sent is None else {"chat": asdict(self.sent.chat), "message_id": self.sent.message_id}
@@ -168,7 +171,8 @@ async def render(engine, pictures: list[Picture], request: StyleRequest, style_p
 
 def reply_for(job: StyleJob, results: list) -> SendPhotos:
     out = tuple(OutPhoto(r.jpeg, job.caption if i == 0 else "") for i, r in enumerate(results))
-    buttons = ((job.another,),) if job.another is not None else ()
+    row = tuple(b for b in (job.another, job.file) if b is not None)
+    buttons = (row,) if row else ()
     return SendPhotos(out, reply_to=job.reply_to, buttons=buttons)
 
 
@@ -235,7 +239,12 @@ async def style(
             log.warning("could not deliver a styled photo on %s: %s", platform.name, exc)
             return Outcome(OutcomeKind.UNDELIVERED, seconds=seconds)
         kept = keep_inputs
-        return Outcome(OutcomeKind.DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [])
+        # The signed results themselves, for "Full quality (file)": only where they can stay in
+        # this process's memory (keep_inputs), only when the job offers the button.
+        files = [InputBuffer(bytearray(r.jpeg)) for r in results] if keep_inputs and job.file is not None else []
+        return Outcome(
+            OutcomeKind.DONE, styled=len(results), sent=sent, seconds=seconds, inputs=buffers if kept else [], results=files
+        )
     except ImageRejected as exc:
         log.info("input refused: %s", exc.reason)
         return Outcome(OutcomeKind.REJECTED, detail=exc.reason)

@@ -23,6 +23,7 @@ CONSENT_NOTICE = {
         "Before you send a photo:\n"
         "• Your photo is styled on this server only. It is never saved to disk, never used for "
         "training, and it is deleted from memory {release}.\n"
+        "{file}"
         "• I keep only a record that you agreed and your favourite style, under a pseudonym "
         "(not your name or account). Nothing else.\n"
         "• Withdraw at any time with /delete_my_data: it erases everything I hold about you.\n"
@@ -34,6 +35,7 @@ CONSENT_NOTICE = {
         "你好！我是 Darkroom，在这台服务器上把你的自拍变成风格化的图片。\n\n"
         "发送照片之前请先了解：\n"
         "• 照片只在这台服务器上处理，从不写入磁盘，从不用于训练，{release}从内存中删除。\n"
+        "{file}"
         "• 我只保存你同意过的记录和你喜欢的风格，并且使用化名（不是你的名字或账号），除此之外什么都不保存。\n"
         "• 随时发送 /delete_my_data 撤回同意：我会删除关于你的全部数据。\n"
         "• 你必须年满 {min_age} 岁。\n"
@@ -47,26 +49,33 @@ _RELEASE = {
     "zh": {0: "在图片发回给你后立即", "ttl": "在图片发回给你 {ttl} 秒后（方便你不重新发送就换一种风格）"},
 }
 
+# "Full quality (file)" keeps the styled picture (never the photo) in memory for a short while.
+_FILE = {
+    "en": "• The styled picture stays in memory for {ttl} seconds after it is sent, so you can take it as a file, then it is deleted too.\n",
+    "zh": "• 风格化后的图片发出后会在内存中保留 {ttl} 秒，方便你以文件形式获取，之后同样删除。\n",
+}
+
 _OPERATOR = {
     "en": "• This bot is run by {operator}.\n",
     "zh": "• 本机器人的运营者：{operator}。\n",
 }
 
 
-def consent_notice(language: str, min_age: int, input_ttl: int, operator: str, question: bool = True) -> str:
+def consent_notice(language: str, min_age: int, input_ttl: int, operator: str, question: bool = True, file_ttl: int = 0) -> str:
     """The notice as shown when asking; ``question=False`` leaves out the closing question
     (for /privacy, where nothing is being asked)."""
     release = _RELEASE[language][0] if input_ttl <= 0 else _RELEASE[language]["ttl"].format(ttl=input_ttl)
     operator_line = _OPERATOR[language].format(operator=operator) if operator else ""
-    text = CONSENT_NOTICE[language].format(release=release, min_age=min_age, operator=operator_line)
+    file_line = _FILE[language].format(ttl=file_ttl) if file_ttl > 0 else ""
+    text = CONSENT_NOTICE[language].format(release=release, file=file_line, min_age=min_age, operator=operator_line)
     return text if question else text.rsplit("\n\n", 1)[0]
 
 
-def notice_version(min_age: int, input_ttl: int, operator: str) -> str:
+def notice_version(min_age: int, input_ttl: int, operator: str, file_ttl: int = 0) -> str:
     """The notice's version: a hash of every language's text as it is shown right now."""
     digest = hashlib.sha256()
     for language in LANGUAGES:
-        digest.update(consent_notice(language, min_age, input_ttl, operator).encode())
+        digest.update(consent_notice(language, min_age, input_ttl, operator, file_ttl=file_ttl).encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
 
@@ -177,6 +186,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "{style} · 在本服务器上处理；你的原图将在 {ttl} 秒后删除。",
     },
     "photo.another": {"en": "Another style", "zh": "换一种风格"},
+    "photo.file": {"en": "Full quality (file)", "zh": "原图（文件）"},
+    "photo.file_gone": {"en": "I no longer hold that picture: results stay in memory for {ttl} seconds only. Send the photo again, then tap \"Full quality (file)\" under the result.", "zh": "那张图片我已经不再保存了：结果只在内存中保留 {ttl} 秒。请重新发送照片，然后点结果下方的“原图（文件）”。"},
     "photo.album_limit": {"en": "I'll style the first {limit} photos of the album.", "zh": "我会处理相册里的前 {limit} 张照片。"},
     "photo.not_image": {"en": "That doesn't look like a photo. Please send a JPEG, PNG, WebP, GIF, HEIC or AVIF picture.", "zh": "这看起来不是照片。请发送 JPEG、PNG、WebP、GIF、HEIC 或 AVIF 图片。"},
     "photo.too_large": {"en": "That file is too large (limit {limit_mb} MB). Please send a smaller photo.", "zh": "文件太大了（上限 {limit_mb} MB），请发送小一些的照片。"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -28,6 +29,7 @@ from .faithful import FILTERS
 from .imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, encode_jpeg
 from .models import SessionPool, machine_threads
 from .networks import ArbitraryStyleNetwork, MultiStyleNetwork
+from .provenance import ModelCredit, Signer, SigningIdentity
 
 PICTURE_STYLE = "picture"  # the style key of "any picture as style"
 PICTURE_FACE_STRENGTH = 0.6
@@ -49,6 +51,8 @@ class EngineConfig:
     backend: str = ""  # "", "onnxruntime" or "openvino": '' lets start-up time them and choose
     precision: str = ""  # "", "fp32" or "bf16" (bf16 only where the CPU reports it)
     compiled_shapes: int = DEFAULT_MAX_SHAPES  # per backend that compiles per shape (OpenVINO)
+    provider: str = ""  # the service provider named in the GB 45438 label ('' names the software)
+    signing: SigningIdentity | None = None  # signs every result with Content Credentials when set
 
     @property
     def limits(self) -> DecodeLimits:
@@ -61,6 +65,7 @@ class StyleRequest:
     strength: float = 1.0
     keep_colours: bool = False
     face_aware: bool = True
+    mark: bool = False  # draw the visible AI mark (where the platform's results carry one)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -108,6 +113,7 @@ class Engine:
         # One thread: the face networks are tiny (1-4 ms), and on this 2-core machine two threads
         # made them 2.5x slower while other work ran (bench/faces.py).
         self.faces = FaceDetector(self.catalogue.model("face_short_range"), self.catalogue.model("face_full_range"), SessionPool(1))
+        self.signer = Signer(config.signing) if config.signing is not None else None
 
     def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a
@@ -154,12 +160,7 @@ class Engine:
         out = self.render_rgb(picture, request, style_picture, cancel)
         if cancel is not None:
             cancel.check()
-        jpeg = encode_jpeg(
-            out,
-            self.label(request.style),
-            quality=self.config.jpeg_quality,
-            visible_label=self.config.visible_label,
-        )
+        jpeg = self.encode(out, request, picture.faces)
         height, width = out.shape[:2]
         return StyledImage(
             jpeg=jpeg,
@@ -195,12 +196,48 @@ class Engine:
         faces = list(picture.faces) if request.face_aware else []
         return blend(original, styled, strength, faces, face_strength)
 
+    def encode(self, rgb: np.ndarray, request: StyleRequest, faces: tuple[Face, ...] = ()) -> bytes:
+        """The result as a labelled JPEG (with the visible mark away from ``faces`` when asked),
+        signed with Content Credentials when an identity is set."""
+        label = self.label(request.style)
+        mark = self.config.visible_label or request.mark
+        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality, mark, tuple(_margin(f) for f in faces) if mark else ())
+        if self.signer is None:
+            return jpeg
+        return self.signer.sign(jpeg, label, self.credits(request.style, bool(faces) and request.face_aware))
+
+    def encode_sheet(self, rgb: np.ndarray) -> bytes:
+        """A contact sheet of every style (inference/sheet.py) as a labelled, signed JPEG: its
+        tiles are the catalogue's results, so it names every model behind them."""
+        label = AILabel(SOURCE_NEURAL, "Contact sheet of every style", self.config.software, self.config.provider, uuid.uuid4().hex)
+        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality)
+        if self.signer is None:
+            return jpeg
+        credits = tuple(ModelCredit(m.key, m.licence) for m in self.catalogue.models.values())
+        return self.signer.sign(jpeg, label, credits)
+
     def label(self, style_key: str) -> AILabel:
+        # A fresh random content number per result (GB 45438 ProduceID): it names this file and
+        # nothing else, and is kept nowhere.
+        common = {"software": self.config.software, "provider": self.config.provider, "content_id": uuid.uuid4().hex}
         if style_key == PICTURE_STYLE:
-            return AILabel(SOURCE_NEURAL, "Your picture as style", self.config.software)
+            return AILabel(SOURCE_NEURAL, "Your picture as style", **common)
         style = self.catalogue.get(style_key)
         source = SOURCE_NEURAL if style.neural else SOURCE_FILTER
-        return AILabel(source, style.name, self.config.software)
+        return AILabel(source, style.name, **common)
+
+    def credits(self, style_key: str, face_aware: bool = False) -> tuple[ModelCredit, ...]:
+        """The models a result of ``style_key`` was made with, with their licences."""
+        if style_key == PICTURE_STYLE:
+            keys = ["arbitrary_predict", "arbitrary_transform"]
+        else:
+            style = self.catalogue.get(style_key)
+            if style.model is None:  # a hand-written filter: our own code
+                return (ModelCredit(f"filter:{style.filter}", style.licence),)
+            keys = [style.model.key]
+        if face_aware:  # faces were found and kept gentler: the detector shaped the result too
+            keys += ["face_short_range", "face_full_range"]
+        return tuple(ModelCredit(key, self.catalogue.model(key).licence) for key in keys)
 
     def stylize(self, data: bytes, request: StyleRequest, style_data: bytes | None = None) -> StyledImage:
         """Decode, style and encode in one call (the CLI and simple callers). ``seconds`` is
@@ -253,6 +290,12 @@ class Engine:
         own_up = cv2.resize(own_small, (width, height), interpolation=cv2.INTER_CUBIC)
         detail = rgb.astype(np.int16) - own_up.astype(np.int16)
         return np.clip(up.astype(np.int16) + (detail * 3) // 4, 0, 255).astype(np.uint8)
+
+
+def _margin(face: Face) -> tuple[int, int, int, int]:
+    """A face's box with room for hair and chin around it (the detector boxes the features)."""
+    dx, dy = face.width // 3, face.height // 2
+    return (face.x - dx, face.y - dy, face.x + face.width + dx, face.y + face.height + dy)
 
 
 def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:

@@ -7,7 +7,9 @@ import io
 from PIL import Image
 
 from bot.cli import main
+from bot.storage import credentials
 from inference import load_catalogue
+from inference.provenance import read_credentials, read_labels
 
 
 def test_styles_prints_every_style_and_every_model_with_licence_and_checksum(capsys):
@@ -51,13 +53,22 @@ def test_unknown_style_and_bad_strength_are_one_line_errors(tmp_path, small_port
     assert "unknown style 'vaporwave'" in err
 
 
-def test_sheet_shows_every_style_labelled(tmp_path, small_portrait):
+def test_sheet_shows_every_style_labelled(tmp_path, small_portrait, monkeypatch):
+    # with a signing identity in the data dir: the sheet is a result like any other, signed
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("DARKROOM_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DARKROOM_SECRET", "a" * 64)
+    credentials.init(data_dir, b"a" * 64, "Darkroom test")
     (tmp_path / "me.jpg").write_bytes(small_portrait)
     assert main(["sheet", str(tmp_path / "me.jpg"), "-o", str(tmp_path / "sheet.jpg")]) == 0
-    sheet = Image.open(tmp_path / "sheet.jpg")
+    data = (tmp_path / "sheet.jpg").read_bytes()
+    sheet = Image.open(io.BytesIO(data))
     tiles = len(load_catalogue().styles) + 1
     rows = -(-tiles // 4)
     assert sheet.width > 4 * 200 and sheet.height > rows * 200
+    assert read_labels(data).aigc is not None
+    chain = (data_dir / credentials.CHAIN).read_bytes()
+    assert read_credentials(data, chain[chain.rfind(b"-----BEGIN CERTIFICATE-----") :]).state == "Trusted"
 
 
 def test_stylize_reports_the_time_of_the_whole_run_decoding_included(tmp_path, small_portrait, capsys, monkeypatch, engine):

@@ -23,7 +23,7 @@ def python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 AFTER_MAIN = (
     "import sys\n"
     "from bot.cli import main\n"
-    "from bot.hardening import core_dumps_disabled\n"
+    "from bot.safeguards.core_dumps import core_dumps_disabled\n"
     "print('before', core_dumps_disabled())\n"
     "code = main(sys.argv[1:])\n"
     "print('after', core_dumps_disabled(), code)\n"
@@ -56,7 +56,7 @@ def test_photo_commands_switch_core_dumps_off(argv, hardened, tmp_path):
 def test_hardening_is_both_measures(tmp_path):
     done = python(
         "import resource, ctypes, ctypes.util\n"
-        "from bot.hardening import harden_process\n"
+        "from bot.safeguards.core_dumps import harden_process\n"
         "harden_process()\n"
         "libc = ctypes.CDLL(ctypes.util.find_library('c'))\n"
         "print(resource.getrlimit(resource.RLIMIT_CORE), libc.prctl(3, 0, 0, 0, 0))\n"

@@ -58,6 +58,12 @@ WECHAT = Group("WeChat Official Account (service account)")
 HTTP = Group("HTTP server (webhook, /wechat, /app/ and /healthz)")
 PRIVACY = Group("Data and privacy")
 STYLING = Group("Styling")
+LABELS = Group(
+    "Labels and Content Credentials",
+    "What each result says about itself (README \"Labels that survive the chat\"): an XMP label always, "
+    "the GB 45438 label on AI results, a visible mark where set, and C2PA Content Credentials once "
+    "`darkroom credentials init` has made a signing identity.",
+)
 LOAD = Group("Load")
 SCALE = Group(
     "Scaling out",
@@ -164,7 +170,7 @@ class Settings:
         "DARKROOM_DATA_DIR",
         Path("./data"),
         PATH,
-        "holds the SQLite database and the pseudonym key, nothing else (`darkroom audit` checks)",
+        "holds the SQLite database, the pseudonym key and the signing identity, nothing else (`darkroom audit` checks)",
     )
     secret: bytes = setting(  # pseudonym key; loaded or created at start
         PRIVACY,
@@ -195,6 +201,14 @@ class Settings:
         f'seconds an input may stay in memory after the reply ("another style"), at most {MAX_INPUT_TTL}',
         note="0 releases it right after the reply. The consent notice states the value in force, and changing it "
         "asks everyone to consent again.",
+    )
+    file_ttl: int = setting(
+        PRIVACY,
+        "DARKROOM_FILE_TTL",
+        CHAT.file_ttl,
+        read_whole(0, 600),
+        'seconds the latest styled result stays in memory for Telegram\'s "Full quality (file)" button (one per person)',
+        note="0: no button. Not with DARKROOM_BROKER_URL (the front holds no result). /delete_my_data releases it.",
     )
     reply_ttl: int = setting(
         PRIVACY,
@@ -260,7 +274,34 @@ class Settings:
         "DARKROOM_VISIBLE_LABEL",
         False,
         FLAG,
-        'draw a small "AI" mark in a corner of every result (the XMP label is always there)',
+        'draw a small "AI-generated · AI生成" mark in a corner of every result, away from faces (the XMP label is always there)',
+    )
+    provider_name: str = setting(
+        LABELS,
+        "DARKROOM_PROVIDER_NAME",
+        "",
+        TEXT,
+        "your name, or your service's filing code, as the service provider in the GB 45438 label (ContentProducer)",
+        blank_means="the software's name (Darkroom and its version)",
+        example="Example Studio",
+    )
+    wechat_visible_label: bool = setting(
+        LABELS,
+        "DARKROOM_WECHAT_VISIBLE_LABEL",
+        True,
+        FLAG,
+        'draw a small "AI-generated · AI生成" mark on WeChat results, in the corner away from faces',
+        note="On by default: WeChat accounts serve people in mainland China, where the AI labelling measures and "
+        "GB 45438-2025 ask for a mark people can see. DARKROOM_VISIBLE_LABEL marks every platform's results.",
+    )
+    content_credentials: bool = setting(
+        LABELS,
+        "DARKROOM_CONTENT_CREDENTIALS",
+        True,
+        FLAG,
+        "sign every result with C2PA Content Credentials when the data dir holds a signing identity "
+        "(`darkroom credentials init`)",
+        note="Signing is offline and in memory; without an identity results are not signed.",
     )
     custom_styles: Path | None = setting(
         STYLING,

@@ -1,11 +1,12 @@
 """`darkroom audit`: what the data directory holds, and whether anything is there that should not be.
 
 The data directory may hold the SQLite database (with its write-ahead log and shared-memory
-index), the pseudonym key and nothing else. The audit
+index), the pseudonym key, the Content Credentials signing identity (a certificate chain and a
+sealed key, bot/storage/credentials.py) and nothing else. The audit
 
 - lists every file with its size and mode, and checks that each one is what its name says (a
   SQLite database, a write-ahead log, a shared-memory index, a rollback journal, a key of 64 hex
-  digits), and that neither the directory nor any file is open to other users;
+  digits, PEM certificates only, an encrypted private key), and that neither the directory nor any file is open to other users;
 - compares the schema with the one this version of Darkroom creates (storage.SCHEMA applied to
   an in-memory database), so an extra table, column, index, trigger or view is reported;
 - looks for picture signatures (JPEG, PNG, GIF, WebP, HEIF/AVIF, BMP, TIFF, JPEG XL, JPEG 2000)
@@ -35,6 +36,7 @@ from typing import TextIO
 
 from bot.safeguards.pseudonym import KEY_FORMAT
 from bot.settings import SettingsError, from_environment
+from bot.storage import credentials
 from bot.storage import store as storage
 
 DATABASE = "darkroom.sqlite3"
@@ -42,7 +44,7 @@ WAL = f"{DATABASE}-wal"
 SHM = f"{DATABASE}-shm"
 JOURNAL = f"{DATABASE}-journal"
 KEY = "secret.key"
-ALLOWED_FILES = {DATABASE, WAL, SHM, JOURNAL, KEY}
+ALLOWED_FILES = {DATABASE, WAL, SHM, JOURNAL, KEY, credentials.CHAIN, credentials.KEY}
 TIME_COLUMNS = ("given_at", "changed_at", "started_at", "delete_at")
 # Every value Darkroom stores is small: pseudonyms, style keys, hashes, sealed chat addresses of a
 # few hundred bytes. Anything bigger is something else (a picture has no business here at all).
@@ -158,7 +160,7 @@ def audit(data_dir: Path, out=None) -> int:
                 f"overwritten: stop the bot, then run `sqlite3 {data_dir / DATABASE} 'PRAGMA secure_delete=ON; VACUUM;'`."
             )
     else:
-        report.line("OK: only the database and the key, and nothing in them that should not be there.")
+        report.line("OK: only the database and the keys, and nothing in them that should not be there.")
     return len(report.problems)
 
 
@@ -212,6 +214,8 @@ def _audit(data_dir: Path, report: Report) -> None:
 
 def _check_file_kinds(contents: dict[str, bytes], report: Report) -> None:
     """Each allowed name must hold what it says, or a picture could hide behind it."""
+    for problem in credentials.check_files(contents):
+        report.problem(problem)
     key = contents.get(KEY)
     if key is not None and not KEY_FORMAT.fullmatch(key.strip()):
         report.problem(f"{KEY} is not a Darkroom key (expected 64 hexadecimal digits, found {len(key)} bytes of something else)")

@@ -137,7 +137,7 @@ def _verified_vendor() -> dict[str, Asset]:
     return assets
 
 
-def styles_document(catalogue: Catalogue, software: str) -> dict:
+def styles_document(catalogue: Catalogue, software: str, provider: str = "") -> dict:
     """What the page shows and runs: the neural styles (the ones that run on a phone), with
     names, descriptions and licences in both languages, and the models' checksums."""
     styles = []
@@ -155,7 +155,15 @@ def styles_document(catalogue: Catalogue, software: str) -> dict:
                 "source_type": SOURCE_NEURAL if s.neural else SOURCE_FILTER,
             }
         )
-    return {"software": software, "version": __version__, "max_side": 1280, "styles": styles, "models": {}, "texts": page_texts()}
+    return {
+        "software": software,
+        "provider": provider,  # the GB 45438 label's ContentProducer on the page's results too
+        "version": __version__,
+        "max_side": 1280,
+        "styles": styles,
+        "models": {},
+        "texts": page_texts(),
+    }
 
 
 def served_model(catalogue: Catalogue, name: str) -> bytes:
@@ -177,6 +185,7 @@ class WebApp:
         bot_token: str = "",
         send_styled: Callable[[int, bytes, str], Awaitable[None]] | None = None,
         max_age: int = INIT_DATA_MAX_AGE,
+        provider: str = "",
     ) -> None:
         self.bot_token = bot_token
         self.send_styled = send_styled
@@ -185,7 +194,7 @@ class WebApp:
         for name in PAGE_FILES:
             self.assets[name] = Asset(body=(STATIC / name).read_bytes(), content_type=PAGE_FILES[name], cache=SHORT)
         self.assets.update({f"vendor/{n}": a for n, a in _verified_vendor().items()})
-        document = styles_document(catalogue, software)
+        document = styles_document(catalogue, software, provider)
         for name, key in MODELS.items():
             data = served_model(catalogue, name)  # checked against the catalogue's SHA-256 first
             digest = hashlib.sha256(data).hexdigest()

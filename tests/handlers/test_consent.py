@@ -75,9 +75,11 @@ async def test_changed_notice_asks_again_at_next_photo(harness, small_portrait):
     assert "60 seconds" in harness.platform.last(SendText).text
 
 
-@pytest.mark.parametrize("field,value", [("min_age", 18), ("input_ttl", 30), ("operator", "Ana, ana@example.org")])
+@pytest.mark.parametrize(
+    "field,value", [("min_age", 18), ("input_ttl", 30), ("operator", "Ana, ana@example.org"), ("file_ttl", 60)]
+)
 def test_notice_version_follows_every_value_it_states(field, value):
-    base = {"min_age": 16, "input_ttl": 0, "operator": ""}
+    base = {"min_age": 16, "input_ttl": 0, "operator": "", "file_ttl": 0}
     changed = {**base, field: value}
     assert notice_version(**base) != notice_version(**changed)
 

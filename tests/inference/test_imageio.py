@@ -520,7 +520,9 @@ def changed_pixels(a: bytes, b: bytes) -> np.ndarray:
 def assert_mark_in_bottom_right(plain: bytes, marked: bytes, height: int, width: int) -> None:
     changed = changed_pixels(plain, marked)
     assert len(changed) > 40, "the visible label changed (almost) nothing"
-    assert changed[:, 0].min() > height * 0.8 and changed[:, 1].min() > width * 0.75, "changes outside the corner"
+    # The bilingual mark ("AI-generated · AI生成") is about a fifth of a 1280-wide result, and a
+    # third of these small test pictures, whose text cannot shrink below 10 px.
+    assert changed[:, 0].min() > height * 0.8 and changed[:, 1].min() > width * 0.55, "changes outside the corner"
 
 
 def test_visible_label_marks_only_the_bottom_right_corner():

@@ -12,6 +12,10 @@ OUT_DIR/result.json. tests/proofs/test_os_level.py reads the trace and decides.
 catch it: ``telemetry`` (onnxruntime imported before Darkroom could switch its telemetry off),
 ``tempfile`` (the photo written to a temporary file before decoding), ``connect`` (a connection to
 a loopback port that is not the platform API).
+
+Every scenario runs with Content Credentials signing on: the data directory holds a signing
+identity made before the start (`sign_on`), and the result says whether what was delivered is
+signed (`signed`).
 """
 
 from __future__ import annotations
@@ -50,15 +54,15 @@ BREAKS = {
         "        pass\n"
         "threading.Thread(target=stray, daemon=True).start()\n"
     ),
-    "core": "import bot.hardening\nbot.hardening.harden_process = lambda: None  # core dumps stay on\n",
+    "core": "import bot.safeguards.core_dumps\nbot.safeguards.core_dumps.harden_process = lambda: None  # core dumps stay on\n",
     # Half of the hardening each: either measure alone must stop a core file.
     "core-prctl-only": (
-        "import resource, types, bot.hardening\n"
+        "import resource, types, bot.safeguards.core_dumps\n"
         "bot.safeguards.core_dumps.resource = types.SimpleNamespace(\n"
         "    RLIMIT_CORE=resource.RLIMIT_CORE, getrlimit=resource.getrlimit, setrlimit=lambda *args: None)\n"
     ),
     "core-rlimit-only": (
-        "import types, bot.hardening\n"
+        "import types, bot.safeguards.core_dumps\n"
         "bot.safeguards.core_dumps._libc = lambda: types.SimpleNamespace(prctl=lambda *args: 0)\n"
     ),
 }
@@ -170,6 +174,26 @@ async def wait_http(url: str, process: asyncio.subprocess.Process, timeout: floa
     raise AssertionError(f"darkroom did not answer {url}")
 
 
+def sign_on(box: Sandbox) -> None:
+    """Make a signing identity in the data directory, as an operator would with `darkroom
+    credentials init` before the first start: every scenario runs with signing on."""
+    from bot.safeguards.pseudonym import load_or_create_secret
+    from bot.storage import credentials
+
+    box.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials.init(box.data, load_or_create_secret(box.data / "secret.key"), "Darkroom OS-level test")
+
+
+def signed(jpegs: list[bytes], box: Sandbox) -> list[str]:
+    """The Content Credentials state of each delivered result, with the data dir's root trusted."""
+    from bot.storage import credentials
+    from inference.provenance import read_credentials
+
+    chain = (box.data / credentials.CHAIN).read_bytes()
+    anchor = chain[chain.rfind(b"-----BEGIN CERTIFICATE-----") :]
+    return [read_credentials(jpeg, anchor).state for jpeg in jpegs]
+
+
 def canary():
     import numpy as np
     from PIL import Image
@@ -196,6 +220,7 @@ async def telegram(box: Sandbox, mode: str, broken: str | None, hold_for: float)
     if mode == "webhook":
         port = free_port()
         settings.update(TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram", DARKROOM_HTTP_PORT=str(port))
+    sign_on(box)
     before = listing(box.roots())
     started = time.monotonic()
     process = await start(box, ["run"], box.environment(**settings), broken)
@@ -214,6 +239,7 @@ async def telegram(box: Sandbox, mode: str, broken: str | None, hold_for: float)
         returncode=code, stderr=stderr, before=before, after=listing(box.roots()),
         endpoints=[["127.0.0.1", fake.port]], delivered=len(fake.calls_to("sendPhoto", ALICE.id)),
         lifetime=time.monotonic() - started, photo=photo,
+        signed=signed([c.files.get("photo", b"") for c in fake.calls_to("sendPhoto", ALICE.id)], box),
     )
 
 
@@ -230,6 +256,7 @@ async def wechat(box: Sandbox, safe: bool, broken: str | None, hold_for: float) 
     )
     if safe:
         settings["WECHAT_AES_KEY"] = AES_KEY
+    sign_on(box)
     before = listing(box.roots())
     started = time.monotonic()
     process = await start(box, ["run"], box.environment(**settings), broken)
@@ -253,6 +280,7 @@ async def wechat(box: Sandbox, safe: bool, broken: str | None, hold_for: float) 
         returncode=code, stderr=stderr, before=before, after=listing(box.roots()),
         endpoints=[["127.0.0.1", api_port]], delivered=sum(m["msgtype"] == "image" for m in api.sent(OPENID)),
         lifetime=time.monotonic() - started, photo=photo,
+        signed=signed(list(api.uploads.values()), box),
     )
 
 
@@ -260,6 +288,7 @@ async def stylize(box: Sandbox, broken: str | None, hold_for: float) -> dict:
     photo = canary()
     source = box.inputs / "me.jpg"
     source.write_bytes(photo.jpeg)
+    sign_on(box)
     before = listing(box.roots())
     started = time.monotonic()
     argv = ["stylize", str(source), "-o", "out", "--style", "ink"]
@@ -270,7 +299,7 @@ async def stylize(box: Sandbox, broken: str | None, hold_for: float) -> dict:
     return dict(
         returncode=code, stderr=output, before=before, after=listing(box.roots()), endpoints=[],
         delivered=int(out.exists() and out.stat().st_size > 0), lifetime=time.monotonic() - started,
-        photo=photo, outputs=[str(box.work / "out"), str(out)],
+        photo=photo, outputs=[str(box.work / "out"), str(out)], signed=signed([out.read_bytes()] if out.exists() else [], box),
     )
 
 

@@ -71,9 +71,10 @@ def run_scenario(out: Path, scenario: str, broken: str | None = None, hold: floa
 
 
 def allowed_files(result: dict) -> set[Path]:
-    """What Darkroom may write: the data directory, its database and key; `stylize`'s outputs."""
+    """What Darkroom may write: the data directory, its database and keys; `stylize`'s outputs."""
     data = Path(result["data"])
-    files = {data, data / "secret.key"} | {data / f"darkroom.sqlite3{s}" for s in ("", "-wal", "-shm", "-journal")}
+    files = {data, data / "secret.key", data / "c2pa-chain.pem", data / "c2pa-key.pem"}
+    files |= {data / f"darkroom.sqlite3{s}" for s in ("", "-wal", "-shm", "-journal")}
     return files | {Path(p) for p in result.get("outputs", [])}
 
 
@@ -103,10 +104,13 @@ def test_no_network_but_the_api_and_no_file_but_the_database(scenario, tmp_path)
     if scenario == "stylize":
         assert set(result["outputs"]) <= written
     else:
-        assert {result["data"] + "/darkroom.sqlite3", result["data"] + "/secret.key"} <= written
+        # (the key and the signing identity were made before the start, as an operator does)
+        assert {result["data"] + "/darkroom.sqlite3"} <= written
     changed = listing_changes(result["before"], result["after"])
     assert set(changed) <= {str(p) for p in files}, changed
     assert result["canary_at_rest"] == []
+    # Signing was on: what was delivered carries Content Credentials, trusted with the operator's root.
+    assert result["signed"] == ["Trusted"]
     if scenario == "telegram-polling":
         assert result["lifetime"] >= HOLD_SECONDS
 

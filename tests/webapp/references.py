@@ -83,9 +83,9 @@ def write_references(directory: Path, engine: Engine) -> Path:
         "blend": _raw(directory, "net_blend.bin", blend(rgb, styled, 0.8, faces, style.face_strength)),
         "blend_plain": _raw(directory, "net_blend_plain.bin", blend(rgb, styled, 0.7, [], style.face_strength)),
     }
-    label = AILabel(SOURCE_NEURAL, "Ink wash & <friends> \"quoted\"", "Darkroom 0.1.0")
+    label = AILabel(SOURCE_NEURAL, "Ink wash & <friends> \"quoted\"", "Darkroom 0.1.0", "Studio & <Co> 示例", "0f" * 16)
     refs["xmp"] = {"source": label.digital_source_type, "style": label.style_name, "software": label.software,
-                   "packet": label.xmp().decode("utf-8")}
+                   "provider": label.provider, "content_id": label.content_id, "packet": label.xmp().decode("utf-8")}
 
     # orientation: what Pillow's exif_transpose makes of a small picture for each EXIF value
     base = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3) * 2

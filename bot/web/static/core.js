@@ -350,8 +350,31 @@ function quoteAttr(s) {
   return v;
 }
 
-export function xmpPacket(sourceType, styleName, software) {
+// GB 45438-2025's implicit label (imageio.AILabel.aigc): TC260:AIGC, a JSON object of these
+// seven fields in this order, on results of trained models. The page names the operator's service
+// as the provider, and a random content number per result.
+export const TC260_NS = "http://www.tc260.org.cn/ns/AIGC/1.0/";
+const AIGC_FIELDS = ["Label", "ContentProducer", "ProduceID", "ReservedCode1", "ContentPropagator", "PropagateID", "ReservedCode2"];
+const TRAINED_SOURCES = [
+  "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia",
+  "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+];
+
+export function aigcLabel(software, provider, contentId) {
+  const values = { Label: "1", ContentProducer: provider || software, ProduceID: contentId };
+  return Object.fromEntries(AIGC_FIELDS.map((name) => [name, values[name] ?? ""]));
+}
+
+export function contentId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function xmpPacket(sourceType, styleName, software, provider = "", id = "") {
   const description = `AI-styled image (${styleName}), made with ${software}`;
+  const aigc = TRAINED_SOURCES.includes(sourceType)
+    ? `<TC260:AIGC>${escapeText(JSON.stringify(aigcLabel(software, provider, id)))}</TC260:AIGC>`
+    : "";
   return (
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>' +
     '<x:xmpmeta xmlns:x="adobe:ns:meta/">' +
@@ -361,12 +384,14 @@ export function xmpPacket(sourceType, styleName, software) {
     ' xmlns:xmp="http://ns.adobe.com/xap/1.0/"' +
     ' xmlns:dc="http://purl.org/dc/elements/1.1/"' +
     ' xmlns:darkroom="urn:darkroom:xmp:1.0:"' +
+    ` xmlns:TC260=${quoteAttr(TC260_NS)}` +
     ` Iptc4xmpExt:DigitalSourceType=${quoteAttr(sourceType)}` +
     ` xmp:CreatorTool=${quoteAttr(software)}` +
     ` darkroom:Style=${quoteAttr(styleName)}>` +
     "<dc:description><rdf:Alt>" +
     `<rdf:li xml:lang="x-default">${escapeText(description)}</rdf:li>` +
     "</rdf:Alt></dc:description>" +
+    aigc +
     "</rdf:Description></rdf:RDF></x:xmpmeta>" +
     '<?xpacket end="r"?>'
   );

@@ -4,7 +4,7 @@
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import {
   blend, fitSize, keepColours, labelJpeg, orientationTransform, orientedSize, phaseInput, phaseOutput, readJpegInfo,
-  sha256Hex, xmpPacket,
+  sha256Hex, xmpPacket, contentId,
 } from "./core.js";
 import { detectFaces, FULL_RANGE, SHORT_RANGE } from "./blazeface.js";
 
@@ -104,7 +104,8 @@ async function style({ blob, styleKey, strength, keepColours: keep, faceAware, m
   const canvas = new OffscreenCanvas(width, height);
   canvas.getContext("2d").putImageData(new ImageData(result, width, height), 0, 0);
   const jpeg = new Uint8Array(await (await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 })).arrayBuffer());
-  const labelled = labelJpeg(jpeg, xmpPacket(style.source_type, style.name.en, catalogue.software));
+  const xmp = xmpPacket(style.source_type, style.name.en, catalogue.software, catalogue.provider, contentId());
+  const labelled = labelJpeg(jpeg, xmp);
   return { pixels: result, width, height, faces, jpeg: labelled, networkSeconds };
 }
 

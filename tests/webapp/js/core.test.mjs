@@ -65,7 +65,9 @@ test("blend: plain strength exactly, face-aware within a grey level or two", () 
 
 test("the AI label is the server's XMP packet, and the JPEG keeps no other metadata", () => {
   const x = refs.xmp;
-  assert.equal(C.xmpPacket(x.source, x.style, x.software), x.packet);
+  assert.equal(C.xmpPacket(x.source, x.style, x.software, x.provider, x.content_id), x.packet);
+  assert.ok(x.packet.includes("<TC260:AIGC>{&quot;Label&quot;") || x.packet.includes('<TC260:AIGC>{"Label"'));
+  assert.match(C.contentId(), /^[0-9a-f]{32}$/);
   const exif = [0xff, 0xe1, 0x00, 0x0a, 0x45, 0x78, 0x69, 0x66, 0, 0, 1, 2];
   const jfif = [0xff, 0xe0, 0x00, 0x06, 0x4a, 0x46, 0x49, 0x46];
   const comment = [0xff, 0xfe, 0x00, 0x06, 0x5a, 0x51, 0x58, 0x4a];
