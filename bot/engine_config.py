@@ -4,6 +4,7 @@ can build an engine without importing the bot's platform libraries (~20 MB of RS
 from __future__ import annotations
 
 from inference import EngineConfig
+from inference.backends import KEPT_CHOICE_FILE
 
 from .settings import Settings
 
@@ -19,4 +20,5 @@ def engine_config(settings: Settings) -> EngineConfig:
         custom_styles=settings.custom_styles,
         backend=settings.engine,
         precision=settings.precision,
+        choice_file=settings.data_dir / KEPT_CHOICE_FILE,
     )

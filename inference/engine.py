@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .cancel import Cancellation, Cancelled, run_options
-from .backends import DEFAULT_MAX_SHAPES, BackendChoice, BackendPreference
+from .backends import DEFAULT_MAX_SHAPES, BackendChoice, BackendPreference, KeptChoice
 from .catalogue import Catalogue, Style, load_catalogue
 from .errors import InferenceError, UnknownStyle
 from .faces import Face, FaceDetector, face_mask
@@ -49,6 +49,9 @@ class EngineConfig:
     backend: str = ""  # "", "onnxruntime" or "openvino": '' lets start-up time them and choose
     precision: str = ""  # "", "fp32" or "bf16" (bf16 only where the CPU reports it)
     compiled_shapes: int = DEFAULT_MAX_SHAPES  # per backend that compiles per shape (OpenVINO)
+    # Where the backend choice measured at start-up is kept for the next start (the data
+    # directory's backend-choice.json); None: timed at every start.
+    choice_file: Path | None = None
 
     @property
     def limits(self) -> DecodeLimits:
@@ -101,6 +104,7 @@ class Engine:
             max_shapes=config.compiled_shapes,
             # the start-up check covers every network style of the catalogue
             probe_styles=[s.weights for s in self.catalogue.styles if s.kind == "network"],
+            kept=KeptChoice(config.choice_file) if config.choice_file is not None else None,
         )
         self.arbitrary = ArbitraryStyleNetwork(
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions

@@ -11,8 +11,10 @@ The weights are the same numbers and the output matches the shipped graph to flo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +27,8 @@ from .backends import (
     BackendChoice,
     BackendPreference,
     BackendUnavailable,
+    ChoiceKey,
+    KeptChoice,
     NetworkRunner,
     OnnxRuntimeRunner,
     OpenVinoRunner,
@@ -62,8 +66,10 @@ class MultiStyleNetwork:
         max_shapes: int = DEFAULT_MAX_SHAPES,
         probe_styles: Sequence[np.ndarray] = (),
         precisions: Sequence[str] | None = None,
+        kept: KeptChoice | None = None,
     ) -> None:
         self.model = model
+        self.kept = kept  # where the measured choice is kept between starts (None: time every start)
         self._sessions = sessions
         self.preference = preference
         self.max_shapes = max_shapes
@@ -100,14 +106,34 @@ class MultiStyleNetwork:
             graph = fast_multistyle_graph(verified, openvino=precision)
             return OpenVinoRunner(graph, precision, self._sessions.threads, self.max_shapes)
 
+        key = self._choice_key(graph)
+        kept = self.kept.load(key) if self.kept is not None else None
         image = _network_input(probe_portrait())
         runner, choice = choose_runner(
             reference, build_openvino, image, self.probe_styles, self.preference, self._precisions,
-            timing_image=_network_input(timing_portrait()),
+            timing_image=_network_input(timing_portrait()), kept=kept,
         )
+        if self.kept is not None and not choice.kept and choice.how != "fallback":
+            self.kept.save(key, choice)  # a fallback is not a measurement: the next start tries again
         if runner is not reference:  # ~40 MB of onnxruntime session nobody will use
             self._sessions.discard(self.model, rewrite=FAST_REWRITE)
         return runner, choice
+
+    def _choice_key(self, graph: bytes) -> ChoiceKey:
+        """The conditions this start would time the backends under."""
+        from . import __version__
+
+        code = hashlib.sha256()
+        for name in ("backends.py", "networks.py"):  # how the graphs are built, run and chosen
+            code.update((Path(__file__).parent / name).read_bytes())
+        for weights in self.probe_styles:
+            code.update(np.ascontiguousarray(weights, dtype=np.float32).tobytes())
+        software = (
+            f"darkroom {__version__} {code.hexdigest()[:16]}, threads {self._sessions.threads}, "
+            f"preference {self.preference.backend or '-'}/{self.preference.precision or '-'}, "
+            f"precisions {','.join(self._precisions) if self._precisions is not None else 'cpu'}"
+        )
+        return ChoiceKey.here(self.model.sha256, graph, software)
 
     def _fall_back(self, failed: NetworkRunner, reason: str) -> NetworkRunner:
         with self._lock:
