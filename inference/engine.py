@@ -9,6 +9,7 @@ is killed and a running onnxruntime session is terminated (see inference/cancel.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -269,21 +270,43 @@ def keep_colours(styled: np.ndarray, original: np.ndarray) -> np.ndarray:
 
 def blend(original: np.ndarray, styled: np.ndarray, strength: float, faces: list[Face], face_strength: float) -> np.ndarray:
     """Mix styled into original: ``strength`` everywhere, ``strength * face_strength`` over
-    faces, changing smoothly at the edge of each face."""
+    faces, changing smoothly at the edge of each face.
+
+    In place, into ``styled`` (every style hands back a fresh array of its own): no full-size
+    output, and the face mask and its per-pixel weights are built only over the faces' region
+    (all of the mask that is not 0), not the whole picture: 15 -> 3 ms at 1280x960."""
     import cv2
 
-    if not faces or face_strength >= 1.0:
-        if strength >= 1.0:
-            return styled
-        return cv2.addWeighted(styled, strength, original, 1.0 - strength, 0.0)
-    height, width = original.shape[:2]
-    mask = face_mask(height, width, faces)
-    alpha = mask
-    alpha *= -(1.0 - face_strength)
-    alpha += 1.0
-    alpha *= strength  # strength * (1 - mask * (1 - face_strength)), in place
-    # One pass, no float copies of the images (OpenCV weighs per pixel and rounds to uint8).
-    return cv2.blendLinear(styled, original, alpha, np.subtract(1.0, alpha, dtype=np.float32))
+    if faces and face_strength < 1.0:
+        top, bottom, left, right = _faces_region(original.shape[0], original.shape[1], faces)
+        region = (slice(top, bottom), slice(left, right))
+        shifted = [replace(f, x=f.x - left, y=f.y - top) for f in faces]
+        alpha = face_mask(bottom - top, right - left, shifted)
+        alpha *= -(1.0 - face_strength)
+        alpha += 1.0
+        alpha *= strength  # strength * (1 - mask * (1 - face_strength)), in place
+        # OpenCV weighs per pixel and rounds to uint8: no float copies of the images.
+        faces_done = cv2.blendLinear(styled[region], original[region], alpha, np.subtract(1.0, alpha, dtype=np.float32))
+    else:
+        faces_done = None
+    if strength < 1.0:
+        cv2.addWeighted(styled, strength, original, 1.0 - strength, 0.0, dst=styled)
+    if faces_done is not None:
+        styled[region] = faces_done
+    return styled
+
+
+def _faces_region(height: int, width: int, faces: list[Face]) -> tuple[int, int, int, int]:
+    """Top, bottom, left, right of where `face_mask` is not 0: each face's ellipse (0.62 x 0.78
+    of its box, centred at 45% of its height) and the Gaussian blur's reach around it (its
+    kernel ends at 4 sigma, sigma being 0.18 of the narrowest face, and at least one pixel of
+    the mask's canvas, at most 1/256 of the picture's long side), with a margin for rounding."""
+    reach = 4 * 0.18 * min(f.width for f in faces) + max(height, width) / 64 + 4
+    top = min(f.y + 0.45 * f.height - 0.78 * f.height for f in faces) - reach
+    bottom = max(f.y + 0.45 * f.height + 0.78 * f.height for f in faces) + reach
+    left = min(f.x + 0.5 * f.width - 0.62 * f.width for f in faces) - reach
+    right = max(f.x + 0.5 * f.width + 0.62 * f.width for f in faces) + reach
+    return max(0, int(top)), min(height, math.ceil(bottom)), max(0, int(left)), min(width, math.ceil(right))
 
 
 class AsyncEngine:
