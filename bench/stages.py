@@ -73,6 +73,9 @@ def profile(photos: int) -> dict:
 
         return timed
 
+    from bot import heap
+
+    heap.wipe_freed_memory()  # as `darkroom run` does
     engine = Engine(EngineConfig())
     engine.verify()
     jpeg = sys.stdin.buffer.read()
@@ -110,7 +113,7 @@ def profile(photos: int) -> dict:
     engine.render(picture, request)
     picture.rgb.fill(0)
     del picture
-    forget_freed_copies()
+    heap.freeze_start_up_objects()  # as the bot does before the first photo
     spent = {stage: 0.0 for stage in STAGES}
     total_cpu = 0.0
     started = time.perf_counter()
