@@ -564,18 +564,35 @@ class KeptChoice:
             "choice": {name: value for name, value in choice.as_dict().items() if name in ("backend", "precision", "probe_ms", "psnr_db", "how")},
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary = self.temporary
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # O_EXCL: another process starting at the same moment is writing it; it keeps its record
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:  # or one was killed while writing: clear the way for the next start
+                if time.time() - temporary.stat().st_mtime > 60:
+                    temporary.unlink()
+            except OSError:
+                pass
+            return
+        except OSError as exc:
+            log.warning("the backend choice cannot be kept in %s (%s); it will be timed again next start", self.path, exc.strerror)
+            return
+        try:
             with os.fdopen(fd, "w") as f:
                 json.dump(record, f, indent=1)
-            os.replace(temporary, self.path)  # whole or not at all, also with two processes starting
+            os.replace(temporary, self.path)  # whole or not at all
         except OSError as exc:
             log.warning("the backend choice cannot be kept in %s (%s); it will be timed again next start", self.path, exc.strerror)
             try:
                 os.unlink(temporary)
             except OSError:
                 pass
+
+    @property
+    def temporary(self) -> Path:
+        """Where the record is written before it takes its name."""
+        return self.path.with_name(f".{self.path.name}.new")
 
 
 def _seconds(runner: NetworkRunner, image: np.ndarray, weights: np.ndarray) -> float:
