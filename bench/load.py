@@ -222,9 +222,14 @@ async def crowd(tree: Path, people: int, jpeg: bytes, style: str) -> dict:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and of its reaped children (the decode processes)."""
+    """User + system CPU of a process, of its reaped children (decode children), and of its live
+    children with their reaped ones (a decode server and the decode children it forked)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    own = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from stages import live_children_cpu
+
+    return own + live_children_cpu(pid)
 
 
 async def against(other: Path, people: int, rounds: int) -> int:

@@ -9,7 +9,8 @@ the engine as the bot does, and styles the load benchmark's 1280x960 portrait (b
 (every thread) they used, the decode child's CPU included (RUSAGE_CHILDREN):
 
 * decode child: the child process's start-up, its limits and the report, i.e. the decode's CPU
-  in both processes minus what decoding the same bytes in this process costs (`decode_here`);
+  in every process (this one, a decode server and the child) minus what decoding the same bytes
+  in this process costs (`decode_here`);
 * decode: libjpeg's share of `decode_here` (everything in it but the resize);
 * resize: `imageio._fit`;
 * faces: `FaceDetector.detect`;
@@ -41,10 +42,26 @@ STAGES = ("decode child", "decode", "resize", "faces", "network", "blend + keep 
 
 
 def _cpu() -> float:
-    """CPU seconds of this process (all threads) and of its reaped children."""
+    """CPU seconds of this process (all threads), of its reaped children, and of its live children
+    with theirs (a decode server and the decode children it forked and reaped)."""
     own = time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own + children.ru_utime + children.ru_stime
+    return own + children.ru_utime + children.ru_stime + live_children_cpu(os.getpid())
+
+
+def live_children_cpu(pid: int) -> float:
+    """utime + stime + cutime + cstime of each live child of ``pid``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += sum(int(v) for v in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def profile(photos: int) -> dict:

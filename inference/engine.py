@@ -26,7 +26,7 @@ from .catalogue import Catalogue, Style, load_catalogue
 from .errors import InferenceError, UnknownStyle
 from .faces import Face, FaceDetector, face_mask
 from .faithful import FILTERS
-from .imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, decode, encode_jpeg
+from .imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, DecodeServer, decode, encode_jpeg
 from .models import SessionPool, machine_threads
 from .networks import ArbitraryStyleNetwork, MultiStyleNetwork
 
@@ -111,6 +111,7 @@ class Engine:
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions
         )
         self.faces = FaceDetector(self.catalogue.model("face_frontal"), self.catalogue.model("face_profile"))
+        DecodeServer.start()  # its interpreter starts while the models load
 
     def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a
