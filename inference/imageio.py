@@ -294,15 +294,20 @@ class DecodeServer:
             )
         self.sock = ours
         self.pid = self.process.pid
+        self.owner = os.getpid()  # a forked copy of this process must not talk to it too
 
     @classmethod
     def take(cls) -> "DecodeServer | None":
         with cls._lock:
+            if any(s.owner != os.getpid() for s in cls._all):  # we are a fork: those are the parent's
+                cls._idle[:] = [s for s in cls._idle if s.owner == os.getpid()]
+                cls._all[:] = [s for s in cls._all if s.owner == os.getpid()]
             while cls._idle:
                 server = cls._idle.pop()
                 if server.process.poll() is None:
                     return server
-                server.close()
+                cls._all.remove(server)
+                server.sock.close()
         try:
             server = cls()
         except OSError:
@@ -372,6 +377,7 @@ class DecodeServer:
         finally:
             for fd in (pixels_fd, input_fd, report_w):
                 os.close(fd)
+        self.sock.settimeout(limits.wall_seconds + 10)  # a server that hangs is given up on
         try:
             pid = int(self._receive()["pid"])
         except BaseException:
