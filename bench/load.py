@@ -13,6 +13,13 @@ before the bot starts, the engine's time for one such photo, to compare throughp
 Targets on a 2-core machine: every person answered exactly once; button presses answered in
 < 0.5 s p95 even while styling runs; throughput >= 90% of (1 / single-photo time); peak RSS
 <= 600 MB.
+
+    python bench/load.py --against /work/wt-base [--people 40] [--rounds 2]
+
+compares this tree with another checkout (e.g. a worktree of the base commit) in the same run:
+the crowd (no button presses) against each tree's bot in turn (``PYTHONPATH=<tree>``, this
+venv's libraries), rounds interleaved, printing each tree's photos per minute, the bot's CPU
+time per photo and peak RSS (medians), and the ratios.
 """
 
 from __future__ import annotations
@@ -171,9 +178,96 @@ async def main(people: int, pressers: int) -> int:
     return 0
 
 
+async def crowd(tree: Path, people: int, jpeg: bytes, style: str) -> dict:
+    """One bot of ``tree``: everyone agrees, then sends one photo at once. Photos per minute,
+    the bot's CPU seconds per photo, its peak RSS, and whether each got exactly one reply."""
+    fake = await FakeTelegram(TOKEN).start()
+    people_ = [User(40_000 + i, f"Person{i}", f"person_{i}", "en") for i in range(people)]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))}
+        env.update(
+            TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fake.url, DARKROOM_DATA_DIR=str(Path(tmp) / "data"),
+            DARKROOM_LOG_LEVEL="WARNING", DARKROOM_QUEUE_LIMIT=str(max(100, people + 10)), DARKROOM_RATE_LIMIT_PER_HOUR="0",
+            PYTHONPATH=str(tree),
+        )
+        bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "run", cwd=tmp, env=env, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await fake.wait_for("deleteWebhook", timeout=300)
+            await asyncio.gather(*(fake.send_text_from(u, "/start") for u in people_))
+            await fake.wait_for("sendMessage", count=people, timeout=120)
+            notices = {int(c.params["chat_id"]): c.result for c in fake.calls_to("sendMessage")}
+            await asyncio.gather(*(fake.press(u, "consent:agree", message=notices[u.id]) for u in people_))
+            await fake.wait_for("sendMessage", count=2 * people, timeout=120)
+            cpu_before = _cpu_seconds(bot.pid)
+            started = time.monotonic()
+            for user in people_:
+                await fake.send_photo_from(user, jpeg, caption=style)
+            await fake.wait_for("sendPhoto", count=people, timeout=120 + people * 10)
+            finished = max(c.at for c in fake.calls_to("sendPhoto"))
+            cpu = _cpu_seconds(bot.pid) - cpu_before
+            await asyncio.sleep(1.0)  # anything extra would show up now
+            rss = peak_rss_mb(bot.pid)
+        finally:
+            bot.terminate()
+            await bot.wait()
+            await fake.stop()
+    photos = fake.calls_to("sendPhoto")
+    replies = [int(c.params["chat_id"]) for c in photos]
+    return {
+        "per_minute": len(photos) / (finished - started) * 60,
+        "cpu_per_photo": cpu / len(photos),
+        "rss": rss,
+        "exactly_once": sorted(replies) == sorted(u.id for u in people_),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, of its reaped children (decode children), and of its live
+    children with their reaped ones (a decode server and the decode children it forked)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from stages import live_children_cpu
+
+    return own + live_children_cpu(pid)
+
+
+async def against(other: Path, people: int, rounds: int) -> int:
+    from inference import load_catalogue
+
+    jpeg = portrait_jpeg()
+    style = load_catalogue().default.key
+    trees = {"base": other.resolve(), "this": ROOT}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            runs[name].append(await crowd(tree, people, jpeg, style))
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(r[field] for r in runs[name])
+
+    print(f"Darkroom load, {people} people at once, one 1280x960 photo each, style {style!r}; "
+          f"{rounds} interleaved round(s), {os.cpu_count()} cores; medians")
+    for name, tree in trees.items():
+        print(f"  {name} ({tree}): {median(name, 'per_minute'):.1f} photos/min "
+              f"({', '.join(format(r['per_minute'], '.1f') for r in runs[name])}), bot CPU {1000 * median(name, 'cpu_per_photo'):.0f} ms/photo, "
+              f"peak RSS {median(name, 'rss'):.0f} MB, everyone answered exactly once: "
+              f"{'yes' if all(r['exactly_once'] for r in runs[name]) else 'NO'}")
+    ratios = [t["per_minute"] / b["per_minute"] for b, t in zip(runs["base"], runs["this"])]
+    print(f"this / base: photos/min {median('this', 'per_minute') / median('base', 'per_minute'):.2f}x "
+          f"(per round: {', '.join(f'{r:.2f}x' for r in ratios)}), CPU per photo "
+          f"{median('this', 'cpu_per_photo') / median('base', 'cpu_per_photo'):.2f}x, "
+          f"peak RSS {median('this', 'rss') / median('base', 'rss'):.2f}x")
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=50)
     parser.add_argument("--pressers", type=int, default=20)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with, in the same run")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against: interleaved rounds")
     args = parser.parse_args()
+    if args.against:
+        sys.exit(asyncio.run(against(args.against, args.people, args.rounds)))
     sys.exit(asyncio.run(main(args.people, args.pressers)))

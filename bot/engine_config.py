@@ -9,6 +9,7 @@ from bot.safeguards.pseudonym import load_or_create_secret
 from bot.settings import Settings
 from bot.storage import credentials
 from inference import EngineConfig
+from inference.backends import KEPT_CHOICE_FILE
 from inference.imageio import chinese_mark_font
 from inference.provenance import SigningIdentity
 
@@ -30,6 +31,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         precision=settings.precision,
         provider=settings.provider_name,
         signing=signing_identity(settings),
+        choice_file=settings.data_dir / KEPT_CHOICE_FILE,
     )
 
 

@@ -11,6 +11,12 @@ smaller sizes) and, fastest first, checks its output for every network style aga
 onnxruntime in fp32 on the probe itself: PSNR at least ``MIN_PSNR_DB``. The first that passes is
 kept; the operator may force one.
 
+Timing costs 4-4.5 s of start-up on a quiet machine and 20-40 s on a busy one, so the result is
+kept in the data directory (`KeptChoice`), keyed by what it depends on (`ChoiceKey`: the CPU's
+model and flags, the libraries' versions, the model's hashes, threads and the operator's
+preference). A later start with the same key builds only the kept candidate and runs the PSNR
+check on it (no timing); any change of the key, or a kept candidate that fails, times again.
+
 OpenVINO compiles a graph for one static shape (dynamic shapes run about 0.76x as fast, measured),
 so `OpenVinoRunner` keeps at most ``max_shapes`` compiled shapes, least recently used out, and
 only the shape in use holds its working buffers (`CompiledModel.release_memory` on the others):
@@ -22,14 +28,21 @@ int8 is not offered: NNCF's int8 (convolutions only) measured 38-43 dB against f
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
+import os
+import platform
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
 from importlib.resources import files
-from typing import Callable, Protocol, Sequence
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -92,11 +105,13 @@ class BackendChoice:
     how: str  # "auto", "forced", or "fallback"
     note: str = ""  # why other candidates (or the forced one) were not taken
     seconds: float = 0.0  # what choosing cost at start-up (building, compiling, timing, checking)
+    kept: bool = False  # taken from the data directory's record (timed at an earlier start)
 
     def line(self) -> str:
         quality = "reference" if self.psnr_db == float("inf") else f"{self.psnr_db:.1f} dB vs fp32"
+        how = f"{self.how}, kept" if self.kept else self.how
         text = (
-            f"styling network: {self.backend} {self.precision} ({self.how}), {self.probe_ms:.1f} ms on the probe, "
+            f"styling network: {self.backend} {self.precision} ({how}), {self.probe_ms:.1f} ms on the probe, "
             f"{quality}, chosen in {self.seconds:.2f} s"
         )
         return f"{text}; {self.note}" if self.note else text
@@ -307,12 +322,22 @@ def choose_runner(
     preference: BackendPreference = BackendPreference(),
     precisions: Sequence[str] | None = None,
     timing_image: np.ndarray | None = None,
+    kept: BackendChoice | None = None,
 ) -> tuple[NetworkRunner, BackendChoice]:
     """Time each candidate on ``timing_image`` (a network input; ``image`` when None), then,
     fastest first, check it on every style in ``styles`` against ``reference`` (onnxruntime
     fp32, itself a candidate) on ``image``; keep the first that passes among those the operator
-    allows. ``precisions``: OpenVINO's to try, by default those the CPU reports."""
+    allows. ``precisions``: OpenVINO's to try, by default those the CPU reports.
+
+    ``kept``: the choice an earlier start measured with the same `ChoiceKey`. Only it is built
+    and checked (the same PSNR check, no timing); if it fails, every candidate is timed."""
     started = time.perf_counter()
+    if kept is not None and preference.allows(kept.backend, kept.precision):
+        reused = _reuse(kept, reference, build_openvino, image, styles, preference)
+        if isinstance(reused, tuple):
+            runner, choice = reused
+            return runner, replace(choice, seconds=time.perf_counter() - started)
+        log.warning("the kept backend choice (%s %s) is not used: %s; timing the backends again", kept.backend, kept.precision, reused)
     timing_image = image if timing_image is None else timing_image
     if precisions is None and preference.backend == ONNXRUNTIME:
         precisions = []  # not even imported
@@ -401,6 +426,174 @@ def choose_runner(
         runner.forget_shapes()  # the probe's shape is not a photo's: leave every slot to photos
     seconds = time.perf_counter() - started
     return runner, BackendChoice(chosen.backend, chosen.precision, 1000 * fastest[chosen], quality, how, "; ".join(notes), seconds)
+
+
+def _reuse(
+    kept: BackendChoice,
+    reference: NetworkRunner,
+    build_openvino: Callable[[str], NetworkRunner],
+    image: np.ndarray,
+    styles: Sequence[np.ndarray],
+    preference: BackendPreference,
+) -> tuple[NetworkRunner, BackendChoice] | str:
+    """The kept candidate, built and checked against the reference, or why it cannot be used."""
+    how = "forced" if preference.forced else "auto"
+    if kept.backend == ONNXRUNTIME:
+        return reference, BackendChoice(ONNXRUNTIME, FP32, kept.probe_ms, float("inf"), how, kept=True)
+    if kept.backend != OPENVINO or kept.precision not in PRECISIONS:
+        return "not a backend this version offers"
+    runner = None
+    try:
+        runner = build_openvino(kept.precision)
+        worst = min(psnr(runner(image, w), reference(image, w)) for w in styles)
+    except Exception as exc:
+        if runner is not None:
+            runner.close()
+        return str(exc) if isinstance(exc, BackendUnavailable) else f"failed ({type(exc).__name__})"
+    if worst < MIN_PSNR_DB:
+        runner.close()
+        return f"{worst:.1f} dB < {MIN_PSNR_DB:.0f} dB"
+    if isinstance(runner, OpenVinoRunner):
+        runner.forget_shapes()  # the probe's shape is not a photo's
+    return runner, BackendChoice(kept.backend, kept.precision, kept.probe_ms, worst, how, kept=True)
+
+
+# -- the kept choice --------------------------------------------------------------------------
+
+
+KEPT_CHOICE_FILE = "backend-choice.json"  # in the data directory
+_LIBRARIES = ("onnxruntime", "openvino", "onnx", "numpy")
+# Environment variables that change what the runtimes can do on this CPU (bench/avx2_only.py)
+_ENVIRONMENT = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ChoiceKey:
+    """What a measured choice depends on; a kept choice is used only under an equal key.
+    Every part is a string, so the key reads back from JSON as it was written."""
+
+    cpu: str  # the CPU's model name
+    cpu_flags: str  # SHA-256 of its sorted feature flags (AVX-512, bf16, ...)
+    libraries: str  # "onnxruntime 1.32.0, openvino 2026.4.1, ..."
+    models: str  # SHA-256 of the shipped model and of the graph the runtimes are given
+    software: str  # this code's version and the rest of what is timed (threads, preference, styles)
+    environment: str  # variables that hold the runtimes to fewer instructions
+
+    @classmethod
+    def here(cls, model_sha256: str, graph: bytes, software: str) -> ChoiceKey:
+        model, flags = _cpu()
+        return cls(
+            cpu=model,
+            cpu_flags=hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest(),
+            libraries=", ".join(f"{name} {_version(name)}" for name in _LIBRARIES),
+            models=f"{model_sha256.lower()} {hashlib.sha256(graph).hexdigest()}",
+            software=software,
+            environment=", ".join(f"{name}={os.environ.get(name, '')}" for name in _ENVIRONMENT),
+        )
+
+
+def _cpu() -> tuple[str, list[str]]:
+    """The CPU's model name and feature flags (Linux's /proc/cpuinfo; elsewhere what Python knows)."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name == "model name" and not model:
+                    model = value.strip()
+                elif name in ("flags", "Features") and not flags:
+                    flags = value.split()
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+class KeptChoice:
+    """The measured choice in a small JSON file of the data directory (0600; nothing personal:
+    the key above, the backend and precision, its probe time and PSNR). Unreadable or corrupt
+    records are ignored with one log line, and a failed write only means timing next start."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self, key: ChoiceKey) -> BackendChoice | None:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(65536)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("the kept backend choice %s cannot be read (%s); timing the backends", self.path, exc.strerror)
+            return None
+        try:
+            record = json.loads(data)
+            if record["version"] != self.VERSION:
+                raise ValueError("another version")
+            if record["key"] != asdict(key):
+                log.info("the kept backend choice was measured under other conditions; timing the backends")
+                return None
+            choice = record["choice"]
+            return BackendChoice(
+                backend=str(choice["backend"]),
+                precision=str(choice["precision"]),
+                probe_ms=float(choice["probe_ms"]),
+                psnr_db=float(choice["psnr_db"]) if choice["psnr_db"] is not None else float("inf"),
+                how=str(choice["how"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("the kept backend choice %s is not a valid record (%s); timing the backends", self.path, type(exc).__name__)
+            return None
+
+    def save(self, key: ChoiceKey, choice: BackendChoice) -> None:
+        if not self.path.parent.is_dir():
+            return  # no data directory (the offline CLI, a worker without one): nothing is kept
+        record = {
+            "version": self.VERSION,
+            "key": asdict(key),
+            "choice": {name: value for name, value in choice.as_dict().items() if name in ("backend", "precision", "probe_ms", "psnr_db", "how")},
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        temporary = self.temporary
+        try:
+            # O_EXCL: another process starting at the same moment is writing it; it keeps its record
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:  # or one was killed while writing: clear the way for the next start
+                if time.time() - temporary.stat().st_mtime > 60:
+                    temporary.unlink()
+            except OSError:
+                pass
+            return
+        except OSError as exc:
+            log.warning("the backend choice cannot be kept in %s (%s); it will be timed again next start", self.path, exc.strerror)
+            return
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, indent=1)
+            os.replace(temporary, self.path)  # whole or not at all
+        except OSError as exc:
+            log.warning("the backend choice cannot be kept in %s (%s); it will be timed again next start", self.path, exc.strerror)
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+    @property
+    def temporary(self) -> Path:
+        """Where the record is written before it takes its name."""
+        return self.path.with_name(f".{self.path.name}.new")
 
 
 def _seconds(runner: NetworkRunner, image: np.ndarray, weights: np.ndarray) -> float:

@@ -264,6 +264,15 @@ def faces_from(detections: list[tuple[float, np.ndarray]], width: int, height: i
     return sorted(faces, key=lambda f: (-f.width * f.height, f.x, f.y))
 
 
+# The ellipse over each face, in parts of its box: BlazeFace's box runs from the brows to the chin
+# (the Haar box before it started at the hairline), so the ellipse sits higher and reaches further
+# to take in forehead and hair. The blur around it has a sigma of MASK_BLUR of the narrowest face.
+MASK_CENTRE_Y = 0.40
+MASK_HALF_WIDTH = 0.65
+MASK_HALF_HEIGHT = 0.85
+MASK_BLUR = 0.18
+
+
 def face_mask(height: int, width: int, faces: list[Face]) -> np.ndarray:
     """A float32 HxW mask: 1 over each face (an ellipse taking in hair and chin), falling
     smoothly to 0 around it so no seam shows where the style strength changes."""
@@ -273,15 +282,13 @@ def face_mask(height: int, width: int, faces: list[Face]) -> np.ndarray:
     scale = min(1.0, 256 / max(height, width))
     small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
     mask = np.zeros((small_h, small_w), dtype=np.float32)
-    # BlazeFace's box runs from the brows to the chin (the Haar box before it started at the
-    # hairline): the ellipse sits higher and reaches further to take in forehead and hair.
     for face in faces:
         cx = (face.x + face.width / 2) * scale
-        cy = (face.y + face.height * 0.40) * scale
-        axes = (max(1, round(face.width * 0.65 * scale)), max(1, round(face.height * 0.85 * scale)))
+        cy = (face.y + face.height * MASK_CENTRE_Y) * scale
+        axes = (max(1, round(face.width * MASK_HALF_WIDTH * scale)), max(1, round(face.height * MASK_HALF_HEIGHT * scale)))
         cv2.ellipse(mask, (round(cx), round(cy)), axes, 0, 0, 360, 1.0, thickness=-1)
     if faces:
-        sigma = max(1.0, 0.18 * min(f.width for f in faces) * scale)
+        sigma = max(1.0, MASK_BLUR * min(f.width for f in faces) * scale)
         mask = cv2.GaussianBlur(mask, (0, 0), sigma)
         np.minimum(mask, 1.0, out=mask)
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -7,7 +7,7 @@ as the neural styles: HxWx3 uint8 in, HxWx3 uint8 out.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -2,7 +2,8 @@
 
 `decode` turns untrusted bytes into an RGB array, refusing what is too big *before* any pixel
 is decoded, and decoding in a short-lived child process that the kernel stops after a few
-seconds of CPU (see `isolated`). `encode_jpeg` writes a fresh JPEG that carries none of the
+seconds of CPU (see `isolated`), forked by a small decode server (see `DecodeServer`) rather
+than by the bot itself. `encode_jpeg` writes a fresh JPEG that carries none of the
 input's metadata (no EXIF, GPS or ICC) and an honest AI label in XMP. Nothing here touches the
 file system.
 """
@@ -20,6 +21,10 @@ import os
 import resource
 import select
 import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -165,7 +170,7 @@ def decode(data: bytes | bytearray, limits: DecodeLimits = DecodeLimits(), cance
         scans = data.count(b"\xff\xda")
         if scans > limits.max_scans:
             raise TooComplex(f"{scans} JPEG scans > {limits.max_scans}")
-    return isolated(decode_here, data, limits, cancel)
+    return served(decode_here, data, limits, cancel)
 
 
 def decode_here(data: bytes | bytearray, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
@@ -233,6 +238,13 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
             _kill(pid)
         _, status = os.waitpid(pid, 0)
         os.close(report_r)
+    return _answer(shared, report, status, timed_out, limits, cancel)
+
+
+def _answer(shared: mmap.mmap, report: bytes, status: int, timed_out: bool, limits: DecodeLimits, cancel: Cancellation | None) -> np.ndarray:
+    """The child's picture in ``shared``, after checking how it ended and what it says."""
+    side = limits.max_side
+    capacity = min(len(shared), max(min(side * side, limits.max_pixels) * 3, 1))
     killed = _failure(status, timed_out, limits)
     if cancel is not None and cancel.cancelled:
         shared.close()
@@ -257,6 +269,240 @@ def isolated(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancel
     # A view of the shared memory, not a copy: the array is the one place the pixels are, and
     # dropping it unmaps them.
     return np.frombuffer(shared, dtype=np.uint8, count=height * width * 3).reshape(height, width, 3)
+
+
+# -- the decode server ------------------------------------------------------------------------
+#
+# Forking the bot for every decode cost more than the decode: the bot holds ~440 MB (models,
+# runtimes, OpenVINO's buffers), so each fork copied its page tables (15 ms of CPU), the child's
+# first writes copied pages, and while the child lived every page the bot wrote was copied too:
+# a network running beside a decode took ~12% more CPU (bench/stages.py). The children now come
+# from a decode server: a fresh interpreter (nothing shared with the bot's memory, ~50 MB) that
+# only forks. Each decode still gets a new child with every limit above, and the pixels still
+# come back in shared memory that is in no file system: a memfd, held only by the array's
+# mapping (and the descriptor Python's mmap keeps with it), gone when the array is dropped.
+
+
+class ServerGone(RuntimeError):
+    """The decode server did not answer (it died): the decode runs in a child of the bot."""
+
+
+def served(work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancellation | None = None) -> np.ndarray:
+    """`isolated`, with the child forked by a decode server. ``work`` must be a module-level
+    function (the server imports it by name). Falls back to `isolated` if no server can run."""
+    if cancel is not None:
+        cancel.check()
+    server = None if "<locals>" in work.__qualname__ else DecodeServer.take()
+    if server is None:
+        return isolated(work, data, limits, cancel)
+    try:
+        rgb = server.run(work, data, limits, cancel)
+    except ServerGone:
+        server.close()
+        return isolated(work, data, limits, cancel)
+    DecodeServer.give_back(server)
+    return rgb
+
+
+class DecodeServer:
+    """One decode server process; `take` and `give_back` keep the idle ones (one per decode
+    running at once, started on first need)."""
+
+    MAX_IDLE = 4
+    _idle: list[DecodeServer] = []
+    _all: list[DecodeServer] = []
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", f"from inference.imageio import _serve; _serve({theirs.fileno()}, {os.getpid()})"],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                close_fds=True, start_new_session=False,
+            )
+        self.sock = ours
+        self.pid = self.process.pid
+        self.owner = os.getpid()  # a forked copy of this process must not talk to it too
+
+    @classmethod
+    def take(cls) -> DecodeServer | None:
+        with cls._lock:
+            if any(s.owner != os.getpid() for s in cls._all):  # we are a fork: those are the parent's
+                cls._idle[:] = [s for s in cls._idle if s.owner == os.getpid()]
+                cls._all[:] = [s for s in cls._all if s.owner == os.getpid()]
+            while cls._idle:
+                server = cls._idle.pop()
+                if server.process.poll() is None:
+                    return server
+                cls._all.remove(server)
+                server.sock.close()
+        try:
+            server = cls()
+        except OSError:
+            return None
+        with cls._lock:
+            cls._all.append(server)
+        return server
+
+    @classmethod
+    def give_back(cls, server: DecodeServer) -> None:
+        with cls._lock:
+            if len(cls._idle) < cls.MAX_IDLE:
+                cls._idle.append(server)
+                return
+        server.close()
+
+    @classmethod
+    def start(cls) -> None:
+        """Start one now (engine start-up), so the first photo does not wait for it."""
+        cls.give_back(cls.take())
+
+    @classmethod
+    def pids(cls) -> list[int]:
+        with cls._lock:
+            return [s.pid for s in cls._all if s.process.poll() is None]
+
+    def close(self) -> None:
+        with DecodeServer._lock:
+            if self in DecodeServer._all:
+                DecodeServer._all.remove(self)
+        self.sock.close()  # the server leaves when its socket closes
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _receive(self) -> dict:
+        try:
+            message = self.sock.recv(4096)
+        except OSError:
+            message = b""
+        if not message:
+            raise ServerGone("the decode server closed its socket")
+        return json.loads(message)
+
+    def run(self, work, data: bytes | bytearray, limits: DecodeLimits, cancel: Cancellation | None) -> np.ndarray:
+        side = limits.max_side
+        capacity = max(min(side * side, limits.max_pixels) * 3, 1)
+        pixels_fd = os.memfd_create("darkroom-pixels", os.MFD_CLOEXEC)
+        input_fd = os.memfd_create("darkroom-input", os.MFD_CLOEXEC)
+        report_r, report_w = os.pipe()
+        try:
+            os.ftruncate(pixels_fd, capacity)
+            shared = mmap.mmap(pixels_fd, capacity, flags=mmap.MAP_SHARED)
+            os.ftruncate(input_fd, max(len(data), 1))
+            given = mmap.mmap(input_fd, max(len(data), 1), flags=mmap.MAP_SHARED)
+            given[: len(data)] = data
+            header = {"work": f"{work.__module__}:{work.__qualname__}", "size": len(data), "limits": _limits_dict(limits)}
+            try:
+                socket.send_fds(self.sock, [json.dumps(header).encode()], [pixels_fd, input_fd, report_w])
+            except OSError:
+                raise ServerGone("the decode server is gone") from None
+        except BaseException:
+            os.close(report_r)
+            raise
+        finally:
+            for fd in (pixels_fd, input_fd, report_w):
+                os.close(fd)
+        self.sock.settimeout(limits.wall_seconds + 10)  # a server that hangs is given up on
+        try:
+            pid = int(self._receive()["pid"])
+        except BaseException:
+            os.close(report_r)
+            given[:] = bytes(len(given))
+            given.close()
+            shared.close()
+            raise
+        report, timed_out, status = b"", True, 0
+        try:
+            if cancel is not None:
+                cancel.add_child(pid)
+            report, timed_out = _read_report(report_r, limits.wall_seconds)
+            if timed_out:
+                _kill(pid)
+            status = int(self._receive()["status"])  # the server waits, it has not reaped it yet
+        finally:
+            if cancel is not None:
+                cancel.remove_child(pid)  # before the server reaps it: the pid cannot be reused
+            try:
+                self.sock.send(b"reap")
+            except OSError:
+                pass
+            os.close(report_r)
+            given[:] = bytes(len(given))  # the photo's bytes, as they were handed over
+            given.close()
+        return _answer(shared, report, status, timed_out, limits, cancel)
+
+
+def _limits_dict(limits: DecodeLimits) -> dict:
+    from dataclasses import asdict
+
+    return asdict(limits)
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _serve(fd: int, bot: int) -> None:
+    """The decode server's loop: for each request, fork a child that runs `_child` on it, tell
+    the bot its pid, wait for it without reaping, tell the bot how it ended, and reap it when the
+    bot has forgotten the pid."""
+    # No core dump of a decode child, in a file or piped to a collector: the bot's hardening
+    # (bot/hardening.py) reaches its own children by inheritance, but exec resets "dumpable",
+    # so this process, whose children hold photos, sets both again.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: RLIMIT_CORE is what there is
+    faulthandler.disable()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # the bot's to handle; it closes our socket
+    _die_with_parent(bot)
+    sock = socket.socket(fileno=fd)
+    gc.freeze()  # the children copy fewer pages
+    try:
+        _serve_requests(sock)
+    except BaseException:
+        pass  # no traceback on the bot's stderr: the bot sees the socket close and decodes itself
+    os._exit(0)
+
+
+def _serve_requests(sock: socket.socket) -> None:
+    me = os.getpid()
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+        if not message:
+            return  # the bot closed its end (or died)
+        header = json.loads(message)
+        pixels_fd, input_fd, report_w = fds
+        module, _, name = header["work"].partition(":")
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            size = int(header["size"])
+            shared = mmap.mmap(pixels_fd, 0, flags=mmap.MAP_SHARED)
+            with mmap.mmap(input_fd, max(size, 1), flags=mmap.MAP_SHARED) as given:
+                data = given[:size]
+            for f in (pixels_fd, input_fd):
+                os.close(f)
+            try:
+                work = sys.modules.get(module) or __import__(module, fromlist=[name])
+                for part in name.split("."):
+                    work = getattr(work, part)
+            except Exception:
+                os._exit(1)
+            _child(work, data, DecodeLimits(**header["limits"]), shared, report_w, me)
+        for f in fds:
+            os.close(f)
+        sock.send(json.dumps({"pid": pid}).encode())
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        status = info.si_status << 8 if info.si_code == os.CLD_EXITED else info.si_status
+        sock.send(json.dumps({"status": status}).encode())
+        sock.recv(16)  # "reap" (or the bot is gone): the pid is no longer the bot's to kill
+        os.waitpid(pid, 0)
 
 
 def _child(work, data, limits: DecodeLimits, shared: mmap.mmap, report_w: int, parent: int) -> None:

@@ -8,8 +8,13 @@ import time
 
 
 def children() -> set[int]:
-    """Live (not yet exited) child processes of this process."""
-    me, found = os.getpid(), set()
+    """Live (not yet exited) decode children of this process: its own children, and those of its
+    decode servers (which fork them on its behalf), the servers themselves not counted."""
+    from inference.imageio import DecodeServer
+
+    servers = set(DecodeServer.pids())
+    parents = {os.getpid()} | servers
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -18,9 +23,9 @@ def children() -> set[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == me and fields[0] != "Z":
+        if int(fields[1]) in parents and fields[0] != "Z":
             found.add(int(entry))
-    return found
+    return found - servers
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import re
 import sqlite3
@@ -38,13 +39,15 @@ from bot.safeguards.pseudonym import KEY_FORMAT
 from bot.settings import SettingsError, from_environment
 from bot.storage import credentials
 from bot.storage import store as storage
+from inference.backends import KEPT_CHOICE_FILE
 
 DATABASE = "darkroom.sqlite3"
 WAL = f"{DATABASE}-wal"
 SHM = f"{DATABASE}-shm"
 JOURNAL = f"{DATABASE}-journal"
 KEY = "secret.key"
-ALLOWED_FILES = {DATABASE, WAL, SHM, JOURNAL, KEY, credentials.CHAIN, credentials.KEY}
+CHOICE = KEPT_CHOICE_FILE  # the styling backend measured at start-up (inference/backends.py)
+ALLOWED_FILES = {DATABASE, WAL, SHM, JOURNAL, KEY, CHOICE, credentials.CHAIN, credentials.KEY}
 TIME_COLUMNS = ("given_at", "changed_at", "started_at", "delete_at")
 # Every value Darkroom stores is small: pseudonyms, style keys, hashes, sealed chat addresses of a
 # few hundred bytes. Anything bigger is something else (a picture has no business here at all).
@@ -228,9 +231,23 @@ def _check_file_kinds(contents: dict[str, bytes], report: Report) -> None:
     shm = contents.get(SHM)
     if shm and (len(shm) % 32768 or struct.unpack("=I", shm[:4])[0] != SHM_VERSION):
         report.problem(f"{SHM} is not a SQLite shared-memory index")
+    choice = contents.get(CHOICE)
+    if choice is not None and not _is_choice_record(choice):
+        report.problem(f"{CHOICE} is not a Darkroom backend choice (delete it: the next start measures again)")
     journal = contents.get(JOURNAL)
     if journal and not (journal.startswith(JOURNAL_MAGIC) or journal[:28] == bytes(min(28, len(journal)))):
         report.problem(f"{JOURNAL} is not a SQLite rollback journal")
+
+
+def _is_choice_record(data: bytes) -> bool:
+    """Small JSON holding only the key, the choice and when it was measured."""
+    if len(data) > MAX_VALUE_BYTES:
+        return False
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and set(record) <= {"version", "key", "choice", "measured_at"}
 
 
 def _database_image(contents: dict[str, bytes], report: Report) -> bytes | None:

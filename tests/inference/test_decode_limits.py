@@ -2,7 +2,9 @@
 inference/cancel.py).
 
 The decode runs in a forked child with RLIMIT_CPU; these tests drive that mechanism with
-deliberately slow, stuck or crashing decoders, and the scan bomb of the hostile corpus.
+deliberately slow, stuck or crashing decoders, and the scan bomb of the hostile corpus. Each
+property is checked both for a child forked by this process (`isolated`) and for one forked by
+a decode server (`served`, what `decode` uses).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from PIL import Image
 
 from inference.cancel import Cancellation, Cancelled
 from inference.errors import CorruptImage, TooComplex, TooManyPixels
-from inference.imageio import DecodeLimits, decode, isolated
+from inference.imageio import DecodeLimits, DecodeServer, decode, isolated, served
 from tests.hostile.corpus import encoded, jpeg_segments, scan_bomb
 from tests.processes import children, wait_for
 
@@ -49,7 +51,34 @@ def small_picture(data, limits):
     return np.full((40, 50, 3), 7, np.uint8)
 
 
+def open_fds() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return found
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def dumpable_as_picture(data, limits):
+    """The child's PR_GET_DUMPABLE, as the value of every pixel."""
+    import ctypes
+
+    return np.full((40, 50, 3), ctypes.CDLL(None).prctl(3, 0, 0, 0, 0), np.uint8)
+
+
+def hog(data, limits):
+    return np.ones((3 * 1024, 1024, 1024), np.uint8)  # 3 GiB
+
+
 PHOTO = encoded(Image.new("RGB", (64, 48), (120, 80, 40)), "JPEG")
+RUNNERS = pytest.mark.parametrize("run", [isolated, served], ids=["own child", "served child"])
 
 
 # -- the scan bomb --------------------------------------------------------------------------------
@@ -96,25 +125,28 @@ def test_the_scan_bomb_is_also_stopped_by_the_cpu_limit_when_the_count_is_not_en
 # -- the child process ------------------------------------------------------------------------------
 
 
-def test_a_decode_burning_cpu_is_killed_by_the_kernel_at_its_cpu_limit():
+@RUNNERS
+def test_a_decode_burning_cpu_is_killed_by_the_kernel_at_its_cpu_limit(run):
     started = time.monotonic()
     with pytest.raises(TooComplex, match="CPU"):
-        isolated(burn, PHOTO, DecodeLimits(cpu_seconds=1))
+        run(burn, PHOTO, DecodeLimits(cpu_seconds=1))
     assert time.monotonic() - started < 20
     assert children() == set()
 
 
-def test_a_stuck_decode_is_killed_at_the_wall_clock_limit():
+@RUNNERS
+def test_a_stuck_decode_is_killed_at_the_wall_clock_limit(run):
     started = time.monotonic()
     with pytest.raises(TooComplex, match="took more than"):
-        isolated(sleep_forever, PHOTO, DecodeLimits(wall_seconds=1.0))
+        run(sleep_forever, PHOTO, DecodeLimits(wall_seconds=1.0))
     assert time.monotonic() - started < 10
     assert children() == set()
 
 
-def test_a_crashing_decoder_only_ends_its_child():
+@RUNNERS
+def test_a_crashing_decoder_only_ends_its_child(run):
     with pytest.raises(CorruptImage, match="SIGSEGV"):
-        isolated(crash, PHOTO, DecodeLimits())
+        run(crash, PHOTO, DecodeLimits())
     assert children() == set()
     assert decode(PHOTO).shape == (48, 64, 3)  # and this process decodes on
 
@@ -127,8 +159,9 @@ def test_an_answer_of_an_impossible_size_is_not_believed():
         isolated(too_wide, PHOTO, DecodeLimits())
 
 
-def test_pixels_come_back_in_anonymous_shared_memory_not_in_a_file():
-    rgb = isolated(small_picture, PHOTO, DecodeLimits())
+@RUNNERS
+def test_pixels_come_back_in_anonymous_shared_memory_not_in_a_file(run):
+    rgb = run(small_picture, PHOTO, DecodeLimits())
     assert rgb.shape == (40, 50, 3) and (rgb == 7).all() and rgb.flags.writeable
     address = rgb.__array_interface__["data"][0]
     with open("/proc/self/maps") as f:
@@ -140,28 +173,37 @@ def test_pixels_come_back_in_anonymous_shared_memory_not_in_a_file():
                 break
         else:
             pytest.fail("the array is in no mapping")
-    # The kernel's name for MAP_SHARED|MAP_ANONYMOUS memory: backed by no file anyone can open
-    # (a POSIX shared memory object would show as /dev/shm/<name>).
-    assert region == "/dev/zero (deleted)", region
+    # The kernel's name for MAP_SHARED|MAP_ANONYMOUS memory, or for a memfd whose descriptor is
+    # closed: backed by no file anyone can open (a POSIX shared memory object would show as
+    # /dev/shm/<name>, a file as its path).
+    expected = "/dev/zero (deleted)" if run is isolated else "/memfd:darkroom-pixels (deleted)"
+    assert region == expected, region
+    if run is served:  # and nothing of it is left once the array is dropped
+        del rgb
+        assert wait_for(lambda: not [fd for fd in open_fds() if "darkroom-pixels" in fd], timeout=2)
     assert "s" in fields[1]  # shared with the (now gone) child
 
 
 # -- cancelling ------------------------------------------------------------------------------------
 
 
-def test_cancel_kills_the_running_decode_child():
+@RUNNERS
+def test_cancel_kills_the_running_decode_child(run):
+    DecodeServer.start()  # already running: the only new process is the decode child
     cancel = Cancellation()
     outcome: dict[str, BaseException] = {}
 
-    def run():
+    def decoding():
         try:
-            isolated(sleep_forever, PHOTO, DecodeLimits(), cancel)
+            run(sleep_forever, PHOTO, DecodeLimits(), cancel)
         except BaseException as exc:
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=decoding)
     thread.start()
     assert wait_for(lambda: children() != set()), "no decode child started"
+    [child] = children()
+    assert parent_of(child) in ([os.getpid()] if run is isolated else DecodeServer.pids())
     started = time.monotonic()
     cancel.cancel()
     thread.join(timeout=10)
@@ -240,12 +282,58 @@ def test_a_decode_child_ignores_the_bots_signals_and_dies_with_it():
         bot.kill()
 
 
-def test_a_decode_allocating_too_much_memory_is_refused():
-    def hog(data, limits):
-        return np.ones((3 * 1024, 1024, 1024), np.uint8)  # 3 GiB
+def test_a_served_decode_child_cannot_dump_core():
+    """The bot's children inherit its hardening; the decode server was exec'd, which resets
+    "dumpable", so it sets it again for the children that hold photos."""
+    assert (served(dumpable_as_picture, PHOTO, DecodeLimits()) == 0).all()
 
+
+def test_a_served_decode_child_ignores_the_bots_signals_and_dies_with_it():
+    """As above, for a child forked by the bot's decode server: the server dies with the bot,
+    and the child with the server."""
+    import subprocess
+    import sys
+
+    program = (
+        "import os, sys, time\n"
+        "from inference.imageio import served, DecodeLimits, DecodeServer\n"
+        "from tests.inference.test_decode_limits import sleep_forever\n"
+        "DecodeServer.start()\n"
+        "print(DecodeServer.pids()[0], flush=True)\n"
+        "served(sleep_forever, b'x', DecodeLimits(wall_seconds=3600))\n"
+    )
+    bot = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        server = int(bot.stdout.readline())
+
+        def child() -> int | None:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and running(int(entry)):
+                    try:
+                        if parent_of(int(entry)) == server:
+                            return int(entry)
+                    except OSError:
+                        pass
+            return None
+
+        assert wait_for(lambda: child() is not None, timeout=20), "no served decode child started"
+        decoder = child()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(decoder, signum)
+            os.kill(server, signum)
+        time.sleep(0.3)
+        assert running(decoder) and running(server), "a signal meant for the bot ended the decoding"
+        bot.kill()
+        bot.wait(timeout=10)
+        assert wait_for(lambda: not running(decoder) and not running(server), timeout=5), "the decoding outlived the bot"
+    finally:
+        bot.kill()
+
+
+@RUNNERS
+def test_a_decode_allocating_too_much_memory_is_refused(run):
     with pytest.raises(TooManyPixels, match="out of memory"):
-        isolated(hog, PHOTO, DecodeLimits(memory_bytes=512 * 1024 * 1024))
+        run(hog, PHOTO, DecodeLimits(memory_bytes=512 * 1024 * 1024))
     assert children() == set()
 
 

@@ -71,10 +71,14 @@ def run_scenario(out: Path, scenario: str, broken: str | None = None, hold: floa
 
 
 def allowed_files(result: dict) -> set[Path]:
-    """What Darkroom may write: the data directory, its database and keys; `stylize`'s outputs."""
+    """What Darkroom may write: the data directory, its database and keys, the kept backend
+    choice (written under a temporary name first); `stylize`'s outputs."""
+    from inference.backends import KEPT_CHOICE_FILE, KeptChoice
+
     data = Path(result["data"])
     files = {data, data / "secret.key", data / "c2pa-chain.pem", data / "c2pa-key.pem"}
     files |= {data / f"darkroom.sqlite3{s}" for s in ("", "-wal", "-shm", "-journal")}
+    files |= {data / KEPT_CHOICE_FILE, KeptChoice(data / KEPT_CHOICE_FILE).temporary}
     return files | {Path(p) for p in result.get("outputs", [])}
 
 
