@@ -27,7 +27,6 @@ table's total is theirs.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import resource
@@ -204,7 +203,7 @@ def main() -> int:
 
     print(f"CPU time per photo, ms (1280x960 portrait, default style, median of {args.rounds} interleaved "
           f"round(s) of {args.photos} photos, {os.cpu_count()} cores)")
-    for name, tree in trees.items():
+    for name in trees:
         print(f"  {name}: {runs[name][-1]['from']}: {runs[name][-1]['choice']}")
     names = list(trees)
     header = "| stage | " + " | ".join(names) + (" | ratio |" if len(names) == 2 else " |")

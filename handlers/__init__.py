@@ -5,9 +5,9 @@ photo, text and membership events it takes in its own `routes`; the bot's router
 all. No module here imports telegram or wechatpy.
 """
 
-from . import consent, groups, guide, photos, styles
+from . import consent, files, groups, guide, photos, styles
 from .commands import COMMANDS, UNKNOWN
 
-ROUTES = (consent.routes, photos.routes, styles.routes, groups.routes, guide.routes)
+ROUTES = (consent.routes, photos.routes, files.routes, styles.routes, groups.routes, guide.routes)
 
 __all__ = ["COMMANDS", "ROUTES", "UNKNOWN"]

@@ -39,12 +39,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from .cancel import Cancellation, Cancelled, run_options
 
@@ -282,8 +284,6 @@ def cpu_capabilities(core=None) -> tuple[str, ...]:
 def probe_portrait() -> np.ndarray:
     """The 192x256 portrait every candidate is timed and checked on (Grace Hopper, 1984 US Navy
     photograph, public domain; the copy in matplotlib's sample data, downscaled)."""
-    from PIL import Image
-
     data = files("inference").joinpath("probe_portrait.jpg").read_bytes()
     with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
         return np.asarray(image.convert("RGB"))
@@ -347,8 +347,11 @@ def choose_runner(
         # Without OpenVINO, its build says why.
         bf16 = BF16.upper() in cpu_capabilities() and preference.precision != FP32
         precisions = [BF16] if bf16 else [FP32]
-    candidates = [_Candidate(ONNXRUNTIME, FP32, lambda: reference)]
-    candidates += [_Candidate(OPENVINO, p, (lambda p=p: build_openvino(p))) for p in precisions]
+    def keep_reference() -> NetworkRunner:
+        return reference
+
+    candidates = [_Candidate(ONNXRUNTIME, FP32, keep_reference)]
+    candidates += [_Candidate(OPENVINO, p, partial(build_openvino, p)) for p in precisions]
     wanted = [c for c in candidates if preference.allows(c.backend, c.precision)]
     notes: list[str] = []
     if preference.forced and not wanted:
@@ -394,7 +397,7 @@ def choose_runner(
     chosen: _Candidate | None = None
     quality = float("inf")
     expected: list[np.ndarray] = []  # the reference's outputs, only if another one is faster
-    for candidate in sorted(runners, key=fastest.get):
+    for candidate in sorted(runners, key=lambda c: fastest[c]):
         runner = runners[candidate]
         if runner is reference:
             chosen = candidate
@@ -494,7 +497,7 @@ class ChoiceKey:
 
 def _cpu() -> tuple[str, list[str]]:
     """The CPU's model name and feature flags (Linux's /proc/cpuinfo; elsewhere what Python knows)."""
-    model, flags = "", []
+    model, flags = "", list[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

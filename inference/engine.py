@@ -135,7 +135,7 @@ class Engine:
         self.arbitrary.warm_up()
         self.faces.warm_up()
         for style in self.catalogue.styles:
-            if style.kind == "custom":
+            if style.kind == "custom" and style.model is not None:  # a custom style is its own model
                 self.sessions.session(style.model)
 
     @property
@@ -274,6 +274,7 @@ class Engine:
         x = rgb.astype(np.float32) * np.float32(style.input_range / 255.0)
         x = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        assert style.model is not None  # only custom styles come here, and each is a model
         session = self.sessions.session(style.model)
         out = session.run(None, {session.get_inputs()[0].name: x}, run_options(cancel))[0][0, :, :height, :width]
         out = out.transpose(1, 2, 0) * np.float32(255.0 / style.input_range)

@@ -163,7 +163,8 @@ def weighted_nms(detections: list[tuple[float, np.ndarray]], threshold: float = 
     kept = []
     while remaining:
         best = remaining[0][1]
-        close, rest = [], []
+        close: list = []
+        rest: list = []
         for detection in remaining:
             (close if iou(best, detection[1]) > threshold else rest).append(detection)
         total = 0.0
@@ -289,6 +290,6 @@ def face_mask(height: int, width: int, faces: list[Face]) -> np.ndarray:
         cv2.ellipse(mask, (round(cx), round(cy)), axes, 0, 0, 360, 1.0, thickness=-1)
     if faces:
         sigma = max(1.0, MASK_BLUR * min(f.width for f in faces) * scale)
-        mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+        mask = cv2.GaussianBlur(mask, (0, 0), sigma).astype(np.float32, copy=False)
         np.minimum(mask, 1.0, out=mask)
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)

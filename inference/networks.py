@@ -37,7 +37,9 @@ from .backends import (
     timing_portrait,
 )
 from .cancel import Cancellation
+from .errors import ModelIntegrityError
 from .models import ModelFile, SessionPool
+from .version import __version__
 
 log = logging.getLogger("darkroom.engine")
 
@@ -124,8 +126,6 @@ class MultiStyleNetwork:
 
     def _choice_key(self, graph: bytes) -> ChoiceKey:
         """The conditions this start would time the backends under."""
-        from . import __version__
-
         code = hashlib.sha256()
         for name in ("backends.py", "networks.py"):  # how the graphs are built, run and chosen
             code.update((Path(__file__).parent / name).read_bytes())
@@ -145,7 +145,9 @@ class MultiStyleNetwork:
                 self._runner = self._reference()
                 self.choice = BackendChoice(ONNXRUNTIME, FP32, 0.0, float("inf"), "fallback", reason)
                 log.warning("%s", self.choice.line())
-            return self._runner
+            current = self._runner
+            assert current is not None  # the failed runner was in use, so one was chosen
+            return current
 
     def run(self, rgb: np.ndarray, weights: np.ndarray, cancel: Cancellation | None = None) -> np.ndarray:
         """Stylise an HxWx3 uint8 array with a normalised 26-vector of style weights.
@@ -280,8 +282,6 @@ def fast_multistyle_graph(data: bytes, openvino: str = "") -> bytes:
     import onnx
     from onnx import numpy_helper
 
-    from .errors import ModelIntegrityError
-
     model = onnx.load_from_string(data)
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for layer in _LAYERS:
@@ -407,6 +407,7 @@ class _GraphBuilder:
         def gather(t: str, side: str, rows: bool) -> str:
             """Two outer block rows [1, N, 2, L] -> the padding block row [1, N, 1, L]."""
             index = self.const(_border_index(factor, channels, side, mode, pad, rows), "gather")  # 2 * channel + row
+            assert split is not None  # gathers build the default form only; OpenVINO's selects
             return self.op("Gather", [self.op("Reshape", [t, split]), index], axis=1)
 
         def select(t: str, side: str, rows: bool) -> str:

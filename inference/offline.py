@@ -13,6 +13,7 @@ tests/proofs/test_engine_offline.py proves both stay silent.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import warnings
@@ -28,7 +29,7 @@ if "onnxruntime" in sys.modules and os.environ.get("ORT_DISABLE_TELEMETRY") != "
     )
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 if "openvino_telemetry" not in sys.modules:
-    sys.modules["openvino_telemetry"] = None  # `import openvino_telemetry` raises ImportError
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # `import openvino_telemetry` now raises ImportError
 
 
 def _return_big_buffers_to_the_system() -> None:
@@ -38,8 +39,6 @@ def _return_big_buffers_to_the_system() -> None:
     `darkroom stylize` of one 1280x960 photo then peaked at 402-410 MB instead of 389 MB
     (measured with MALLOC_MMAP_THRESHOLD_=1048576, which this does from inside the process)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to tune
