@@ -33,7 +33,7 @@ from tests.conftest import portrait_path  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VENDOR = ROOT / "bot" / "webapp_static" / "vendor"
+VENDOR = ROOT / "bot" / "web" / "static" / "vendor"
 
 
 def free_port() -> int:

@@ -105,7 +105,7 @@ class Engine:
         self.arbitrary = ArbitraryStyleNetwork(
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions
         )
-        self.faces = FaceDetector(self.catalogue.model("face_frontal"), self.catalogue.model("face_profile"))
+        self.faces = FaceDetector(self.catalogue.model("face_short_range"), self.catalogue.model("face_full_range"), self.sessions)
 
     def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a

@@ -25,7 +25,7 @@ PACKAGES = {
     ],
     "@twa-dev/sdk@8.0.2": ["package/dist/telegram-web-apps.js"],
 }
-TARGET = Path(__file__).resolve().parent.parent / "bot" / "webapp_static" / "vendor"
+TARGET = Path(__file__).resolve().parent.parent / "bot" / "web" / "static" / "vendor"
 
 
 def main() -> int:

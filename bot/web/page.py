@@ -2,7 +2,7 @@
 
 Everything the page needs is served from here, nothing from anywhere else: the page itself, the
 vendored onnxruntime-web and Telegram Web App files (pinned by SHA-256, committed compressed),
-the 26-style model and the face cascades straight from their installed packages after the
+the 26-style model and the BlazeFace face models straight from their installed packages after the
 catalogue's SHA-256 check, and `styles.json` generated from the catalogue.
 
 The photo never comes here. The one endpoint that accepts an image is the explicit opt-in
@@ -41,14 +41,14 @@ PAGE_FILES = {  # name -> content type; the page's own files, small and served a
     "app.js": "text/javascript; charset=utf-8",
     "worker.js": "text/javascript; charset=utf-8",
     "core.js": "text/javascript; charset=utf-8",
-    "haar.js": "text/javascript; charset=utf-8",
+    "blazeface.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 VENDOR_TYPES = {".mjs": "text/javascript; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm"}
 MODELS = {  # served name -> catalogue model key
     "multistyle26-phase.onnx": "multistyle26",
-    "face_frontal.xml": "face_frontal",
-    "face_profile.xml": "face_profile",
+    "face_short_range.onnx": "face_short_range",
+    "face_full_range.onnx": "face_full_range",
 }
 CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
@@ -189,8 +189,7 @@ class WebApp:
         for name, key in MODELS.items():
             data = served_model(catalogue, name)  # checked against the catalogue's SHA-256 first
             digest = hashlib.sha256(data).hexdigest()
-            kind = "application/octet-stream" if name.endswith(".onnx") else "application/xml"
-            self.assets[f"models/{name}"] = Asset(body=data, content_type=kind, gz=gzip.compress(data, 6, mtime=0))
+            self.assets[f"models/{name}"] = Asset(body=data, content_type="application/octet-stream", gz=gzip.compress(data, 6, mtime=0))
             # the page checks what arrives against this digest before using it
             document["models"][name] = {"url": f"models/{name}?v={digest[:16]}", "sha256": digest,
                                         "catalogue_sha256": catalogue.model(key).sha256.lower()}

@@ -145,12 +145,12 @@ def test_engine_with_a_tampered_model_refuses_to_start(tmp_path):
 
 
 def test_missing_model_file_is_refused_clearly(tmp_path):
-    original = CATALOGUE.models["face_frontal"]
-    missing = ModelFile(original.key, tmp_path / "gone.xml", original.sha256, original.licence, original.source, original.trained_on)
+    original = CATALOGUE.models["face_short_range"]
+    missing = ModelFile(original.key, tmp_path / "gone.onnx", original.sha256, original.licence, original.source, original.trained_on)
     with pytest.raises(ModelIntegrityError) as caught:
         missing.read_verified()
     message = str(caught.value)
-    assert "face_frontal" in message and "gone.xml" in message and "cannot be read" in message
+    assert "face_short_range" in message and "gone.onnx" in message and "cannot be read" in message
 
 
 # -- operator custom styles -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Reference data written by Python (OpenCV, the engine) for the page's JS tests (tests/webapp/js).
+"""Reference data written by Python (the engine, its face detector) for the page's JS tests (tests/webapp/js).
 
 `write_references(directory)` writes raw arrays and a refs.json describing them; the JS tests
 read DARKROOM_WEBAPP_REFS. Everything comes from the test portraits inside installed wheels.
@@ -15,7 +15,7 @@ from PIL import Image
 
 from inference import Engine
 from inference.engine import blend, keep_colours
-from inference.faces import DETECT_SIDE, PROFILE_SIDE, _scaled
+from inference.faces import FULL_RANGE, SHORT_RANGE, decode, network_input, tiles
 from inference.imageio import SOURCE_NEURAL, AILabel
 from tests.conftest import portrait_path
 
@@ -28,47 +28,43 @@ def _raw(directory: Path, name: str, array: np.ndarray) -> dict:
 
 
 def write_references(directory: Path, engine: Engine) -> Path:
-    import cv2
-
     from bot.web.page import served_model
+    from tests.face_set import build
 
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue
     (directory / "served.onnx").write_bytes(served_model(catalogue, "multistyle26-phase.onnx"))
-    frontal_model, profile_model = catalogue.model("face_frontal"), catalogue.model("face_profile")
-    frontal = cv2.CascadeClassifier(str(frontal_model.path))
-    profile = cv2.CascadeClassifier(str(profile_model.path))
     refs: dict = {
-        "cascades": {"frontal": str(frontal_model.path), "profile": str(profile_model.path)},
+        "face_models": {spec.model_key: str(catalogue.model(spec.model_key).path) for spec in (SHORT_RANGE, FULL_RANGE)},
         "shipped_model": str(catalogue.model("multistyle26").path),
         "shipped_sha256": catalogue.model("multistyle26").sha256,
         "served_model": "served.onnx",
         "portraits": {},
     }
-    for name in ("grace", "astronaut"):
-        rgb = np.asarray(Image.open(portrait_path(name)).convert("RGB"))
+    # the portraits, and from the face test set a group (tiles), a small face and a turned one
+    pictures = {name: np.asarray(Image.open(portrait_path(name)).convert("RGB")) for name in ("grace", "astronaut")}
+    wanted = {("grid 3x3", "astronaut, grace"), ("size", "grace 5% of width"), ("rotated", "astronaut +30 deg")}
+    for sample in build():
+        if (sample.variation, sample.name) in wanted:
+            pictures[f"{sample.variation}: {sample.name}"] = sample.rgb
+    for index, (name, rgb) in enumerate(pictures.items()):
         height, width = rgb.shape[:2]
-        full = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        entry = {"rgb": _raw(directory, f"{name}_rgb.bin", rgb), "width": width, "height": height,
-                 "grey": _raw(directory, f"{name}_grey.bin", full), "scaled": {}}
-        for side, cascade, neighbours, factor in ((DETECT_SIDE, frontal, 5, 1.1), (PROFILE_SIDE, profile, 6, 1.2)):
-            grey, scale = _scaled(full, side)
-            min_face = max(20, round(min(grey.shape) * 0.06))
-            raw = cascade.detectMultiScale(grey, scaleFactor=factor, minNeighbors=0, minSize=(min_face, min_face))
-            grouped = cascade.detectMultiScale(grey, scaleFactor=factor, minNeighbors=neighbours, minSize=(min_face, min_face))
-            h, w = grey.shape
-            resized = {}
-            for f in (1.1, 1.1**5, 1.1**9, 2.0000001):
-                size = (round(w / f), round(h / f))
-                resized[f"{size[0]}x{size[1]}"] = _raw(directory, f"{name}_{side}_lin_{size[0]}x{size[1]}.bin",
-                                                         cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR_EXACT))
-            entry["scaled"][str(side)] = {
-                "grey": _raw(directory, f"{name}_{side}.bin", grey), "width": w, "height": h, "scale": scale,
-                "min_face": min_face, "neighbours": neighbours, "factor": factor,
-                "candidates": sorted([list(map(int, r)) for r in (raw if len(raw) else [])]),
-                "grouped": sorted([list(map(int, r)) for r in (grouped if len(grouped) else [])]),
-                "linear": resized,
-            }
+        entry = {"rgb": _raw(directory, f"face{index}_rgb.bin", rgb), "width": width, "height": height, "passes": []}
+        # the whole picture through both networks, and the first and last tiles through full range
+        windows = [(SHORT_RANGE, (0, 0, width, height)), (FULL_RANGE, (0, 0, width, height))]
+        windows += [(FULL_RANGE, w) for w in (tiles(width, height)[0], tiles(width, height)[-1])]
+        for number, (spec, (x0, y0, x1, y1)) in enumerate(windows):
+            tensor, box = network_input(rgb[y0:y1, x0:x1], spec.side)
+            session = engine.sessions.session(catalogue.model(spec.model_key))
+            regressors, classificators = session.run(None, {session.get_inputs()[0].name: tensor})
+            entry["passes"].append({
+                "model": spec.model_key, "window": [x0, y0, x1, y1],
+                "letterbox": [box.scale, box.pad_x, box.pad_y],
+                "input": _raw(directory, f"face{index}_{number}_in.bin", tensor),
+                "regressors": _raw(directory, f"face{index}_{number}_reg.bin", regressors),
+                "classificators": _raw(directory, f"face{index}_{number}_cls.bin", classificators),
+                "decoded": [[score, [float(v) for v in b]] for score, b in decode(regressors, classificators, spec)],
+            })
         entry["faces"] = [[f.x, f.y, f.width, f.height] for f in engine.faces.detect(rgb)]
         refs["portraits"][name] = entry
 

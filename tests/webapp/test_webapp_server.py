@@ -118,7 +118,7 @@ async def test_models_come_verified_from_their_packages(page_server, engine):
         assert entry["catalogue_sha256"] == model.sha256
         _, _, body = await _get(f"{page_server}/app/{entry['url']}", None)
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-        if name.endswith(".xml"):
+        if name.startswith("face_"):  # BlazeFace: the committed file itself
             assert body == model.path.read_bytes()
         else:  # the engine's own faster graph, built from the verified package file
             from inference.networks import fast_multistyle_graph

@@ -6,9 +6,10 @@ import {
   blend, fitSize, keepColours, labelJpeg, orientationTransform, orientedSize, phaseInput, phaseOutput, readJpegInfo,
   sha256Hex, xmpPacket,
 } from "./core.js";
-import { detectFaces, parseCascade } from "./haar.js";
+import { detectFaces, FULL_RANGE, SHORT_RANGE } from "./blazeface.js";
 
-let catalogue = null, session = null, frontal = null, profile = null;
+let catalogue = null, session = null;
+const faceSessions = new Map(); // BlazeFace spec -> its onnxruntime-web session
 
 async function verifiedBytes(model) {
   const response = await fetch(model.url);
@@ -25,15 +26,27 @@ async function init(threads) {
   ort.env.wasm.wasmPaths = new URL("vendor/", self.location.href).href;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false;
-  const [model, frontalXml, profileXml] = await Promise.all([
+  const [model, shortRange, fullRange] = await Promise.all([
     verifiedBytes(catalogue.models["multistyle26-phase.onnx"]),
-    verifiedBytes(catalogue.models["face_frontal.xml"]),
-    verifiedBytes(catalogue.models["face_profile.xml"]),
+    verifiedBytes(catalogue.models["face_short_range.onnx"]),
+    verifiedBytes(catalogue.models["face_full_range.onnx"]),
   ]);
-  frontal = parseCascade(new TextDecoder().decode(frontalXml));
-  profile = parseCascade(new TextDecoder().decode(profileXml));
-  session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  session = await ort.InferenceSession.create(model, options);
+  faceSessions.set(SHORT_RANGE, await ort.InferenceSession.create(shortRange, options));
+  faceSessions.set(FULL_RANGE, await ort.InferenceSession.create(fullRange, options));
   return { threads: ort.env.wasm.numThreads, seconds: (performance.now() - started) / 1000 };
+}
+
+// One BlazeFace model on one input tensor (blazeface.js decides which and decodes the outputs).
+async function runFaces(spec, input) {
+  const faces = faceSessions.get(spec);
+  const tensor = new ort.Tensor("float32", input.data, input.dims);
+  const out = await faces.run({ [faces.inputNames[0]]: tensor });
+  const regressors = out[faces.outputNames[0]], classificators = out[faces.outputNames[1]];
+  const result = { regressors: regressors.data.slice(), classificators: classificators.data.slice() };
+  tensor.dispose?.(); regressors.dispose?.(); classificators.dispose?.();
+  return result;
 }
 
 async function decode(blob, maxSide) {
@@ -68,7 +81,9 @@ async function style({ blob, styleKey, strength, keepColours: keep, faceAware, m
   const { rgba, width, height } = picture;
   if (Math.min(width, height) < 32) throw new Error("too-small");
   progress("faces");
-  const faces = faceAware ? detectFaces(rgba, width, height, frontal, profile) : [];
+  const faces = faceAware
+    ? (await detectFaces(rgba, width, height, runFaces)).map(({ x, y, width: w, height: h }) => ({ x, y, width: w, height: h }))
+    : [];
   progress("network");
   const input = phaseInput(rgba, width, height);
   const started = performance.now();

@@ -9,9 +9,9 @@ import zlib from "node:zlib";
 import crypto from "node:crypto";
 import { pathToFileURL } from "node:url";
 import { refs, raw, file, rgbToRgba, compareRgb } from "./refs.mjs";
-import * as C from "../../../bot/webapp_static/core.js";
+import * as C from "../../../bot/web/static/core.js";
 
-const VENDOR = new URL("../../../bot/webapp_static/vendor/", import.meta.url);
+const VENDOR = new URL("../../../bot/web/static/vendor/", import.meta.url);
 
 async function runtime() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "darkroom-ort-"));
