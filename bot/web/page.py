@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from handlers.page_results import NotDelivered
+from handlers.ports import QueueRefused
 from handlers.texts import page_texts
 from inference import Catalogue, __version__
 from inference.errors import ModelIntegrityError
@@ -67,6 +69,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"  # pinned files: their URL car
 SHORT = "public, max-age=300"  # the page and styles.json: pick up a new release soon
 INIT_DATA_MAX_AGE = 3600  # seconds an initData stays good for the opt-in upload
 MAX_SEND_BYTES = 10 * 1024 * 1024  # a styled JPEG at 1280 px is well under 1 MB
+# Uploads read at once, for everyone together: bounds their memory at 4 x MAX_SEND_BYTES. Each
+# person has one at a time; the queue's per-person limits (handlers/page_results.py) do the rest.
+MAX_UPLOADS = 4
 
 
 class InitDataError(ValueError):
@@ -181,6 +186,7 @@ class WebApp:
         self.bot_token = bot_token
         self.send_styled = send_styled
         self.max_age = max_age
+        self._uploading: set[int] = set()  # who has an upload being read or delivered now
         self.assets: dict[str, Asset] = {}
         for name in PAGE_FILES:
             self.assets[name] = Asset(body=(STATIC / name).read_bytes(), content_type=PAGE_FILES[name], cache=SHORT)
@@ -197,6 +203,7 @@ class WebApp:
         self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT)
 
     def add_routes(self, app: web.Application) -> None:
+        app.on_response_prepare.append(_security_headers)
         app.router.add_get("/app", self._redirect)
         app.router.add_get("/app/", self._asset)
         app.router.add_get("/app/{path:.+}", self._asset)
@@ -234,6 +241,18 @@ class WebApp:
             return web.Response(status=403, text="forbidden", headers=headers)
         if request.content_type != "image/jpeg" or (request.content_length or 0) > MAX_SEND_BYTES:
             return web.Response(status=415, text="a styled JPEG only", headers=headers)
+        if user.id in self._uploading or len(self._uploading) >= MAX_UPLOADS:
+            # before a byte of the body is read: one at a time per person, a few for everyone
+            log.info("refused an on-device upload: another is in progress")
+            return web.json_response({"status": "busy"}, status=429, headers={**headers, "Retry-After": "5"})
+        self._uploading.add(user.id)
+        try:
+            return await self._receive_and_send(request, user, headers)
+        finally:
+            self._uploading.discard(user.id)
+
+    async def _receive_and_send(self, request: web.Request, user: WebAppUser, headers: dict[str, str]) -> web.Response:
+        assert self.send_styled is not None
         body = bytearray()
         async for chunk in request.content.iter_chunked(65536):
             body += chunk
@@ -245,14 +264,26 @@ class WebApp:
             await self.send_styled(user.id, bytes(body), user.language)
         except PermissionError:
             return web.json_response({"status": "consent-needed"}, status=409, headers=headers)
+        except QueueRefused as exc:
+            log.info("refused an on-device upload: %s", exc.reason)
+            retry = {"Retry-After": str(max(1, int(exc.retry_after)))} if exc.retry_after else {}
+            return web.json_response({"status": exc.reason}, status=429, headers={**headers, **retry})
+        except NotDelivered as exc:
+            log.info("an on-device result was not delivered: %s", exc)
+            return web.json_response({"status": "not-delivered"}, status=409, headers=headers)
         except Exception as exc:
             log.warning("an on-device result could not be delivered: %s", type(exc).__name__)
             return web.Response(status=502, text="not delivered", headers=headers)
         finally:
             body[:] = b"\0" * len(body)  # the styled picture is not kept here either
             del body
-        log.info("delivered an on-device result to its chat")
         return web.json_response({"status": "sent"}, headers=headers)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the page's security headers, aiohttp's own 404 and 405 too."""
+    for name, value in ISOLATION_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 def _charset(asset: Asset) -> str | None:
