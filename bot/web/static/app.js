@@ -13,6 +13,7 @@ let T = {};  // the page's texts, from handlers/texts.py (served in styles.json)
 const params = new URLSearchParams(location.search);
 const TILE_SIDE = 160; // the long side of a style tile, in pixels
 const STEPS = ["decode", "faces", "network", "finish"]; // numbered for the progress line
+const DIRECT_PREVIEW_PIXELS = 12_000_000; // above this, the preview comes from the worker (memory)
 const ESTIMATE_KEY = "darkroom.lastSeconds"; // only a duration: how long the last full style took
 
 let worker = null, nextId = 1, ready = null, catalogue = null;
@@ -131,7 +132,7 @@ function showPicker() {
   $("view").hidden = true;
   $("pick").hidden = false;
   $("change").hidden = true;
-  if (page.previewUrl) URL.revokeObjectURL(page.previewUrl);
+  if (page.previewUrl.startsWith("blob:")) URL.revokeObjectURL(page.previewUrl);
   page.previewUrl = "";
   $("preview").removeAttribute("src");
 }
@@ -158,22 +159,31 @@ async function picked() {
     haptic("error");
     return;
   }
-  if (page.previewUrl) URL.revokeObjectURL(page.previewUrl);
-  page.previewUrl = URL.createObjectURL(file);
-  $("preview").src = page.previewUrl;
+  // Shown from the file at once; a big photo (which an <img> would decode in full, 190 MB for
+  // 48 MP) is shown from the worker's working-size copy once it is read.
+  const direct = size.width * size.height <= DIRECT_PREVIEW_PIXELS;
+  if (page.previewUrl.startsWith("blob:")) URL.revokeObjectURL(page.previewUrl);
+  page.previewUrl = direct ? URL.createObjectURL(file) : "pending";
+  if (direct) $("preview").src = page.previewUrl; else $("preview").removeAttribute("src");
   $("pick").hidden = true;
   $("view").hidden = false;
   $("change").hidden = false;
-  $("preview").decode().then(() => {
+  const shown = () => $("preview").decode().then(() => {
     if (mine === page.photo) document.body.dataset.previewSeconds = ((performance.now() - started) / 1000).toFixed(3);
   }, () => {});
+  if (direct) shown();
   if (!(await ready) || mine !== page.photo) return;
   setState("working");
   showProgress(0);
   try {
-    const loaded = await ask({ type: "load", blob: file, maxSide: maxSideFor(navigator.deviceMemory) },
+    const loaded = await ask({ type: "load", blob: file, maxSide: maxSideFor(navigator.deviceMemory), wantPreview: !direct },
       (event) => { if (event.type === "progress") showProgress(STEPS.indexOf(event.step)); });
     if (mine !== page.photo) return;
+    if (loaded.preview) {
+      page.previewUrl = URL.createObjectURL(loaded.preview);
+      $("preview").src = page.previewUrl;
+      shown();
+    }
     page.faces = loaded.faces;
     document.body.dataset.faces = JSON.stringify(loaded.faces);
     showFaces();

@@ -105,7 +105,7 @@ async function decode(blob, maxSide) {
 }
 
 // A new photo: decoded, checked and its faces found once; every style then starts from here.
-async function load({ blob, maxSide }, progress) {
+async function load({ blob, maxSide, wantPreview }, progress) {
   release();
   const mine = ++photoGeneration;
   progress("decode");
@@ -116,7 +116,15 @@ async function load({ blob, maxSide }, progress) {
     .map(({ x, y, width: w, height: h }) => ({ x, y, width: w, height: h }));
   if (mine !== photoGeneration) { decoded.rgba.fill(0); throw new Error("cancelled"); }
   picture = { ...decoded, faces };
-  return { width: decoded.width, height: decoded.height, faces };
+  // A big photo is not shown from its file (the browser would decode all of it for an <img>):
+  // the page gets this working-size copy instead.
+  let preview = null;
+  if (wantPreview) {
+    const canvas = new OffscreenCanvas(decoded.width, decoded.height);
+    canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(decoded.rgba), decoded.width, decoded.height), 0, 0);
+    preview = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.92 });
+  }
+  return { width: decoded.width, height: decoded.height, faces, preview };
 }
 
 async function runStyle(rgba, width, height, style) {
