@@ -156,7 +156,9 @@ class Darkroom:
             self.engine = Engine(engine_config(settings))
             # Refuses to start on a tampered model. A front whose photos are styled by workers
             # builds no session and chooses no backend: that is the workers' (about 180 MB less).
-            await asyncio.to_thread(self.engine.verify, not settings.scaled_out)
+            # Nor does `darkroom run` with no platform: the page styles in the browser, so the
+            # files are checked and no runtime is loaded (the address is printed in seconds).
+            await asyncio.to_thread(self.engine.verify, not (settings.scaled_out or settings.local_only))
         engine = self.engine
         self.storage = storage = await _open_storage(settings)
         self.async_engine = async_engine = AsyncEngine(engine)
