@@ -410,6 +410,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "你的照片在本页面内、这台设备上读取并风格化，从不上传：页面只从服务器下载风格模型和自身文件。人脸检测也在这台设备上进行，以便人脸处风格更柔和。",
     },
     "page.licences": {"en": "Style licences: ", "zh": "风格许可："},
+    "page.hashes": {
+        "en": "What runs here, by SHA-256, so you can check it against your copy of Darkroom (it also works offline after this first visit):",
+        "zh": "在这里运行的文件及其 SHA-256，可与你手中的 Darkroom 核对（首次访问后也可离线使用）：",
+    },
 }
 
 

@@ -12,6 +12,7 @@ signed with this bot's token and not older than `INIT_DATA_MAX_AGE`.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import hmac
@@ -45,7 +46,12 @@ PAGE_FILES = {  # name -> content type; the page's own files, small and served a
     "core.js": "text/javascript; charset=utf-8",
     "blazeface.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "sw.js": "text/javascript; charset=utf-8",
+    "manifest.webmanifest": "application/manifest+json; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
+# The page's tags that carry Subresource Integrity, added at start-up from the files' own bytes.
+SRI_TAGS = ('src="vendor/telegram-web-apps.js"', 'src="app.js"', 'href="app.css"')
 VENDOR_TYPES = {".mjs": "text/javascript; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm"}
 MODELS = {  # served name -> catalogue model key
     "multistyle26-phase.onnx": "multistyle26",
@@ -188,9 +194,12 @@ class WebApp:
         self.max_age = max_age
         self._uploading: set[int] = set()  # who has an upload being read or delivered now
         self.assets: dict[str, Asset] = {}
-        for name in PAGE_FILES:
-            self.assets[name] = Asset(body=(STATIC / name).read_bytes(), content_type=PAGE_FILES[name], cache=SHORT)
-        self.assets.update({f"vendor/{n}": a for n, a in _verified_vendor().items()})
+        vendor = {f"vendor/{n}": a for n, a in _verified_vendor().items()}
+        own = {name: (STATIC / name).read_bytes() for name in PAGE_FILES}
+        own["index.html"] = _with_integrity(own["index.html"], own | {n: a.body for n, a in vendor.items()})
+        for name, data in own.items():  # small, so compressed once here, not on every request
+            self.assets[name] = Asset(body=data, content_type=PAGE_FILES[name], cache=SHORT, gz=gzip.compress(data, 9, mtime=0))
+        self.assets.update(vendor)
         document = styles_document(catalogue, software)
         for name, key in MODELS.items():
             data = served_model(catalogue, name)  # checked against the catalogue's SHA-256 first
@@ -199,8 +208,13 @@ class WebApp:
             # the page checks what arrives against this digest before using it
             document["models"][name] = {"url": f"models/{name}?v={digest[:16]}", "sha256": digest,
                                         "catalogue_sha256": catalogue.model(key).sha256.lower()}
+        # What runs, so anyone can check it ("About" on the page), and what the service worker
+        # keeps for offline use: every file by the URL the page uses, with its SHA-256.
+        document["files"] = {name: hashlib.sha256(asset.body).hexdigest() for name, asset in self.assets.items() if not name.startswith("models/")}
+        document["files"].update({model["url"]: model["sha256"] for model in document["models"].values()})
         body = json.dumps(document, ensure_ascii=False).encode()
-        self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT)
+        self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT,
+                                           gz=gzip.compress(body, 9, mtime=0))
 
     def add_routes(self, app: web.Application) -> None:
         app.on_response_prepare.append(_security_headers)
@@ -284,6 +298,15 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     """Every answer carries the page's security headers, aiohttp's own 404 and 405 too."""
     for name, value in ISOLATION_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+def _with_integrity(html: bytes, files: dict[str, bytes]) -> bytes:
+    """index.html with `integrity="sha384-…"` on its script and stylesheet tags."""
+    for tag in SRI_TAGS:
+        name = tag.split('"')[1]
+        digest = base64.b64encode(hashlib.sha384(files[name]).digest()).decode()
+        html = html.replace(tag.encode(), f'{tag} integrity="sha384-{digest}"'.encode(), 1)
+    return html
 
 
 def _charset(asset: Asset) -> str | None:

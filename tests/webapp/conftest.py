@@ -60,7 +60,8 @@ def chromium(playwright):
 
 @pytest.fixture(scope="module")
 def browser_context(chromium):
-    context = chromium.new_context(viewport={"width": 480, "height": 900})
+    # No service worker here, so that page.route sees every request; test_page_flow.py has one.
+    context = chromium.new_context(viewport={"width": 480, "height": 900}, service_workers="block")
     try:
         yield context
     finally:

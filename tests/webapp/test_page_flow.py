@@ -208,3 +208,31 @@ def test_screenshots_in_both_schemes_and_languages(chromium, darkroom_page, tmp_
             assert not page.errors, page.errors
         finally:
             context.close()
+
+
+def test_it_reloads_and_styles_offline_after_the_first_visit_and_can_be_installed(chromium, darkroom_page):
+    context = chromium.new_context(**PHONE)
+    page = page_in(context)
+    try:
+        open_page(page, darkroom_page)
+        installed = "Promise.race([navigator.serviceWorker.ready.then(() => true), new Promise(r => setTimeout(() => r(false), 60000))])"
+        assert page.evaluate(installed)  # installed: the page, runtime and models are kept
+        manifest = page.evaluate("fetch('manifest.webmanifest').then(r => r.json())")
+        assert manifest["display"] == "standalone" and manifest["icons"] and manifest["start_url"] == "./"
+        # the scripts carry Subresource Integrity, and About lists what runs, by SHA-256
+        assert page.get_attribute("script[src='app.js']", "integrity").startswith("sha384-")
+        assert page.get_attribute("link[href='app.css']", "integrity").startswith("sha384-")
+        hashes = page.text_content("#hashes")
+        for name in ("index.html", "app.js", "worker.js", "vendor/ort-wasm-simd-threaded.wasm", "models/multistyle26-phase.onnx"):
+            assert f"{name}: " in hashes, name
+        context.set_offline(True)
+        page.reload()
+        page.wait_for_selector("body:not([data-state=loading])", timeout=90_000)
+        assert page.evaluate("document.body.dataset.state") == "ready", page.text_content("#error")
+        pick(page, Path(portrait_path("astronaut")), wait_tiles=False)
+        tap_style(page, "ink")
+        assert page.evaluate("document.body.dataset.state") == "done"
+        assert not page.errors, page.errors
+    finally:
+        context.set_offline(False)
+        context.close()

@@ -88,6 +88,14 @@ function renderTiles() {
   }
   // one line for all styles' licences, under "What happens to my photo?"
   $("licences").textContent = T.licences + [...new Set(catalogue.styles.map((s) => s.licence))].join("; ");
+  // and what runs here, by SHA-256: the page, the runtime and the models
+  $("hashes-title").textContent = T.hashes;
+  const shown = Object.entries(catalogue.files || {}).filter(([name]) => /(\.html|\.js|\.mjs|\.wasm|\.onnx\?.*)$/.test(name));
+  for (const [name, digest] of shown) {
+    const item = document.createElement("li");
+    item.textContent = `${name.split("?")[0]}: ${digest}`;
+    $("hashes").append(item);
+  }
 }
 
 function resetTiles() {
@@ -435,6 +443,8 @@ async function start() {
     return false;
   });
   if ($("photo").files.length) picked(); // a photo picked before the script ran
+  // Keeps the page, runtime and models on this device, for reloading offline (sw.js).
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
 }
 
 start();
