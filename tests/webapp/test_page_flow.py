@@ -236,3 +236,27 @@ def test_it_reloads_and_styles_offline_after_the_first_visit_and_can_be_installe
     finally:
         context.set_offline(False)
         context.close()
+
+
+AXE = Path(__file__).resolve().parents[2] / ".node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("options", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_an_accessibility_scan_finds_nothing_serious(chromium, darkroom_page, options):
+    """axe-core (npm axe-core@4.10.3 in .node/, installed by .ci/run) on the page as loaded,
+    after a photo is picked and after it is styled: no serious or critical violation."""
+    assert AXE.exists(), "npm install --prefix .node --no-save axe-core@4.10.3 (see .ci/run)"
+    context = chromium.new_context(**options, bypass_csp=True)  # axe is injected as a script
+    page = page_in(context)
+    try:
+        open_page(page, darkroom_page)
+        page.evaluate(AXE.read_text())
+        scan = "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter(v => ['serious', 'critical'].includes(v.impact)).map(v => [v.id, v.nodes.map(n => n.target.join(' '))]))"
+        found = {"loaded": page.evaluate(scan)}
+        pick(page, Path(portrait_path("astronaut")))
+        found["picked"] = page.evaluate(scan)
+        tap_style(page, "ink")
+        found["styled"] = page.evaluate(scan)
+        assert not any(found.values()), found
+    finally:
+        context.close()
