@@ -426,10 +426,12 @@ async function start() {
     $("controls").hidden = true;
     $("unsupported").textContent = T.unsupported;
     $("unsupported").hidden = false;
+    document.body.dataset.texts = "1";
     setState("unsupported");
     return;
   }
   renderTiles();
+  document.body.dataset.texts = "1";
   wire();
   // The photo can be picked (and shown) while the model is still loading.
   ready = startWorker().then((answer) => {
