@@ -445,8 +445,12 @@ async function start() {
     return false;
   });
   if ($("photo").files.length) picked(); // a photo picked before the script ran
-  // Keeps the page, runtime and models on this device, for reloading offline (sw.js).
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
+  // Keeps the page, runtime and models on this device, for reloading offline (sw.js). After the
+  // model has loaded, so that the service worker takes it from the browser's cache, not again
+  // from the network.
+  ready.then((loaded) => {
+    if (loaded && "serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
+  });
 }
 
 start();

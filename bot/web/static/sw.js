@@ -14,7 +14,9 @@ async function precache() {
   await Promise.all(wanted.map(async (name) => {
     const url = new URL(name, self.registration.scope).href;
     if (name.includes("?v=") && kept.has(url)) return; // a model already kept: its URL names its version
-    await cache.add(new Request(url, { cache: "no-cache" }));
+    // versioned files come from the browser's cache (the page has just loaded them); the rest is checked
+    const versioned = name.includes("?v=") || name.startsWith("vendor/");
+    await cache.add(new Request(url, { cache: versioned ? "default" : "no-cache" }));
   }));
   // what a newer release no longer lists goes
   const current = new Set([...wanted, "styles.json"].map((name) => new URL(name, self.registration.scope).href));
