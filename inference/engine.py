@@ -105,7 +105,9 @@ class Engine:
         self.arbitrary = ArbitraryStyleNetwork(
             self.catalogue.model("arbitrary_predict"), self.catalogue.model("arbitrary_transform"), self.sessions
         )
-        self.faces = FaceDetector(self.catalogue.model("face_short_range"), self.catalogue.model("face_full_range"), self.sessions)
+        # One thread: the face networks are tiny (1-4 ms), and on this 2-core machine two threads
+        # made them 2.5x slower while other work ran (bench/faces.py).
+        self.faces = FaceDetector(self.catalogue.model("face_short_range"), self.catalogue.model("face_full_range"), SessionPool(1))
 
     def verify(self, sessions: bool = True) -> None:
         """Check every model file against its SHA-256 and build every session now, so a

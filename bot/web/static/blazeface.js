@@ -47,7 +47,7 @@ export function networkInput(rgba, stride, x0, y0, width, height, side) {
   const longSide = Math.max(width, height);
   const newW = Math.max(1, roundHalfEven((width * side) / longSide));
   const newH = Math.max(1, roundHalfEven((height * side) / longSide));
-  const m = Math.min(4, Math.max(1, Math.floor(longSide / side)));
+  const m = Math.min(3, Math.max(1, Math.floor(longSide / side)));
   const ys = samplePositions(newH, height, m), xs = samplePositions(newW, width, m);
   const padX = Math.floor((side - newW) / 2), padY = Math.floor((side - newH) / 2);
   const plane = side * side, data = new Float32Array(3 * plane).fill(-1);

@@ -331,8 +331,8 @@ export function faceMask(height, width, faces) {
   const sh = Math.max(1, roundHalfEven(height * scale)), sw = Math.max(1, roundHalfEven(width * scale));
   let mask = new Float32Array(sw * sh);
   for (const f of faces) {
-    const cx = roundHalfEven((f.x + f.width / 2) * scale), cy = roundHalfEven((f.y + f.height * 0.45) * scale);
-    const ax = Math.max(1, roundHalfEven(f.width * 0.62 * scale)), ay = Math.max(1, roundHalfEven(f.height * 0.78 * scale));
+    const cx = roundHalfEven((f.x + f.width / 2) * scale), cy = roundHalfEven((f.y + f.height * 0.40) * scale);
+    const ax = Math.max(1, roundHalfEven(f.width * 0.65 * scale)), ay = Math.max(1, roundHalfEven(f.height * 0.85 * scale));
     for (let y = Math.max(0, cy - ay); y <= Math.min(sh - 1, cy + ay); y++) {
       for (let x = Math.max(0, cx - ax); x <= Math.min(sw - 1, cx + ax); x++) {
         const dx = (x - cx) / ax, dy = (y - cy) / ay;
