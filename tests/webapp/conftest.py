@@ -40,7 +40,9 @@ def darkroom_page(tmp_path_factory):
         process.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: Playwright's sync API runs an event loop of its own, which must be gone before
+# the asyncio tests of another module run.
+@pytest.fixture(scope="module")
 def playwright():
     from playwright.sync_api import sync_playwright
 
@@ -49,7 +51,7 @@ def playwright():
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
