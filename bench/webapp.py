@@ -1,6 +1,7 @@
-"""The on-device page in headless Chromium against a real `darkroom run` (no platform):
-styling time at 512x384 and 1280x960 with 1 and 2 threads, first-load bytes and time to the first
-result with a cold cache, and the renderer's peak memory (page + workers + WASM heap).
+"""The on-device page in headless Chromium against a real `darkroom run` (no platform), as a
+person uses it: first-visit bytes, first and repeat visit to interactive, pick -> preview,
+pick -> all tiles for a 1280x960 photo, tap -> full result against the network's own time, and
+the renderer's peak memory. Medians over fresh browser profiles, with the CPU and load noted.
 
     python bench/webapp.py [--repeats 3]
 
@@ -82,16 +83,25 @@ def renderer_peak_mb(profile: Path) -> float:
     return peak / 1024
 
 
-def style_once(page, photo: Path) -> tuple[float, float]:
+def style_once(page, photo: Path, style: str = "ink") -> dict:
+    """Pick ``photo``, wait for every tile, tap ``style``: the page's own timings."""
     page.set_input_files("#photo", str(photo))
-    page.click("#go")
+    page.wait_for_selector("body[data-photo=read], body[data-photo=refused]", timeout=300_000)
+    page.wait_for_selector("body[data-tiles=done]", timeout=300_000)
+    page.click(f".tile[data-style={style}]")
     page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=300_000)
     data = page.evaluate("({...document.body.dataset})")
     if data["state"] != "done":
         raise SystemExit(f"styling failed: {page.text_content('#error')}")
-    # run it again from a clean state next time
-    page.evaluate("document.body.dataset.state = 'ready'")
-    return float(data["networkSeconds"]), float(data["seconds"])
+    return {"preview": float(data["previewSeconds"]), "tiles": float(data["tilesSeconds"]),
+            "result": float(data["seconds"]), "network": float(data["networkSeconds"])}
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def main() -> int:
@@ -103,69 +113,56 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="darkroom-bench-"))
     process, url = start_darkroom(work)
     photos = test_pictures(work)
-    gz_sizes = {p.name[:-3]: p.stat().st_size for p in VENDOR.glob("*.gz")}
-    results: dict = {}
+    runs: list[dict] = []
+    loads = [os.getloadavg()[0]]
     try:
         with sync_playwright() as playwright:
-            for threads in (1, 2, 1, 2)[: 2 if args.repeats == 1 else 4]:
+            for _ in range(args.repeats):
                 profile = Path(tempfile.mkdtemp(prefix="profile-", dir=work))
-                context = playwright.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=ARGS)
+                context = playwright.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=ARGS,
+                                                                        viewport={"width": 1280, "height": 800})
                 page = context.new_page()
-                transferred, transferred_gz, encodings = [], [], set()
+                transferred: list[int] = []
 
-                def finished(request):
+                def finished(request, transferred=transferred):
                     sizes = request.sizes()
-                    body = max(0, sizes["responseBodySize"])  # negative: served from the memory cache
-                    transferred.append(body + sizes["responseHeadersSize"])
-                    name = request.url.split("?")[0].rsplit("/", 1)[-1]
-                    response = request.response()
-                    encoding = response.headers.get("content-encoding", "identity") if response else "?"
-                    encodings.add(encoding)
-                    gz = gz_sizes.get(name, body) if encoding == "br" and body else body
-                    transferred_gz.append(gz + sizes["responseHeadersSize"])
+                    transferred.append(max(0, sizes["responseBodySize"]) + sizes["responseHeadersSize"])
 
                 page.on("requestfinished", finished)
                 started = time.perf_counter()
-                page.goto(f"{url}?threads={threads}")
+                page.goto(url)
                 page.wait_for_selector("body[data-state=ready]", timeout=120_000)
-                network, total = style_once(page, photos["512x384"])
-                first_result = time.perf_counter() - started
-                entry = results.setdefault(threads, {"512x384": [], "1280x960": [], "first": [], "bytes": [], "bytes_gz": [], "peak": [], "js": []})
-                entry["first"].append(first_result)
-                entry["bytes"].append(sum(transferred))
-                entry["bytes_gz"].append(sum(transferred_gz))
-                entry["encodings"] = sorted(encodings)
-                for _ in range(args.repeats):  # interleaved sizes, warm
-                    for size in ("512x384", "1280x960"):
-                        entry[size].append(style_once(page, photos[size]))
-                entry["peak"].append(renderer_peak_mb(profile))
-                try:  # JS heaps and WASM memories of the page and its workers (crossOriginIsolated only)
-                    entry["js"].append(page.evaluate("performance.measureUserAgentSpecificMemory().then(m => m.bytes)") / 1e6)
-                except Exception:
-                    pass
-                entry["isolated"] = page.evaluate("crossOriginIsolated")
-                entry["threads_used"] = page.evaluate("document.body.dataset.threads")
+                run = {"first_interactive": time.perf_counter() - started}
+                page.evaluate("navigator.serviceWorker.ready.then(() => true)")  # the first visit is complete
+                run["first_bytes"] = sum(transferred)
+                run.update(style_once(page, photos["1280x960"]))
+                run["peak"] = renderer_peak_mb(profile)
+                started = time.perf_counter()
+                page.reload()
+                page.wait_for_selector("body[data-state=ready]", timeout=120_000)
+                run["repeat_interactive"] = time.perf_counter() - started
+                runs.append(run)
                 context.close()
+                loads.append(os.getloadavg()[0])
     finally:
         process.terminate()
         process.wait(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Chromium {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}, "
-          f"{os.cpu_count()} CPUs (shared: figures are noisy; medians of {args.repeats} warm runs per browser launch)")
-    for threads, e in sorted(results.items()):
-        print(f"\nthreads={threads} (used {e['threads_used']}, crossOriginIsolated={e['isolated']})")
-        for size in ("512x384", "1280x960"):
-            net = [n for n, _ in e[size]]
-            tot = [t for _, t in e[size]]
-            print(f"  {size:>9}: network {statistics.median(net):.2f} s (min {min(net):.2f}, max {max(net):.2f}); "
-                  f"whole styling incl. decode, faces, blend, JPEG {statistics.median(tot):.2f} s")
-        print(f"  first load, cold cache: {statistics.median(e['bytes']) / 1e6:.2f} MB transferred "
-              f"(encodings {', '.join(e['encodings'])}); {statistics.median(e['bytes_gz']) / 1e6:.2f} MB for a client without brotli; "
-              f"time to first result (512x384) {statistics.median(e['first']):.2f} s")
-        print(f"  renderer process peak resident memory (page + workers + WASM heap + Chromium, VmHWM): {max(e['peak']):.0f} MB")
-        if e["js"]:
-            print(f"  measureUserAgentSpecificMemory after the runs (JS heaps + WASM memories): {max(e['js']):.0f} MB")
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"Chromium {subprocess.run([CHROMIUM, '--version'], capture_output=True, text=True).stdout.strip()}; {cpu_model()}, "
+          f"{os.cpu_count()} CPUs; load average {min(loads):.1f}-{max(loads):.1f} (shared machine); medians of {len(runs)} fresh profiles, 1280x800")
+    print(f"  first visit, cold cache: {median('first_bytes') / 1e6:.2f} MB transferred (target <= 3 MB)")
+    print(f"  first visit to interactive: {median('first_interactive'):.2f} s; repeat visit (reload) to interactive: "
+          f"{median('repeat_interactive'):.2f} s (target <= 1 s)")
+    print(f"  pick -> preview: {median('preview'):.3f} s (target <= 0.3 s)")
+    print(f"  pick -> all 12 tiles, 1280x960 photo: {median('tiles'):.2f} s (target <= 2 s)")
+    overhead = statistics.median(r["result"] - r["network"] for r in runs)
+    print(f"  tile -> full result: {median('result'):.2f} s, of which the network {median('network'):.2f} s: "
+          f"+{overhead:.2f} s (target <= +0.4 s)")
+    print(f"  renderer peak resident memory (VmHWM): {max(r['peak'] for r in runs):.0f} MB")
     return 0
 
 

@@ -26,12 +26,12 @@ from bot.settings import Settings, StartupError
 from bot.storage.store import Storage
 from bot.web.page import WebApp
 from bot.web.server import HttpServer, build_app
-from handlers.consent import has_consent
 from handlers.context import Context, ConversationSettings
 from handlers.events import Address, Person
 from handlers.memory import Memory
+from handlers.page_results import send_page_result
 from handlers.pipeline import LocalStyler
-from handlers.replies import DeleteMessage, OutPhoto, SendPhotos, SendText
+from handlers.replies import DeleteMessage, SendText
 from handlers.texts import t
 from inference import AsyncEngine, Engine, __version__
 
@@ -160,7 +160,9 @@ class Darkroom:
             self.engine = Engine(engine_config(settings))
             # Refuses to start on a tampered model. A front whose photos are styled by workers
             # builds no session and chooses no backend: that is the workers' (about 180 MB less).
-            await asyncio.to_thread(self.engine.verify, not settings.scaled_out)
+            # Nor does `darkroom run` with no platform: the page styles in the browser, so the
+            # files are checked and no runtime is loaded (the address is printed in seconds).
+            await asyncio.to_thread(self.engine.verify, not (settings.scaled_out or settings.local_only))
         engine = self.engine
         self.storage = storage = await _open_storage(settings)
         self.async_engine = async_engine = AsyncEngine(engine)
@@ -274,17 +276,13 @@ class Darkroom:
             self.page_url = settings.webapp_url or f"http://{host}:{self.http.port}/app/"
 
     async def _send_styled(self, user_id: int, jpeg: bytes, language: str) -> None:
-        """The on-device page's opt-in: deliver a picture styled on the person's phone to their
-        chat with the bot, through the same send path (in memory, nothing kept). Only for a
-        person whose consent is on record, like every picture the server handles."""
+        """The on-device page's opt-in: deliver a picture styled on the person's device to their
+        chat with the bot, under the rules of a chat result (handlers/page_results.py)."""
         # Offered to the page only when Telegram is configured, so all of these exist.
         assert self.telegram is not None and self.router is not None and self._pseudonymize is not None
         address = Address(self.telegram.name, str(user_id))
         person = Person(pseudonym=self._pseudonymize(self.telegram.name, "user", user_id), language=language, address=address)
-        ctx = self.router.context(self.telegram)
-        if not await has_consent(ctx, person):
-            raise PermissionError("no consent on record")
-        await ctx.send(address, SendPhotos((OutPhoto(jpeg, t("webapp.sent_caption", language)),)))
+        await send_page_result(self.router.context(self.telegram), person, address, jpeg)
 
     def platforms(self) -> dict[str, Platform]:
         return {p.name: p for p in (self.telegram, self.wechat) if p is not None}

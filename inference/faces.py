@@ -16,7 +16,7 @@ The decoding is MediaPipe's own, from its face_detection_{short,full}_range_comm
 SSD anchors (SsdAnchorsCalculator), box regression and sigmoid scores
 (TensorsToDetectionsCalculator) and weighted non-maximum suppression
 (NonMaxSuppressionCalculator, IoU 0.3). The page does the same in
-bot/webapp_static/blazeface.js; tests/webapp checks the two against each other.
+bot/web/static/blazeface.js; tests/webapp checks the two against each other.
 """
 
 from __future__ import annotations

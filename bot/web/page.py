@@ -12,6 +12,7 @@ signed with this bot's token and not older than `INIT_DATA_MAX_AGE`.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import hmac
@@ -26,6 +27,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from handlers.page_results import NotDelivered
+from handlers.ports import QueueRefused
 from handlers.texts import page_texts
 from inference import Catalogue, __version__
 from inference.errors import ModelIntegrityError
@@ -43,7 +46,12 @@ PAGE_FILES = {  # name -> content type; the page's own files, small and served a
     "core.js": "text/javascript; charset=utf-8",
     "blazeface.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "sw.js": "text/javascript; charset=utf-8",
+    "manifest.webmanifest": "application/manifest+json; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
+# The page's tags that carry Subresource Integrity, added at start-up from the files' own bytes.
+SRI_TAGS = ('src="vendor/telegram-web-apps.js"', 'src="app.js"', 'href="app.css"')
 VENDOR_TYPES = {".mjs": "text/javascript; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm"}
 MODELS = {  # served name -> catalogue model key
     "multistyle26-phase.onnx": "multistyle26",
@@ -67,6 +75,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"  # pinned files: their URL car
 SHORT = "public, max-age=300"  # the page and styles.json: pick up a new release soon
 INIT_DATA_MAX_AGE = 3600  # seconds an initData stays good for the opt-in upload
 MAX_SEND_BYTES = 10 * 1024 * 1024  # a styled JPEG at 1280 px is well under 1 MB
+# Uploads read at once, for everyone together: bounds their memory at 4 x MAX_SEND_BYTES. Each
+# person has one at a time; the queue's per-person limits (handlers/page_results.py) do the rest.
+MAX_UPLOADS = 4
 
 
 class InitDataError(ValueError):
@@ -190,10 +201,14 @@ class WebApp:
         self.bot_token = bot_token
         self.send_styled = send_styled
         self.max_age = max_age
+        self._uploading: set[int] = set()  # who has an upload being read or delivered now
         self.assets: dict[str, Asset] = {}
-        for name in PAGE_FILES:
-            self.assets[name] = Asset(body=(STATIC / name).read_bytes(), content_type=PAGE_FILES[name], cache=SHORT)
-        self.assets.update({f"vendor/{n}": a for n, a in _verified_vendor().items()})
+        vendor = {f"vendor/{n}": a for n, a in _verified_vendor().items()}
+        own = {name: (STATIC / name).read_bytes() for name in PAGE_FILES}
+        own["index.html"] = _with_integrity(own["index.html"], own | {n: a.body for n, a in vendor.items()})
+        for name, data in own.items():  # small, so compressed once here, not on every request
+            self.assets[name] = Asset(body=data, content_type=PAGE_FILES[name], cache=SHORT, gz=gzip.compress(data, 9, mtime=0))
+        self.assets.update(vendor)
         document = styles_document(catalogue, software, provider)
         for name, key in MODELS.items():
             data = served_model(catalogue, name)  # checked against the catalogue's SHA-256 first
@@ -202,10 +217,16 @@ class WebApp:
             # the page checks what arrives against this digest before using it
             document["models"][name] = {"url": f"models/{name}?v={digest[:16]}", "sha256": digest,
                                         "catalogue_sha256": catalogue.model(key).sha256.lower()}
+        # What runs, so anyone can check it ("About" on the page), and what the service worker
+        # keeps for offline use: every file by the URL the page uses, with its SHA-256.
+        document["files"] = {name: hashlib.sha256(asset.body).hexdigest() for name, asset in self.assets.items() if not name.startswith("models/")}
+        document["files"].update({model["url"]: model["sha256"] for model in document["models"].values()})
         body = json.dumps(document, ensure_ascii=False).encode()
-        self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT)
+        self.assets["styles.json"] = Asset(body=body, content_type="application/json; charset=utf-8", cache=SHORT,
+                                           gz=gzip.compress(body, 9, mtime=0))
 
     def add_routes(self, app: web.Application) -> None:
+        app.on_response_prepare.append(_security_headers)
         app.router.add_get("/app", self._redirect)
         app.router.add_get("/app/", self._asset)
         app.router.add_get("/app/{path:.+}", self._asset)
@@ -243,6 +264,18 @@ class WebApp:
             return web.Response(status=403, text="forbidden", headers=headers)
         if request.content_type != "image/jpeg" or (request.content_length or 0) > MAX_SEND_BYTES:
             return web.Response(status=415, text="a styled JPEG only", headers=headers)
+        if user.id in self._uploading or len(self._uploading) >= MAX_UPLOADS:
+            # before a byte of the body is read: one at a time per person, a few for everyone
+            log.info("refused an on-device upload: another is in progress")
+            return web.json_response({"status": "busy"}, status=429, headers={**headers, "Retry-After": "5"})
+        self._uploading.add(user.id)
+        try:
+            return await self._receive_and_send(request, user, headers)
+        finally:
+            self._uploading.discard(user.id)
+
+    async def _receive_and_send(self, request: web.Request, user: WebAppUser, headers: dict[str, str]) -> web.Response:
+        assert self.send_styled is not None
         body = bytearray()
         async for chunk in request.content.iter_chunked(65536):
             body += chunk
@@ -254,14 +287,35 @@ class WebApp:
             await self.send_styled(user.id, bytes(body), user.language)
         except PermissionError:
             return web.json_response({"status": "consent-needed"}, status=409, headers=headers)
+        except QueueRefused as exc:
+            log.info("refused an on-device upload: %s", exc.reason)
+            retry = {"Retry-After": str(max(1, int(exc.retry_after)))} if exc.retry_after else {}
+            return web.json_response({"status": exc.reason}, status=429, headers={**headers, **retry})
+        except NotDelivered as exc:
+            log.info("an on-device result was not delivered: %s", exc)
+            return web.json_response({"status": "not-delivered"}, status=409, headers=headers)
         except Exception as exc:
             log.warning("an on-device result could not be delivered: %s", type(exc).__name__)
             return web.Response(status=502, text="not delivered", headers=headers)
         finally:
             body[:] = b"\0" * len(body)  # the styled picture is not kept here either
             del body
-        log.info("delivered an on-device result to its chat")
         return web.json_response({"status": "sent"}, headers=headers)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the page's security headers, aiohttp's own 404 and 405 too."""
+    for name, value in ISOLATION_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _with_integrity(html: bytes, files: dict[str, bytes]) -> bytes:
+    """index.html with `integrity="sha384-…"` on its script and stylesheet tags."""
+    for tag in SRI_TAGS:
+        name = tag.split('"')[1]
+        digest = base64.b64encode(hashlib.sha384(files[name]).digest()).decode()
+        html = html.replace(tag.encode(), f'{tag} integrity="sha384-{digest}"'.encode(), 1)
+    return html
 
 
 def _charset(asset: Asset) -> str | None:

@@ -5,6 +5,7 @@ endpoint that takes a picture (the opt-in) refusing what it must."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
 import json
@@ -241,3 +242,18 @@ def test_darkroom_run_on_a_busy_port_ends_with_one_clear_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("darkroom:")]
     assert errors == [f"darkroom: cannot listen on 127.0.0.1:{port} (Address already in use); is another program using it? Set DARKROOM_HTTP_HOST / DARKROOM_HTTP_PORT"]
     assert "Traceback" not in done.stderr
+
+
+async def test_the_pages_own_files_are_compressed_and_listed_with_their_hashes(page_server):
+    status, headers, body = await _get(f"{page_server}/app/styles.json", "gzip, br")
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    files = json.loads(gzip.decompress(body))["files"]
+    for name in ("index.html", "app.js", "worker.js", "core.js", "app.css", "sw.js"):
+        status, headers, body = await _get(f"{page_server}/app/{name}", "gzip")
+        assert headers["Content-Encoding"] == "gzip", name
+        assert hashlib.sha256(gzip.decompress(body)).hexdigest() == files[name], name
+    _, _, html = await _get(f"{page_server}/app/", None)
+    _, _, script = await _get(f"{page_server}/app/app.js", None)
+    sri = base64.b64encode(hashlib.sha384(script).digest()).decode()
+    assert f'src="app.js" integrity="sha384-{sri}"'.encode() in html
+    assert any(name.startswith("models/multistyle26-phase.onnx?v=") for name in files)

@@ -110,6 +110,45 @@ export function fitSize(width, height, maxSide) {
   return { width: Math.max(1, roundHalfEven(width * scale)), height: Math.max(1, roundHalfEven(height * scale)) };
 }
 
+// The server refuses pictures above 50 megapixels (imageio's max_pixels); so does the page, before
+// decoding anything, since a decoded 100 MP picture alone is 400 MB of memory.
+export const MAX_PIXELS = 50_000_000;
+
+// Width and height from a picture's first bytes (JPEG, PNG, WebP, GIF), without decoding it;
+// null when the bytes are none of these.
+export function imageSize(bytes) {
+  const b = bytes, u16le = (o) => b[o] | (b[o + 1] << 8);
+  const u32be = (o) => ((b[o] << 24) >>> 0) + (b[o + 1] << 16) + (b[o + 2] << 8) + b[o + 3];
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    const info = readJpegInfo(b);
+    return info.width && info.height ? { type: "jpeg", width: info.width, height: info.height } : null;
+  }
+  if (b.length >= 24 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) {
+    return { type: "png", width: u32be(16), height: u32be(20) };
+  }
+  if (b.length >= 10 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46) return { type: "gif", width: u16le(6), height: u16le(8) };
+  const ascii = (o, n) => String.fromCharCode(...b.subarray(o, o + n));
+  if (b.length >= 30 && ascii(0, 4) === "RIFF" && ascii(8, 4) === "WEBP") {
+    const chunk = ascii(12, 4);
+    if (chunk === "VP8 ") return { type: "webp", width: u16le(26) & 0x3fff, height: u16le(28) & 0x3fff };
+    if (chunk === "VP8L") {
+      const bits = b[21] | (b[22] << 8) | (b[23] << 16) | (b[24] << 24);
+      return { type: "webp", width: (bits & 0x3fff) + 1, height: ((bits >> 14) & 0x3fff) + 1 };
+    }
+    if (chunk === "VP8X") return { type: "webp", width: 1 + (b[24] | (b[25] << 8) | (b[26] << 16)), height: 1 + (b[27] | (b[28] << 8) | (b[29] << 16)) };
+  }
+  return null;
+}
+
+// Why a picked file cannot be styled, before decoding it ("" when it can): not a picture, over
+// 50 MP, or too small for the network.
+export function checkPicked(size) {
+  if (!size || !size.width || !size.height) return "decodeError";
+  if (size.width * size.height > MAX_PIXELS) return "too-large";
+  if (Math.min(size.width, size.height) < 32) return "too-small";
+  return "";
+}
+
 // ---- the network's input and output ---------------------------------------------------------
 
 // RGBA uint8 -> float32 1x3xH4xW4 in 0..1, reflect-padded at the bottom and right to a multiple

@@ -86,3 +86,24 @@ test("the AI label is the server's XMP packet, and the JPEG keeps no other metad
 test("half-to-even rounding as Python and OpenCV", () => {
   assert.deepEqual([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(C.roundHalfEven), [0, 2, 2, -0, -2, 2, 3]);
 });
+
+test("a picked file is sized from its first bytes and refused above 50 MP before any decoding", () => {
+  const png = (w, h) => {
+    const b = new Uint8Array(24);
+    b.set([0x89, 0x50, 0x4e, 0x47, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82]);
+    new DataView(b.buffer).setUint32(16, w);
+    new DataView(b.buffer).setUint32(20, h);
+    return b;
+  };
+  assert.deepEqual(C.imageSize(png(10000, 10000)), { type: "png", width: 10000, height: 10000 });
+  assert.equal(C.checkPicked(C.imageSize(png(10000, 10000))), "too-large");
+  assert.equal(C.checkPicked(C.imageSize(png(8000, 6250))), ""); // exactly 50 MP is allowed, as on the server
+  assert.equal(C.checkPicked(C.imageSize(png(8000, 6251))), "too-large");
+  assert.equal(C.checkPicked(C.imageSize(png(20, 20))), "too-small");
+  const gif = new Uint8Array([0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x40, 0x01, 0xf0, 0x00]);
+  assert.deepEqual(C.imageSize(gif), { type: "gif", width: 320, height: 240 });
+  const jpeg = file(Object.values(refs.orientation.cases)[0].jpeg);
+  assert.deepEqual(C.imageSize(jpeg), { type: "jpeg", width: 7, height: 5 });
+  assert.equal(C.imageSize(new TextEncoder().encode("not a picture at all")), null);
+  assert.equal(C.checkPicked(null), "decodeError");
+});
