@@ -42,12 +42,15 @@ RUN groupadd --system --gid 10001 darkroom \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin darkroom \
     && mkdir -m 0700 /data && chown darkroom:darkroom /data
 COPY --from=build /opt/darkroom /opt/darkroom
+# DARKROOM_METRICS: the HTTP server then runs in every mode (Telegram polling has no other use
+# for it), so the health check below has something to ask; /metrics names nobody.
 ENV PATH=/opt/darkroom/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DARKROOM_DATA_DIR=/data \
     DARKROOM_HTTP_HOST=0.0.0.0 \
-    DARKROOM_HTTP_PORT=8080
+    DARKROOM_HTTP_PORT=8080 \
+    DARKROOM_METRICS=true
 USER darkroom:darkroom
 WORKDIR /data
 VOLUME ["/data"]
