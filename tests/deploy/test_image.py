@@ -12,8 +12,8 @@ import time
 import pytest
 from PIL import Image
 
-from tests.conftest import portrait_path
-from tests.deploy.podman import podman, run
+from tests.conftest import SECRET, TOKEN, portrait_path
+from tests.deploy.podman import SERVICES_IMAGE, podman, run
 
 pytestmark = pytest.mark.container
 
@@ -89,3 +89,27 @@ def test_run_with_no_platform_serves_the_page_and_reports_healthy(image):
     finally:
         podman("rm", "-f", "-t", "5", name, check=False)
         podman("volume", "rm", "-f", volume, check=False)
+
+
+def test_a_worker_reports_healthy_on_its_own_health_port(image):
+    """compose.yaml's worker check (`healthcheck.py worker`), in a network of two containers and
+    nothing else: Redis (the stand-in image) with no network, the worker inside Redis's."""
+    name = f"darkroom-test-{secrets.token_hex(4)}"
+    limits = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+    try:
+        podman("run", "-d", "--name", f"{name}-redis", "--network=none", *limits, "--user", "redis",
+               SERVICES_IMAGE, "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+        podman("run", "-d", "--name", name, f"--network=container:{name}-redis", "--read-only", "--cap-drop=ALL",
+               *limits, "-e", f"TELEGRAM_BOT_TOKEN={TOKEN}", "-e", f"DARKROOM_SECRET={SECRET}",
+               "-e", "DARKROOM_BROKER_URL=redis://127.0.0.1:6379/0", "-e", "DARKROOM_INPUT_TTL=0",
+               "-e", "DARKROOM_WORKER_METRICS_PORT=9100", "-e", "DARKROOM_ENGINE=onnxruntime", "-e", "DARKROOM_PRECISION=fp32",
+               "-e", "DARKROOM_THREADS=1", "--health-cmd", '["python3", "/opt/darkroom/healthcheck.py", "worker"]', image, "worker")
+        deadline = time.monotonic() + 300
+        while podman("healthcheck", "run", name, check=False).returncode != 0:
+            state = json.loads(podman("inspect", name).stdout)[0]["State"]
+            assert state["Running"], podman("logs", name, check=False).stderr[-3000:]
+            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-3000:]
+            time.sleep(2)
+        assert "worker ready: taking jobs" in podman("logs", name).stderr
+    finally:
+        podman("rm", "-f", "-t", "5", name, f"{name}-redis", check=False)
