@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -174,3 +175,37 @@ async def test_scaled_stack_answers_everyone_exactly_once_when_a_worker_containe
     logs = [await stack.logs(c) for c in [*await stack.containers("front"), *workers]]
     for person in PEOPLE:  # nobody named in the operator's logs, even at DEBUG
         assert not [log for log in logs if str(person.id) in log or person.username in log or person.first_name in log]
+
+
+def test_one_box_from_env_example_serves_the_page_and_is_healthy(image, tmp_path):
+    """`cp .env.example .env && docker compose up -d`, as the README says: .env.example is written
+    for a checkout (./data, 127.0.0.1, no metrics), and compose.yaml must still put the data on the
+    volume and the server where the health check and the published port find it. No network
+    here (and no platform in .env.example: the on-device page alone)."""
+    shutil.copy(REPO / "compose.yaml", tmp_path / "compose.yaml")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    (tmp_path / "compose.none.yaml").write_text(
+        "services:\n  darkroom:\n    network_mode: none\n    ports: !reset []\n"
+        "    ulimits: {nofile: 4096, nproc: 4096}\n"
+    )
+    project = f"darkroomtest{secrets.token_hex(3)}"
+    command = ["podman-compose", "--podman-args=--runtime runc", "--in-pod=false", "-p", project,
+               "-f", "compose.yaml", "-f", "compose.none.yaml"]
+    environ = {**os.environ, "DARKROOM_IMAGE": image}
+    try:
+        up = subprocess.run([*command, "up", "-d", "darkroom"], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr[-3000:]
+        container = f"{project}_darkroom_1"
+        deadline = time.monotonic() + 300
+        while podman("healthcheck", "run", container, check=False).returncode != 0:
+            assert time.monotonic() < deadline, podman("logs", container, check=False).stderr[-3000:]
+            time.sleep(2)
+        page = podman("exec", container, "python3", "-c",
+                      "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/app/', timeout=10).status)").stdout
+        assert page.strip() == "200"
+        listening = podman("exec", container, "cat", "/proc/net/tcp").stdout
+        assert " 00000000:1F90 00000000:0000 0A " in listening  # on 0.0.0.0:8080, where the published port leads
+        files = podman("exec", container, "sh", "-c", "stat -c '%a %U %n' /data/*").stdout.split("\n")
+        assert "darkroom /data/secret.key" in " ".join(files), files  # the key is on the volume
+    finally:
+        subprocess.run([*command, "down", "-v", "-t", "5"], cwd=tmp_path, env=environ, capture_output=True, timeout=300)
