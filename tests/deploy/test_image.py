@@ -87,7 +87,7 @@ def test_run_with_no_platform_serves_the_page_and_reports_healthy(image):
         assert listing[0] == "700 darkroom /data"
         assert all(line.split()[1] == "darkroom" for line in listing if line)
     finally:
-        podman("rm", "-f", "-t", "5", name, check=False)
+        podman("rm", "-f", "-v", "-t", "5", name, check=False)
         podman("volume", "rm", "-f", volume, check=False)
 
 
@@ -112,4 +112,5 @@ def test_a_worker_reports_healthy_on_its_own_health_port(image):
             time.sleep(2)
         assert "worker ready: taking jobs" in podman("logs", name).stderr
     finally:
-        podman("rm", "-f", "-t", "5", name, f"{name}-redis", check=False)
+        podman("rm", "-f", "-v", "-t", "5", name, check=False)  # first: it lives in Redis's network namespace
+        podman("rm", "-f", "-v", "-t", "5", f"{name}-redis", check=False)
