@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -108,6 +109,14 @@ class Stack:
             await asyncio.sleep(2)
 
     def down(self) -> None:
+        # The image's VOLUME gives each worker an anonymous /data volume, which podman-compose's
+        # `down -v` leaves behind: note them first, remove them last.
+        ids = subprocess.run(
+            [*PODMAN, "ps", "-aq", "--filter", f"label=io.podman.compose.project={self.name}"], capture_output=True, text=True,
+        ).stdout.split()
+        mounted = subprocess.run(
+            [*PODMAN, "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *ids], capture_output=True, text=True,
+        ).stdout if ids else ""
         subprocess.run(
             ["podman-compose", "--podman-args=--runtime runc", "--in-pod=false", "-p", self.name,
              "-f", "compose.yaml", "-f", "compose.host.yaml", "--profile", "scaled", "down", "-v", "-t", "5"],
@@ -118,7 +127,10 @@ class Stack:
             [*PODMAN, "ps", "-aq", "--filter", f"label=io.podman.compose.project={self.name}"], capture_output=True, text=True,
         ).stdout.split()
         if leftovers:
-            subprocess.run([*PODMAN, "rm", "-f", "-t", "0", *leftovers], capture_output=True)
+            subprocess.run([*PODMAN, "rm", "-f", "-v", "-t", "0", *leftovers], capture_output=True)
+        volumes = set(re.findall(r"[0-9a-f]{64}", mounted))
+        if volumes:
+            subprocess.run([*PODMAN, "volume", "rm", "-f", *volumes], capture_output=True)
 
 
 @pytest.fixture
