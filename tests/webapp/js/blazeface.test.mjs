@@ -9,14 +9,14 @@ import path from "node:path";
 import zlib from "node:zlib";
 import { pathToFileURL } from "node:url";
 import { refs, raw, rgbToRgba, DIR } from "./refs.mjs";
-import * as B from "../../../bot/webapp_static/blazeface.js";
+import * as B from "../../../bot/web/static/blazeface.js";
 
 const SPECS = { face_short_range: B.SHORT_RANGE, face_full_range: B.FULL_RANGE };
 const floats = (entry) => { const b = fs.readFileSync(path.join(DIR, entry.file)); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const key = (f) => (Array.isArray(f) ? f : [f.x, f.y, f.width, f.height]).join(",");
 
 async function runtime() {
-  const vendor = new URL("../../../bot/webapp_static/vendor/", import.meta.url);
+  const vendor = new URL("../../../bot/web/static/vendor/", import.meta.url);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "darkroom-ort-faces-"));
   for (const name of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]) {
     fs.writeFileSync(path.join(dir, name), zlib.brotliDecompressSync(fs.readFileSync(new URL(name + ".br", vendor))));
