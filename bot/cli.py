@@ -15,8 +15,11 @@ import numpy as np
 
 from bot import provenance
 from bot.engine_config import engine_config
-from bot.safeguards import heap, logs
-from bot.safeguards.core_dumps import HardeningError, harden_process
+from bot.safeguards import (
+    core_dumps,  # called through the module: tests replace harden_process there
+    heap,
+    logs,
+)
 from bot.safeguards.pseudonym import load_or_create_secret
 from bot.scale.audit import main as broker_audit_main
 from bot.settings import SettingsError, StartupError, from_environment
@@ -62,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in PHOTO_COMMANDS:
         try:
-            harden_process()  # before any photo is read: a crash must not dump one to disk
-        except HardeningError as exc:
+            core_dumps.harden_process()  # before any photo is read: a crash must not dump one to disk
+        except core_dumps.HardeningError as exc:
             _error(str(exc))
             return EXIT_FAILED
     try:

@@ -35,17 +35,20 @@ def test_mypy_finds_nothing():
     run("mypy")
 
 
-# The commit where the 72-character rule began; subjects before it are history.
+# The commit where the 72-character rule began; subjects before it are history. Three commits of
+# the landing that introduced this check slipped past it on a branch (73-78 characters); they are
+# merged history now, named here so that no other can.
 SUBJECT_RULE_SINCE = "d7854f8"
+LANDED_BEFORE_THE_CHECK = {"6995255", "9622d42", "b748e45"}
 
 
 def test_commit_subjects_are_72_characters_or_fewer():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     done = subprocess.run(
-        ["git", "log", "--format=%h %s", f"{SUBJECT_RULE_SINCE}..HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["git", "log", "--format=%H %s", f"{SUBJECT_RULE_SINCE}..HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     if done.returncode != 0:
         pytest.skip("history before the rule is not in this clone")
-    long = [line for line in done.stdout.splitlines() if len(line.split(" ", 1)[1]) > 72]
+    long = [line for line in done.stdout.splitlines() if len(line.split(" ", 1)[1]) > 72 and not line.startswith(tuple(LANDED_BEFORE_THE_CHECK))]
     assert long == [], "commit subjects over 72 characters (put the detail in the body):\n" + "\n".join(long)

@@ -13,7 +13,7 @@ from tests.handlers.test_consent_truth import consented, deleted
 
 async def uploaded(harness) -> None:
     """Wait for the file uploads the button started (they run beside the person's lane)."""
-    from handlers.photos import _FILE_UPLOADS
+    from handlers.files import _FILE_UPLOADS
 
     if _FILE_UPLOADS:
         await asyncio.wait(list(_FILE_UPLOADS), timeout=10)

@@ -196,7 +196,7 @@ def test_the_bot_keeps_it_in_its_data_directory(tmp_path):
 
 
 def test_the_audit_accepts_the_record_and_nothing_else_under_its_name(model, tmp_path, quick_timing, capsys):
-    from bot.audit import audit
+    from bot.storage.audit import audit
 
     data = tmp_path / "data"
     data.mkdir(mode=0o700)

@@ -159,6 +159,7 @@ async def test_delete_my_data_removes_everything_and_the_receipt_counts_it(fake_
                 break
             await asyncio.sleep(0.05)
         held_bytes = [b.data for b in memory.held_inputs[alice].buffers]
+        assert alice in memory.held_results  # the styled result, kept for "Full quality (file)"
         # A photo with two faces waiting for "everyone agreed".
         await fake.send_photo_from(ALICE, two_faces, caption="ink")
         await fake.wait_for_text("I can see 2 faces", chat_id=ALICE.id)
@@ -185,7 +186,7 @@ async def test_delete_my_data_removes_everything_and_the_receipt_counts_it(fake_
     assert "consent records: 2" in receipt
     assert "preferences: 1" in receipt
     assert "queued or running jobs cancelled: 3" in receipt
-    assert "photos held in memory released: 2" in receipt
+    assert "photos held in memory released: 3" in receipt  # the input, the waiting photo, the result
     assert "styled photos of mine deleted from the chat: 1" in receipt
     assert all(not any(b) for b in held_bytes + waiting_bytes), "held photos must be zeroed"
     assert late_photos == 1, "a cancelled job still replied"

@@ -80,8 +80,8 @@ def write_references(directory: Path, engine: Engine) -> Path:
         "keep_colours": _raw(directory, "net_keep.bin", keep_colours(styled, rgb)),
         "faces": [[f.x, f.y, f.width, f.height] for f in faces],
         "face_strength": style.face_strength,
-        "blend": _raw(directory, "net_blend.bin", blend(rgb, styled, 0.8, faces, style.face_strength)),
-        "blend_plain": _raw(directory, "net_blend_plain.bin", blend(rgb, styled, 0.7, [], style.face_strength)),
+        "blend": _raw(directory, "net_blend.bin", blend(rgb, styled.copy(), 0.8, faces, style.face_strength)),
+        "blend_plain": _raw(directory, "net_blend_plain.bin", blend(rgb, styled.copy(), 0.7, [], style.face_strength)),  # blend works in place
     }
     label = AILabel(SOURCE_NEURAL, "Ink wash & <friends> \"quoted\"", "Darkroom 0.1.0", "Studio & <Co> 示例", "0f" * 16)
     refs["xmp"] = {"source": label.digital_source_type, "style": label.style_name, "software": label.software,
