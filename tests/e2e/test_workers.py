@@ -27,6 +27,7 @@ import pytest
 from redis import Redis
 
 from bot.scale.audit import audit_broker
+from bot.scale.keys import Keys
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
 from tests.privacy_scan import make_canary, now, scan_files, scan_text
@@ -431,8 +432,17 @@ async def test_redis_restarted_empty_a_replayed_task_is_refused_garbage_survived
     client = redis.client()
     (entry,) = client.hvals("unacked")
     captured = json.dumps(json.loads(entry)[0]).encode()
+    live = Keys().live(json.loads(entry)[0]["headers"]["id"])
+    assert client.exists(live)  # the front waits for this job
     await fake.wait_for("sendPhoto", chat_id=MIO.id, timeout=120)
     del fake.delays["file"]
+    # The front has Mio's outcome (it cleared the live mark) before she erases: otherwise the
+    # erasure revokes the job through Celery, and Celery's own revoked list refuses the replay
+    # before our check runs, which would leave the live-mark check below unproven.
+    deadline = time.monotonic() + 60
+    while client.exists(live):
+        assert time.monotonic() < deadline, "the front never took Mio's outcome"
+        await asyncio.sleep(0.1)
     await fake.send_text_from(MIO, "/delete_my_data")
     await fake.wait_for_text("deleted", chat_id=MIO.id, timeout=30)
     downloads = len(fake.file_downloads)
