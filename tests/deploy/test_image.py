@@ -18,9 +18,10 @@ from tests.deploy.podman import SERVICES_IMAGE, podman, run
 pytestmark = pytest.mark.container
 
 # The image built on CI's stand-in Debian base (tests/deploy/build_image.sh) was 760 MB when this
-# was written (README "Deploy" says what takes the space). The limit catches a build stage leaking
-# into it (the wheelhouse alone is 206 MB) or OpenVINO's unused plugins coming back (80 MB).
-MAX_IMAGE_BYTES = 800_000_000
+# was written and 829 MB once C2PA signing (c2pa-python, 53 MB) joined the runtimes (README
+# "Deploy" says what takes the space). The limit catches a build stage leaking into it (the
+# wheelhouse alone is 224 MB) or OpenVINO's unused plugins coming back (80 MB).
+MAX_IMAGE_BYTES = 870_000_000
 
 
 def test_the_image_runs_darkroom_as_an_unprivileged_user_without_build_tools(image):
