@@ -28,6 +28,21 @@ def children() -> set[int]:
     return found - servers
 
 
+def the_decode_child(timeout: float = 10.0) -> int | None:
+    """The one decode child, once there is exactly one and it stays so for a moment. A new decode
+    server is, between its fork and its exec, a child of this process not yet known as a server:
+    on a loaded machine that can last long enough to be taken for the decode child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = children()
+        if len(found) == 1:
+            time.sleep(0.3)
+            if children() == found:
+                return next(iter(found))
+        time.sleep(0.01)
+    return None
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

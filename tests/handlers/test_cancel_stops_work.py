@@ -4,12 +4,13 @@ next person at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 from handlers.replies import SendPhotos
 from inference import Cancelled, imageio
-from tests.processes import async_wait_for, children
+from tests.processes import async_wait_for, children, the_decode_child
 
 
 def sleep_forever(data, limits):
@@ -31,8 +32,8 @@ async def test_delete_my_data_during_a_decode_kills_the_decode_child(harness, sm
     monkeypatch.setattr(imageio, "decode_here", sleep_forever)
     alice = await consented(harness, "alice")
     await harness.photo(alice, small_portrait, caption="ink")
-    assert await async_wait_for(lambda: children() != set()), "the decode never started"
-    [child] = children()
+    child = await asyncio.to_thread(the_decode_child)
+    assert child is not None, "the decode never started"
 
     await harness.command(alice, "/delete_my_data")
     assert await async_wait_for(lambda: child not in children(), timeout=5), "the decode child is still running"
