@@ -338,8 +338,8 @@ class Darkroom:
                 log.info("workers: %d styling process(es); up to %d jobs out at once", processes, processes + 1)
 
     async def ready(self) -> tuple[bool, str]:
-        """GET /readyz: the database and Redis answer; in-process, the engine is loaded; scaled
-        out, at least one live worker is free. A fixed reason code, no personal data."""
+        """GET /readyz: the database and Redis answer; in-process, the engine is loaded (unless
+        only the page is served); scaled out, at least one live worker is free. A fixed reason code, no personal data."""
         if self.storage is None or self.queue is None or self.queue.stopping:
             return False, "starting"
         try:
@@ -360,7 +360,8 @@ class Darkroom:
                 return False, "no_worker"
             if not free:
                 return False, "no_free_worker"
-        elif self.engine is None or self.engine.choice is None:
+        elif not self.settings.local_only and (self.engine is None or self.engine.choice is None):
+            # With no platform the page styles in the browser: no runtime is loaded, none needed.
             return False, "engine_not_loaded"
         return True, "ok"
 

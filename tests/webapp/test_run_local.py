@@ -1,5 +1,6 @@
 """`darkroom run` with no platform configured serves only the page: it checks the model files
-but loads no styling runtime (onnxruntime, OpenVINO), and prints the page's address quickly."""
+but loads no styling runtime (onnxruntime, OpenVINO), prints the page's address quickly, and is
+ready (GET /readyz, the image's health check) without one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.webapp.conftest import _free_port
@@ -29,6 +31,8 @@ def test_run_with_no_platform_loads_no_styling_runtime(tmp_path):
         assert "onnxruntime" not in maps and "openvino" not in maps
         # 3 s on a quiet machine (the brief's bound); a loaded CI machine gets some slack
         assert seconds <= 3 * max(1.0, load / (os.cpu_count() or 1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['DARKROOM_HTTP_PORT']}/readyz", timeout=10) as ready:
+            assert ready.status == 200
     finally:
         process.terminate()
         process.wait(timeout=20)
