@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,6 +16,8 @@ IMAGE = os.environ.get("DARKROOM_TEST_IMAGE", "localhost/darkroom:test")
 SERVICES_IMAGE = os.environ.get("DARKROOM_TEST_SERVICES_IMAGE", "localhost/darkroom-services:bookworm")
 PODMAN = ["podman", "--runtime", "runc"]
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]  # as in build_image.sh
+# podman-compose comes with the test extras: beside this Python, on PATH or not (an unactivated venv).
+COMPOSE = shutil.which("podman-compose", path=str(Path(sys.executable).parent)) or "podman-compose"
 MISSING_TOOLS = [tool for tool in ("podman", "runc") if shutil.which(tool) is None]
 
 

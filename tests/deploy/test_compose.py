@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SECRET, TOKEN
-from tests.deploy.podman import PODMAN, REPO, SERVICES_IMAGE, podman
+from tests.deploy.podman import COMPOSE, PODMAN, REPO, SERVICES_IMAGE, podman
 from tests.e2e.test_workers import free_port
 from tests.fakes.telegram_api import User
 
@@ -74,7 +74,7 @@ class Stack:
 
     async def compose(self, *args: str, timeout: float = 300) -> str:
         command = [
-            "podman-compose", "--podman-args=--runtime runc", "--in-pod=false", "-p", self.name,
+            COMPOSE, "--podman-args=--runtime runc", "--in-pod=false", "-p", self.name,
             "-f", "compose.yaml", "-f", "compose.host.yaml", "--profile", "scaled", *args,
         ]
         done = await asyncio.to_thread(subprocess.run, command, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
@@ -118,7 +118,7 @@ class Stack:
             [*PODMAN, "inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *ids], capture_output=True, text=True,
         ).stdout if ids else ""
         subprocess.run(
-            ["podman-compose", "--podman-args=--runtime runc", "--in-pod=false", "-p", self.name,
+            [COMPOSE, "--podman-args=--runtime runc", "--in-pod=false", "-p", self.name,
              "-f", "compose.yaml", "-f", "compose.host.yaml", "--profile", "scaled", "down", "-v", "-t", "5"],
             cwd=self.dir, capture_output=True, timeout=300,
         )
@@ -155,13 +155,15 @@ async def test_scaled_stack_answers_everyone_exactly_once_when_a_worker_containe
     await stack.wait_healthy("redis")
     await stack.wait_healthy("postgres")
     await stack.compose("up", "-d", "--no-deps", "front")
-    await stack.wait_healthy("front")  # GET /readyz (or /healthz) on the front's port, from inside it
-    await fake.wait_for("deleteWebhook", timeout=120)  # and it polls the (fake) Bot API
+    await fake.wait_for("deleteWebhook", timeout=120)  # it polls the (fake) Bot API
     await stack.compose("up", "-d", "--no-deps", "--scale", "worker=2", "worker")
     workers = await stack.containers("worker")
     assert len(workers) == 2, workers
     for worker in workers:
         await stack.wait_for_log(worker, "worker ready: taking jobs")
+    # GET /readyz on the front's port, from inside it: healthy once a worker's heartbeat says it
+    # has a free styling process (before that it answers 503 no_worker).
+    await stack.wait_healthy("front")
 
     for person in PEOPLE:
         await fake.consent_with_style(person)
@@ -201,7 +203,7 @@ def test_one_box_from_env_example_serves_the_page_and_is_healthy(image, tmp_path
         "    ulimits: {nofile: 4096, nproc: 4096}\n"
     )
     project = f"darkroomtest{secrets.token_hex(3)}"
-    command = ["podman-compose", "--podman-args=--runtime runc", "--in-pod=false", "-p", project,
+    command = [COMPOSE, "--podman-args=--runtime runc", "--in-pod=false", "-p", project,
                "-f", "compose.yaml", "-f", "compose.none.yaml"]
     environ = {**os.environ, "DARKROOM_IMAGE": image}
     try:
