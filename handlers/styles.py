@@ -23,8 +23,10 @@ PER_ROW = 3
 PURPOSES = ("pick", "again", "default")
 
 _COMMAND = re.compile(r"^/style(?:@\w+)?(?=\s|$)", re.IGNORECASE)
-_STRENGTH = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+|\d{1,3}\s*%)(?![\w.])")
-_KEEP = re.compile(r"keep\s*(?:my\s*)?colou?rs?|keep|colou?rs?|保留颜色|保留色彩|原色", re.IGNORECASE)
+# Not inside a Latin word or number; next to Chinese is fine ("水墨60%保留颜色" has no spaces).
+_STRENGTH = re.compile(r"(?<![A-Za-z0-9_.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+|\d{1,3}\s*%)(?![A-Za-z0-9_.])")
+# Whole words only: inside "watercolour", "colour" is part of the style's name, not a wish.
+_KEEP = re.compile(r"(?<![a-z])(?:keep\s*(?:my\s*)?colou?rs?|keep|colou?rs?)(?![a-z])|保留颜色|保留色彩|原色", re.IGNORECASE)
 
 
 def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | None = None) -> StyleRequest | None:
@@ -43,13 +45,12 @@ def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | No
         strength = min(1.0, max(0.0, strength))
         words = words[: match.start()] + " " + words[match.end() :]
     keep = preferences.keep_colours
-    if _KEEP.search(words):
+    # The words as a whole first: a style's own name may hold a keep word (a custom "Colour pop").
+    style = catalogue.find(" ".join(words.split())) if words.strip() else None
+    if style is None and _KEEP.search(words):
         keep = True
-        words = _KEEP.sub(" ", words)
-    name = " ".join(words.split())
-    if not name:
-        return None
-    style = catalogue.find(name)
+        name = " ".join(_KEEP.sub(" ", words).split())
+        style = catalogue.find(name) if name else None
     if style is None:
         return None
     return StyleRequest(style=style.key, strength=strength, keep_colours=keep)
