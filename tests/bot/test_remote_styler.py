@@ -154,14 +154,21 @@ async def test_a_job_is_live_while_the_front_waits_and_not_after(styler, redis_u
     assert not live(redis_url, "k6")  # answered: a replay of the task is refused
 
 
-async def test_erasure_ends_the_live_mark(styler, redis_url):
-    running = asyncio.create_task(styler.style(work("k7"), None, [], lambda upload: None))
-    await wait_for_task(redis_url)
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    await asyncio.sleep(0.5)
-    assert not live(redis_url, "k7")
+async def test_erasure_ends_the_live_mark(redis_url):
+    # A long job timeout: with the fixture's 2 s, a loaded machine timed the job out before the
+    # test could cancel it.
+    remote = RemoteStyler(Settings(secret=SECRET.encode(), broker_url=redis_url, redis_url=redis_url, job_timeout=60))
+    try:
+        running = asyncio.create_task(remote.style(work("k7"), None, [], lambda upload: None))
+        await wait_for_task(redis_url)
+        assert live(redis_url, "k7")
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await asyncio.sleep(0.5)
+        assert not live(redis_url, "k7")
+    finally:
+        await remote.close()
 
 
 async def test_a_live_mark_lost_with_redis_ends_the_wait_early(redis_url):

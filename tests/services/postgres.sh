@@ -8,7 +8,9 @@
 # The cluster lives in $DARKROOM_PG_DIR (default /tmp/darkroom-postgres), listens on 127.0.0.1 at
 # $DARKROOM_PG_PORT (default 54329) and on a socket in that directory only, and has one role
 # `darkroom` (random password, CREATEDB: each test creates and drops its own database) owning one
-# database `darkroom`. Run as root, the server runs as the `postgres` user (it refuses root).
+# database `darkroom`. A test's `DROP DATABASE ... WITH (FORCE)` once met an autovacuum worker in
+# its database, which only pg_signal_backend may end: the role has it, and autovacuum is off (the
+# databases live for one test). Run as root, the server runs as the `postgres` user (it refuses root).
 # Binaries: $PG_BIN, else the newest /usr/lib/postgresql/*/bin, else `pg_config --bindir`.
 set -euo pipefail
 
@@ -35,10 +37,11 @@ start() {
     --encoding=UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 \
     || { cat "$DIR/initdb.log" >&2; exit 1; }
   as_owner "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w \
-    -o "-k $DIR -p $PORT -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+    -o "-k $DIR -p $PORT -c listen_addresses=127.0.0.1 -c fsync=off -c autovacuum=off" start >/dev/null \
     || { cat "$DIR/server.log" >&2; exit 1; }
   as_owner "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h "$DIR" -p "$PORT" -U postgres -d postgres >/dev/null <<SQL
 CREATE ROLE darkroom LOGIN CREATEDB PASSWORD '$password';
+GRANT pg_signal_backend TO darkroom;
 CREATE DATABASE darkroom OWNER darkroom;
 SQL
   echo "export DARKROOM_TEST_POSTGRES_URL=postgresql://darkroom:$password@127.0.0.1:$PORT/darkroom"
