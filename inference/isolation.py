@@ -54,8 +54,10 @@ class DecodeLimits:
     # adds a few more) and keeps the worst allowed file well under a second.
     max_scans: int = 100
     # CPU seconds one decode may use: its child process gets SIGXCPU past this and SIGKILL a
-    # second later (RLIMIT_CPU). A 48 MP PNG, the slowest real input, takes 0.8 s here.
-    cpu_seconds: int = 2
+    # second later (RLIMIT_CPU). A 49 MP RGBA PNG, the slowest real input, takes 1.3 s on a quiet
+    # Zen 4 core (flattening the alpha included); 2 s refused it once in a full test run on a
+    # busy machine, and an older CPU is slower still. A scan bomb is refused by its scan count.
+    cpu_seconds: int = 4
     # Wall-clock seconds before the child is killed whatever it is doing (e.g. starved of CPU
     # on a busy machine, or stuck): generous, the CPU limit is the real bound.
     wall_seconds: float = 20.0

@@ -258,7 +258,7 @@ class Settings:
         "DARKROOM_MAX_INPUT_MEGAPIXELS",
         50 * MEGAPIXEL,
         read_whole(1, 400, MEGAPIXEL),
-        "larger inputs (megapixels) are refused before decoding; decoding itself is stopped after 2 s of CPU, and a "
+        "larger inputs (megapixels) are refused before decoding; decoding itself is stopped after 4 s of CPU, and a "
         "JPEG with more than 100 scans is refused unread",
     )
     threads: int = setting(
