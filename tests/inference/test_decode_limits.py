@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from inference.cancel import Cancellation, Cancelled
 from inference.errors import CorruptImage, TooComplex, TooManyPixels
@@ -397,3 +397,23 @@ def test_refused_pictures_leave_no_decode_server_behind():
         with pytest.raises(CorruptImage):
             decode(truncated)
     assert 1 <= len(DecodeServer.pids()) <= DecodeServer.MAX_IDLE, DecodeServer.pids()
+
+
+def test_a_server_given_back_after_a_refusal_holds_none_of_the_refused_bytes():
+    """The server that handled a refused picture now takes the next one, so it must keep nothing of
+    it: its memory (read from /proc/PID/mem, the process stopped) has no trace of the refused
+    file's bytes."""
+    from tests.memory_scan import scan_process
+
+    canary = b"DARKROOM-REFUSED-CANARY-" + os.urandom(8).hex().encode()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("canary", canary.decode())
+    truncated = encoded(Image.new("RGB", (64, 48), (10, 20, 30)), "PNG", pnginfo=info)[:-40]
+    assert canary in truncated
+    for _ in range(3):
+        with pytest.raises(CorruptImage):
+            decode(truncated)
+    servers = DecodeServer.pids()
+    assert servers
+    for pid in servers:
+        assert scan_process(pid, [canary]) == [], f"decode server {pid} holds the refused picture's bytes"
