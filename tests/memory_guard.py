@@ -38,10 +38,10 @@ DEFAULT_LIMIT_MB = 6144
 GRACE_S = 30.0  # after the interrupt, how long the main thread has to stop before the process exits
 
 
-def status_kb(pid: int | str, field_name: str) -> int:
-    """A ``VmRSS``/``VmHWM`` line of /proc/PID/status in kB (0 if the process is gone)."""
+def proc_kb(pid: int | str, name: str, field_name: str) -> int:
+    """A "Field: N kB" line of /proc/PID/<name> in kB (0 if the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
                 if line.startswith(field_name + ":"):
                     return int(line.split()[1])
@@ -50,18 +50,16 @@ def status_kb(pid: int | str, field_name: str) -> int:
     return 0
 
 
+def status_kb(pid: int | str, field_name: str) -> int:
+    """A ``VmRSS``/``VmHWM`` line of /proc/PID/status in kB."""
+    return proc_kb(pid, "status", field_name)
+
+
 def pss_kb(pid: int | str) -> int:
     """The process's proportional share of its resident memory (/proc/PID/smaps_rollup), in kB:
     pages shared with others (a fork's copy-on-write pages, libraries) count once in a sum, where
     the sum of RSS counted them in every process (it once printed 27 GB on a 23 GB machine)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return proc_kb(pid, "smaps_rollup", "Pss")
 
 
 def descendants(root: int) -> list[int]:
