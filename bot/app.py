@@ -83,6 +83,7 @@ def conversation_settings(settings: Settings, engine: Engine) -> ConversationSet
         webapp_url=settings.webapp_url,
         marked_platforms=frozenset(["wechat"] if settings.wechat_visible_label else []),
         file_ttl=settings.file_ttl,
+        preview_sheet=settings.preview_sheet,
     )
 
 

@@ -11,8 +11,6 @@ import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from bot import provenance
 from bot.engine_config import engine_config
 from bot.safeguards import (
@@ -27,7 +25,6 @@ from bot.storage.audit import main as audit_main
 from handlers.context import where
 from inference import PICTURE_STYLE, Engine, ImageRejected, ModelIntegrityError, StyleRequest, UnknownStyle, load_catalogue
 from inference.backends import cpu_capabilities
-from inference.sheet import contact_sheet
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PHOTO_COMMANDS = ("run", "stylize", "sheet")  # the commands that hold photos in memory
@@ -274,11 +271,15 @@ def _sheet(args) -> int:
         _error(f"{args.input}: cannot read ({exc.strerror or exc})")
         return EXIT_FAILED
     try:
-        sheet = contact_sheet(engine, data)
+        picture = engine.load(data)
     except ImageRejected as exc:
         _error(f"{args.input}: {_REASONS.get(exc.reason, 'not a usable picture')}")
         return EXIT_FAILED
-    args.output.write_bytes(engine.encode_sheet(np.asarray(sheet)))  # labelled and signed like any result
+    try:
+        sheet = engine.render_sheet(picture)  # labelled and signed like any result
+    finally:
+        picture.rgb.fill(0)
+    args.output.write_bytes(sheet.jpeg)
     print(f"{args.input} -> {args.output} ({len(engine.catalogue.styles)} styles)")
     return EXIT_OK
 

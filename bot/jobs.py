@@ -86,8 +86,9 @@ class FairQueue:
         recent = self._recent.get(bucket, deque())
         while recent and recent[0] <= now - HOUR:
             recent.popleft()
-        # An album larger than the whole hourly allowance counts as the allowance.
-        photos = max(1, min(photos, self.rate_per_hour or photos))
+        # An album larger than the whole hourly allowance counts as the allowance. 0: counted
+        # already (a style chosen from the photo's preview sheet, which counted it).
+        photos = max(0, min(photos, self.rate_per_hour or photos))
         if self.rate_per_hour and len(recent) + photos > self.rate_per_hour:
             # Wait until enough of the oldest photos are an hour old to make room for these.
             freed_by = recent[len(recent) + photos - self.rate_per_hour - 1]

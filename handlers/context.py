@@ -34,6 +34,7 @@ class ConversationSettings:
     webapp_url: str = ""  # the on-device page (DARKROOM_WEBAPP_URL); empty: not offered
     marked_platforms: frozenset[str] = frozenset()  # whose results carry the visible AI mark
     file_ttl: int = 60  # seconds the latest result stays in memory for "Full quality (file)"; 0: no button
+    preview_sheet: bool = True  # the person's photo in every style, with the picker (private chats)
 
 
 @dataclass

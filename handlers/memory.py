@@ -92,6 +92,8 @@ class HeldPhotos:
     more_messages: tuple[MessageRef, ...] = ()  # the rest of an album
     requester: Person | None = None  # groups: who asked (may differ from the author)
     confirmed: bool = False  # the author confirmed that everyone pictured agreed
+    sheet: MessageRef | None = None  # the preview sheet sent for it (deleted once a style is chosen)
+    counted: int = 0  # photos its preview sheet counted against the hourly limit already
     # What happens once the person agrees, set by whoever holds the photo for consent: so the
     # consent module completes the pending action without knowing (importing) photos or groups.
     resume: Callable[..., Awaitable[None]] | None = field(default=None, repr=False)

@@ -58,6 +58,7 @@ class ChatJob:
     upload: asyncio.Future | None = field(default=None, repr=False)  # the styled photo on its way
     waiting_for_answer: bool = False  # the downloaded photo waits for "everyone agreed"
     key: str = field(default_factory=lambda: secrets.token_hex(16))  # one reply per job (pipeline.StyleJob)
+    counted: int = 0  # photos its preview sheet already counted against the hourly limit
 
     @property
     def selfies(self) -> tuple[MessageRef | None, ...]:
@@ -131,6 +132,7 @@ async def _drop_waiting(ctx: Context, person: Person, chat: Chat) -> None:
         waiting = ctx.memory.peek(table, person.pseudonym)
         if waiting is not None and waiting.chat.pseudonym == chat.pseudonym:
             ctx.memory.take(table, person.pseudonym)
+            await drop_sheet(ctx, waiting)
             await ctx.delete_selfies(person.pseudonym, (waiting.message, *waiting.more_messages))
 
 
@@ -167,10 +169,18 @@ async def choose_style_or_ask(ctx: Context, held: HeldPhotos) -> None:
             held.request = StyleRequest(preferences.style, preferences.strength, preferences.keep_colours)
     if held.request is None:
         ctx.memory.hold(ctx.memory.awaiting_style, held)
-        language = person.language
-        held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
+        if ctx.settings.preview_sheet and held.chat.private:
+            await offer_previews(ctx, held)
+        else:
+            await offer_picker(ctx, held)
         return
     await queue_styling(ctx, held)
+
+
+async def offer_picker(ctx: Context, held: HeldPhotos) -> None:
+    """The style names to choose from (without the preview sheet, or when it cannot be made)."""
+    language = held.person.language
+    held.prompt = await ctx.send(held.chat, SendText(t("styles.pick", language), picker(ctx, language, "pick")))
 
 
 # -- a style for the photo waiting for one --------------------------------------------------------
@@ -187,7 +197,7 @@ async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
             ctx.memory.hold(ctx.memory.awaiting_style, held)
         await _nothing_waiting(event, ctx)
         return
-    held.request = await _chosen(event, ctx, style)
+    held.request = await _chosen(event, ctx, style, edit=held.sheet is None)
     await queue_styling(ctx, held)
 
 
@@ -196,12 +206,12 @@ async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
     await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
 
 
-async def _chosen(event: ButtonEvent, ctx: Context, style) -> StyleRequest:
-    """Acknowledge the choice (the picker becomes "Style: X") and build the request with the
-    person's own strength and colour preferences."""
+async def _chosen(event: ButtonEvent, ctx: Context, style, edit: bool = True) -> StyleRequest:
+    """Acknowledge the choice (the picker becomes "Style: X"; a preview sheet goes instead, in
+    queue_styling) and build the request with the person's own strength and colour preferences."""
     language = event.person.language
-    await ctx.send(event.chat, AnswerButton(event.answer_handle))
-    if event.message is not None:
+    await ctx.send(event.chat, AnswerButton(event.answer_handle, style.display_name(language) if not edit else ""))
+    if edit and event.message is not None:
         await ctx.send(event.chat, EditText(event.message, t("styles.chosen", language, style=style.display_name(language))))
     preferences = await ctx.store.preferences(event.person.pseudonym)
     return StyleRequest(style.key, preferences.strength, preferences.keep_colours)
@@ -250,6 +260,7 @@ async def queue_styling(ctx: Context, held: HeldPhotos) -> None:
     """Queue the styling of ``held`` (its request is set)."""
     assert held.request is not None
     language = held.person.language
+    await drop_sheet(ctx, held)  # chosen: the previews have done their job
     too_big = [p for p in held.photos if p.size and p.size > ctx.settings.max_input_bytes]
     if too_big:
         limit_mb = ctx.settings.max_input_bytes // (1024 * 1024)
@@ -274,6 +285,7 @@ async def queue_styling(ctx: Context, held: HeldPhotos) -> None:
         reply_to=None if held.chat.private else held.message,
         style_picture=style_picture,
         others_confirmed=held.confirmed,
+        counted=held.counted,
     )
     await enqueue(ctx, job)
 
@@ -339,7 +351,7 @@ async def enqueue(ctx: Context, job: ChatJob) -> None:
                 partial(style_and_reply, ctx, job),
                 on_position=partial(show_position, ctx, job),
                 on_drop=partial(tell_shutdown, ctx, job),
-                photos=len(job.held_input.buffers) if job.held_input is not None else len(job.photos),
+                photos=(len(job.held_input.buffers) or 1) if job.held_input is not None else len(job.photos) - job.counted,
             )
         except QueueRefused as exc:
             if job.held_input is not None:
@@ -395,6 +407,107 @@ async def show_status(
         elif not job.status_sent or (final and not success):
             job.status = await ctx.send(job.chat, SendText(text, reply_to=job.reply_to))
             job.status_sent = True
+
+
+# -- the preview sheet ---------------------------------------------------------------------------
+#
+# With the picker, the person's own photo in every style (inference/sheet.py), so that a look is
+# chosen by seeing it. The sheet is made from the face, so it is treated as a result: made only
+# after consent, through the fair queue (here or on a worker), AI-labelled, never stored, and its
+# message is deleted once a style is chosen, when a newer photo replaces it, when the choice is
+# no longer awaited (after the 10 minutes a choice waits, by the reply janitor: its reference is
+# kept as a reply's is) and by /delete_my_data, whose receipt counts it. Whatever keeps the sheet from being
+# made, the person gets the names alone, as without it.
+
+PREVIEW = "preview"  # the StyleRequest.style of a preview job (it styles in every style)
+
+
+async def offer_previews(ctx: Context, held: HeldPhotos) -> None:
+    """Queue the preview sheet of ``held`` (waiting in memory.awaiting_style). It counts as the
+    photo against the hourly limit, and the styling chosen from it does not count it again."""
+    job = ChatJob(person=held.person, chat=held.chat, photos=held.photos[:1], request=StyleRequest(PREVIEW), selfie=None)
+    try:
+        ctx.queue.submit(held.person.pseudonym, partial(show_previews, ctx, held, job), photos=1)
+    except QueueRefused:
+        await offer_picker(ctx, held)  # busy or over the limit: the choice is still the person's
+        return
+    held.counted = 1
+
+
+async def show_previews(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
+    """The preview job (run by the queue): the sheet with the picker under it, sent to the chat."""
+    person, language = held.person, held.person.language
+    if ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is not held:
+        return  # chosen already (typed), or replaced by a newer photo: no sheet needed
+    inflight = await ctx.store.job_started(person.pseudonym, held.chat.address, language)
+    try:
+        if not await consent.has_consent(ctx, person):
+            return
+        await ctx.send(held.chat, ChatAction("upload_photo"))
+        preview = StyleJob(
+            key=job.key,
+            chat=held.chat.address,
+            photos=held.photos[:1],
+            request=StyleRequest(PREVIEW, mark=ctx.platform.name in ctx.settings.marked_platforms),
+            caption=t("styles.sheet", language),
+            max_input_bytes=ctx.settings.max_input_bytes,
+            preview=True,
+            language=language,
+            picker=picker(ctx, language, "pick", numbered=True),
+        )
+        try:
+            outcome = await styler(ctx).style(preview, ctx.platform, [], partial(_uploading, job))
+        except asyncio.CancelledError:
+            if not getattr(ctx.queue, "stopping", False):  # erased: the sheet must not stay
+                await asyncio.shield(withdraw(ctx, job))
+            raise
+        except Exception as exc:  # the names alone, then; the log line has no personal data
+            log.error("preview sheet failed: %s at %s", type(exc).__name__, where(exc))
+            outcome = Outcome(OutcomeKind.FAILED)
+        assert isinstance(outcome, Outcome)
+        await _previews_ended(ctx, held, job, outcome)
+    finally:
+        await asyncio.shield(ctx.store.job_finished(inflight))
+
+
+async def _previews_ended(ctx: Context, held: HeldPhotos, job: ChatJob, outcome: Outcome) -> None:
+    person = held.person
+    if outcome.kind is OutcomeKind.DONE and outcome.sent is not None:
+        if ctx.platform.can_delete_messages:  # kept until the choice is due at the latest
+            delete_at = int(time.time()) + ctx.settings.pending_ttl
+            await ctx.store.remember_reply(person.pseudonym, outcome.sent, delete_at)
+        job.upload = None  # from here the reference (held.sheet, the row) answers for the sheet
+        log.info("sent a preview sheet in %.2fs", outcome.seconds)
+        if ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is held:
+            held.prompt = held.sheet = outcome.sent
+        else:  # a style was typed, or a newer photo came, while the sheet was made
+            await drop_sheet(ctx, replace(held, sheet=outcome.sent))
+        return
+    if ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is not held:
+        return
+    if outcome.kind in (OutcomeKind.REJECTED, OutcomeKind.TOO_LARGE, OutcomeKind.FETCH_FAILED):
+        # The photo itself cannot be styled: say so now, not after a style is chosen.
+        ctx.memory.take(ctx.memory.awaiting_style, person.pseudonym)
+        text = outcome_text(ctx, job, outcome)
+        if text is not None:
+            await ctx.send(held.chat, SendText(text))
+        await ctx.delete_selfies(person.pseudonym, (held.message, *held.more_messages))
+        return
+    # Several faces (the sheet would show everyone pictured: the question comes with the
+    # styling), busy, lost, failed: the names alone.
+    await offer_picker(ctx, held)
+
+
+async def drop_sheet(ctx: Context, held: HeldPhotos) -> None:
+    """Delete ``held``'s preview sheet (where the platform can) and the row that kept its
+    reference for the janitor and erasure."""
+    sheet, held.sheet = held.sheet, None
+    if sheet is None or not ctx.platform.can_delete_messages:
+        return
+    await ctx.send(sheet.chat, DeleteMessage(sheet))
+    for row, message in await ctx.store.replies_of(held.person.pseudonym):
+        if message == sheet:
+            await ctx.store.forget_reply(row)
 
 
 # -- the work -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .context import where
 from .events import Address, MessageRef, PhotoRef
 from .memory import InputBuffer, forget_freed_copies
 from .ports import DeliveryFailed, FetchFailed, PhotoTooLarge, Platform
-from .replies import Button, ChatAction, OutPhoto, SendPhotos
+from .replies import Button, ChatAction, Keyboard, OutPhoto, SendPhotos
 
 log = logging.getLogger("darkroom.pipeline")
 
@@ -62,6 +62,11 @@ class StyleJob:
     style_picture: PhotoRef | None = None  # "any picture as style"
     others_confirmed: bool = False
     max_input_bytes: int = 20 * 1024 * 1024
+    # The preview sheet instead of one style: the first photo in every style, numbered, with
+    # ``picker`` under it (handlers/photos.py offer_previews); ``language`` names its tiles.
+    preview: bool = False
+    language: str = "en"
+    picker: Keyboard = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,19 +79,24 @@ class StyleJob:
         def message(d):
             return None if d is None else MessageRef(Address(**d["chat"]), d["message_id"])
 
-        another = data.get("another")
+        def button(d):
+            return None if d is None else Button(d["label"], d["data"], tuple(d["typed"]), d.get("web_app", ""))
+
         return cls(
             key=data["key"],
             chat=Address(**data["chat"]),
             photos=tuple(PhotoRef(**p) for p in data["photos"]),
             request=StyleRequest(**data["request"]),
             caption=data["caption"],
-            another=None if another is None else Button(another["label"], another["data"], tuple(another["typed"])),
-            file=None if data.get("file") is None else Button(data["file"]["label"], data["file"]["data"], tuple(data["file"]["typed"])),
+            another=button(data.get("another")),
+            file=button(data.get("file")),
             reply_to=message(data.get("reply_to")),
             style_picture=ref(data.get("style_picture")),
             others_confirmed=data.get("others_confirmed", False),
             max_input_bytes=data.get("max_input_bytes", 20 * 1024 * 1024),
+            preview=bool(data.get("preview", False)),
+            language=str(data.get("language", "en")),
+            picker=tuple(tuple(button(b) for b in row) for row in data.get("picker", ())),
         )
 
 
@@ -169,10 +179,15 @@ async def render(engine, pictures: list[Picture], request: StyleRequest, style_p
     return [await engine.render(picture, request, style_picture) for picture in pictures]
 
 
+async def render_previews(engine, pictures: list[Picture], job: StyleJob) -> list:
+    """The preview sheet of the first photo (an album's others are styled as it is chosen)."""
+    return [await engine.render_sheet(pictures[0], job.language, job.request.mark)]
+
+
 def reply_for(job: StyleJob, results: list) -> SendPhotos:
     out = tuple(OutPhoto(r.jpeg, job.caption if i == 0 else "") for i, r in enumerate(results))
     row = tuple(b for b in (job.another, job.file) if b is not None)
-    buttons = (row,) if row else ()
+    buttons = job.picker + ((row,) if row else ())
     return SendPhotos(out, reply_to=job.reply_to, buttons=buttons)
 
 
@@ -221,13 +236,19 @@ async def style(
         style_picture = await load_style_picture(platform, engine, job.style_picture, job.max_input_bytes)
         if style_picture is not None:
             pictures.append(style_picture)
-        buffers += await fetch(platform, job.photos, job.max_input_bytes)
+        buffers += await fetch(platform, job.photos[:1] if job.preview else job.photos, job.max_input_bytes)
         loaded = await load(engine, buffers, pictures)
         faces = faces_to_confirm(loaded, job.others_confirmed)
         if faces:
-            kept = keep_inputs
+            # No preview either: the sheet shows everyone pictured, styled, so it waits for the
+            # same "everyone agreed" that the styling asks for once a style is chosen.
+            kept = keep_inputs and not job.preview
             return Outcome(OutcomeKind.FACES, faces=faces, inputs=buffers if kept else [])
-        results = await render(engine, loaded, job.request, style_picture)
+        if job.preview:
+            keep_inputs = False  # the choice fetches the photo again: nothing waits in memory
+            results = await render_previews(engine, loaded, job)
+        else:
+            results = await render(engine, loaded, job.request, style_picture)
         seconds = time.monotonic() - started
         await platform.send(job.chat, ChatAction("upload_photo"))
         if claim is not None and not await claim():

@@ -56,11 +56,13 @@ def parse_request(text: str, catalogue: Catalogue, preferences: Preferences | No
     return StyleRequest(style=style.key, strength=strength, keep_colours=keep)
 
 
-def picker(ctx: Context, language: str, purpose: str, page: int = 0) -> Keyboard:
+def picker(ctx: Context, language: str, purpose: str, page: int = 0, numbered: bool = False) -> Keyboard:
     """Style buttons a few per row, with "More…" paging; every style can also be typed by its
-    number or name. Without buttons (WeChat) the whole list is offered at once."""
+    number or name. Without buttons (WeChat) the whole list is offered at once. ``numbered``:
+    under a preview sheet, every style at once, each button with the number of its tile (a
+    photo's buttons cannot page: paging edits a text)."""
     styles = ctx.catalogue.styles
-    if not ctx.platform.has_buttons:
+    if not ctx.platform.has_buttons or numbered:
         page_styles, page, pages = list(enumerate(styles)), 0, 1
     else:
         pages = (len(styles) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -68,7 +70,8 @@ def picker(ctx: Context, language: str, purpose: str, page: int = 0) -> Keyboard
         page_styles = list(enumerate(styles))[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     rows: list[tuple[Button, ...]] = []
     for start in range(0, len(page_styles), PER_ROW):
-        rows.append(tuple(_style_button(i, s, language, purpose) for i, s in page_styles[start : start + PER_ROW]))
+        row = page_styles[start : start + PER_ROW]
+        rows.append(tuple(_style_button(i, s, language, purpose, numbered and ctx.platform.has_buttons) for i, s in row))
     nav: list[Button] = []
     if pages > 1:
         label = t("styles.more", language) if page + 1 < pages else t("styles.fewer", language)
@@ -80,9 +83,10 @@ def picker(ctx: Context, language: str, purpose: str, page: int = 0) -> Keyboard
     return tuple(rows)
 
 
-def _style_button(index: int, style: Style, language: str, purpose: str) -> Button:
+def _style_button(index: int, style: Style, language: str, purpose: str, numbered: bool = False) -> Button:
+    name = style.display_name(language)
     return Button(
-        style.display_name(language),
+        f"{index + 1} · {name}" if numbered else name,
         f"{purpose}:{style.key}",
         (str(index + 1), style.key, style.name, style.name_zh),
     )

@@ -164,6 +164,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "styles.neural_header": {"en": "Neural styles:", "zh": "神经网络风格："},
     "styles.licence_line": {"en": "Models: {models}. Full list with checksums: /privacy.", "zh": "模型：{models}。完整列表及校验值见 /privacy。"},
     "styles.pick": {"en": "Pick a style for your photo:", "zh": "为你的照片选一种风格："},
+    "styles.sheet": {
+        "en": "Your photo in every style (previews, made here and kept nowhere). Tap a style, or type its number:",
+        "zh": "你的照片在每种风格下的预览（在本机生成，不保存）。点一种风格，或输入它的编号：",
+    },
     "styles.pick_default": {"en": "Pick your favourite style:", "zh": "选择你常用的风格："},
     "styles.more": {"en": "More…", "zh": "更多……"},
     "styles.fewer": {"en": "« Back", "zh": "« 返回"},
@@ -251,7 +255,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• preferences: {preferences}\n"
             "• queued or running jobs cancelled: {jobs}\n"
             "• photos held in memory released: {held}\n"
-            "• styled photos of mine deleted from the chat: {replies}\n"
+            "• styled photos and previews of mine deleted from the chat: {replies}\n"
             "• your photo messages deleted from our chat: {selfies}\n"
             "• other records: {other}\n"
             "Nothing about you is left on this server."
@@ -262,7 +266,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "• 偏好设置：{preferences}\n"
             "• 已取消的排队或进行中的任务：{jobs}\n"
             "• 已释放的内存中照片：{held}\n"
-            "• 已从聊天中删除的我发出的图片：{replies}\n"
+            "• 已从聊天中删除的我发出的图片和预览：{replies}\n"
             "• 已从我们的聊天中删除的你发的照片：{selfies}\n"
             "• 其他记录：{other}\n"
             "这台服务器上已没有任何关于你的数据。"

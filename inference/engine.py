@@ -31,6 +31,7 @@ from .imageio import SOURCE_FILTER, SOURCE_NEURAL, AILabel, DecodeLimits, Decode
 from .models import SessionPool, machine_threads
 from .networks import ArbitraryStyleNetwork, MultiStyleNetwork
 from .provenance import ModelCredit, Signer, SigningIdentity
+from .sheet import Tile, compose, label_for, tile_picture
 from .version import __version__
 
 PICTURE_STYLE = "picture"  # the style key of "any picture as style"
@@ -213,11 +214,36 @@ class Engine:
             return jpeg
         return self.signer.sign(jpeg, label, self.credits(request.style, bool(faces) and request.face_aware))
 
-    def encode_sheet(self, rgb: np.ndarray) -> bytes:
-        """A contact sheet of every style (inference/sheet.py) as a labelled, signed JPEG: its
-        tiles are the catalogue's results, so it names every model behind them."""
-        label = AILabel(SOURCE_NEURAL, "Contact sheet of every style", self.config.software, self.config.provider, uuid.uuid4().hex)
-        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality)
+    def render_sheet(
+        self, picture: Picture, language: str = "en", mark: bool = False, cancel: Cancellation | None = None
+    ) -> StyledImage:
+        """The preview sheet (inference/sheet.py): the square around ``picture``'s face, then that
+        in every style of the catalogue, numbered as the picker numbers them, as one labelled JPEG."""
+        started = time.perf_counter()
+        small, faces = tile_picture(picture.rgb, picture.faces)
+        thumb = Picture(small, faces)
+        original = "原图" if language == "zh" else "Original"
+        tiles = [Tile(0, label_for(0, original), small)]
+        try:
+            for number, style in enumerate(self.catalogue.styles, start=1):
+                if cancel is not None:
+                    cancel.check()
+                rgb = self.render_rgb(thumb, StyleRequest(style.key), cancel=cancel)
+                tiles.append(Tile(number, label_for(number, style.display_name(language)), rgb))
+            sheet = compose(tiles, language=language)
+            height, width = sheet.shape[:2]
+            jpeg = self.encode_sheet(sheet, mark or self.config.visible_label)
+            sheet.fill(0)
+        finally:
+            for tile in tiles:  # derived from the face: released as thoroughly as the input
+                tile.rgb.fill(0)
+        return StyledImage(jpeg, width, height, "sheet", picture.face_count, time.perf_counter() - started)
+
+    def encode_sheet(self, rgb: np.ndarray, mark: bool = False) -> bytes:
+        """A sheet of every style as a labelled, signed JPEG: its tiles are the catalogue's
+        results, so it names every model behind them."""
+        label = AILabel(SOURCE_NEURAL, "Preview sheet of every style", self.config.software, self.config.provider, uuid.uuid4().hex)
+        jpeg = encode_jpeg(rgb, label, self.config.jpeg_quality, mark)
         if self.signer is None:
             return jpeg
         credits = tuple(ModelCredit(m.key, m.licence) for m in self.catalogue.models.values())
@@ -403,6 +429,9 @@ class AsyncEngine:
 
     async def render(self, picture: Picture, request: StyleRequest, style_picture: Picture | None = None) -> StyledImage:
         return await self.call(self.engine.render, picture, request, style_picture)
+
+    async def render_sheet(self, picture: Picture, language: str = "en", mark: bool = False) -> StyledImage:
+        return await self.call(self.engine.render_sheet, picture, language, mark)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,50 +1,121 @@
-"""A contact sheet: every style on one photo, labelled, to choose from."""
+"""The preview sheet: the person's own photo in every style, numbered, to choose from.
+
+One square tile per style, cut around the face (the largest one) so that what a style does to a
+face is what the tile shows, rendered by the same engine as a full result (same networks, same
+face-aware blend) at tile size. Every tile has the same shape, so the network is compiled for it
+once. The numbers are the picker's numbers (the catalogue's order): a person taps or types one.
+The engine renders the tiles (`Engine.render_sheet`); this lays them out. Used by the chat
+(handlers/photos.py, the preview sheet) and by `darkroom sheet`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine import Engine, Picture, StyleRequest
+from .faces import Face
+from .imageio import chinese_mark_font
 
-TILE = 360
-LABEL = 30
+TILE = 240  # pixels, square: small enough that 15 styles take about a second on 2 cores
+COLUMNS = 4
 PAD = 8
+LABEL = 34  # the name strip under each tile
+BADGE = 44  # the number's size: still legible when a phone shows the sheet 360 px wide
+FOOTER = 48  # room for the visible AI mark (imageio.draw_mark), so it covers no tile or name
+BACKGROUND = (24, 24, 27)
 
 
-def contact_sheet(engine: Engine, data: bytes, columns: int = 4, language: str = "en") -> Image.Image:
-    picture = engine.load(data)
-    small = _thumbnail(picture.rgb, TILE)
-    scale = small.shape[1] / picture.rgb.shape[1]
-    faces = tuple(
-        type(f)(round(f.x * scale), round(f.y * scale), round(f.width * scale), round(f.height * scale)) for f in picture.faces
-    )
-    thumb = Picture(small, faces)
-    tiles = [("original", small)]
-    for index, style in enumerate(engine.catalogue.styles, start=1):
-        tiles.append((f"{index}. {style.display_name(language)} ({style.key})", engine.render_rgb(thumb, StyleRequest(style.key))))
-    height, width = small.shape[:2]
-    rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (width + PAD) + PAD, rows * (height + LABEL + PAD) + PAD), "white")
-    draw = ImageDraw.Draw(sheet)
-    try:
-        font = ImageFont.load_default(size=16)
-    except Exception:
-        font = ImageFont.load_default()
-    for n, (label, rgb) in enumerate(tiles):
-        row, column = divmod(n, columns)
-        x, y = PAD + column * (width + PAD), PAD + row * (height + LABEL + PAD)
-        sheet.paste(Image.fromarray(rgb), (x, y + LABEL))
-        draw.text((x + 2, y + 6), label, fill="black", font=font)
-    return sheet
+@dataclass(frozen=True)
+class Tile:
+    number: int  # 0: the original
+    label: str
+    rgb: np.ndarray
 
 
-def _thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
+def square_around_face(rgb: np.ndarray, faces: tuple[Face, ...]) -> tuple[int, int, int]:
+    """The largest square of ``rgb`` centred, as far as the frame allows, on the largest face
+    (on the middle when there is none): (top, left, side)."""
+    height, width = rgb.shape[:2]
+    side = min(height, width)
+    if faces:
+        face = max(faces, key=lambda f: f.width * f.height)
+        cy, cx = face.y + face.height / 2, face.x + face.width / 2
+    else:
+        cy, cx = height / 2, width / 2
+    top = int(round(min(max(cy - side / 2, 0), height - side)))
+    left = int(round(min(max(cx - side / 2, 0), width - side)))
+    return top, left, side
+
+
+def tile_picture(rgb: np.ndarray, faces: tuple[Face, ...], tile: int = TILE) -> tuple[np.ndarray, tuple[Face, ...]]:
+    """The square around the face, resized to ``tile`` px, and the faces in its coordinates."""
     import cv2
 
-    height, width = rgb.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale >= 1.0:
-        return rgb
-    size = (max(32, round(width * scale)), max(32, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    top, left, side = square_around_face(rgb, faces)
+    crop = rgb[top : top + side, left : left + side]
+    small = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA) if side != tile else crop.copy()
+    scale = tile / side
+    moved = tuple(
+        Face(round((f.x - left) * scale), round((f.y - top) * scale), round(f.width * scale), round(f.height * scale), f.score)
+        for f in faces
+    )
+    return small, moved
+
+
+def compose(tiles: list[Tile], columns: int = COLUMNS, language: str = "en") -> np.ndarray:
+    """The tiles in a grid, each with its number on it and its name under it."""
+    side = tiles[0].rgb.shape[0]
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (side + PAD) + PAD, rows * (side + LABEL + PAD) + FOOTER), BACKGROUND)
+    draw = ImageDraw.Draw(sheet, "RGBA")
+    names = _font(22, language)
+    numbers = _font(BADGE - 12, "en")
+    for n, tile in enumerate(tiles):
+        row, column = divmod(n, columns)
+        x, y = PAD + column * (side + PAD), PAD + row * (side + LABEL + PAD)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(tile.rgb)), (x, y))
+        if tile.number:
+            text = str(tile.number)
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=numbers)
+            width = max(BADGE, int(right - left) + 16)
+            draw.rounded_rectangle((x + 6, y + 6, x + 6 + width, y + 6 + BADGE), radius=10, fill=(0, 0, 0, 170))
+            draw.text((x + 6 + (width - (right - left)) / 2 - left, y + 6 + (BADGE - (bottom - top)) / 2 - top), text,
+                      font=numbers, fill=(255, 255, 255, 255))
+        if tile.label:
+            draw.text((x + 2, y + side + 6), _fit(draw, tile.label, names, side - 4), font=names, fill=(235, 235, 240, 255))
+    return np.array(sheet)  # a copy the caller may zero
+
+
+def label_for(number: int, name: str) -> str:
+    """A tile's caption: its number and name, where a font can draw the name (the Chinese names
+    need a CJK font, as the visible AI mark does; without one the number is the label, and the
+    picker's buttons and list carry the names)."""
+    drawable = name.isascii() or bool(chinese_mark_font())
+    text = name if drawable else ""
+    if number == 0:
+        return text
+    return f"{number}  {text}".strip()
+
+
+def _font(size: int, language: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    path = chinese_mark_font() if language == "zh" else ""
+    if path:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            pass
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

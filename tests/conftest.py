@@ -184,6 +184,8 @@ def bot_environment(fake: FakeTelegram, data_dir: Path, **overrides: str) -> dic
         "DARKROOM_SECRET": SECRET,
         "DARKROOM_HTTP_HOST": "127.0.0.1",
         "DARKROOM_HTTP_PORT": "0",
+        # The picker alone (what most flows test); tests/e2e/test_previews.py turns the sheet on.
+        "DARKROOM_PREVIEW_SHEET": "0",
     }
     env.update(overrides)
     return env
@@ -243,7 +245,9 @@ def two_faces(grace_rgb, astronaut_rgb) -> bytes:
 
 @pytest.fixture
 def conversation_settings() -> ConversationSettings:
-    return ConversationSettings()
+    # The picker alone, as the conversation tests were written for it; the preview sheet has
+    # its own tests (tests/handlers/test_previews.py), which turn it on.
+    return ConversationSettings(preview_sheet=False)
 
 
 @pytest.fixture

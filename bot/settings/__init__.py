@@ -243,6 +243,14 @@ class Settings:
         "style for a group `/style` without a name, and for `darkroom stylize` without `--style`",
         blank_means="the first style",
     )
+    preview_sheet: bool = setting(
+        STYLING,
+        "DARKROOM_PREVIEW_SHEET",
+        CHAT.preview_sheet,
+        FLAG,
+        "offer a preview sheet with the style picker in private chats: the person's photo in every style, numbered",
+        note="Made like a result (after consent, through the queue, AI-labelled, never stored) and deleted once a style is chosen.",
+    )
     max_side: int = setting(
         STYLING, "DARKROOM_MAX_SIDE", 1280, read_whole(64, 4096), "long side, in pixels, photos are styled and returned at"
     )

@@ -74,7 +74,7 @@ async def test_reply_ttl_keeps_only_a_sealed_reference_and_delete_my_data_remove
     assert await harness.storage.due_replies(int(time.time()) + 3601)
     await harness.command(alice, "/delete_my_data")
     assert harness.platform.last(DeleteMessage).target == sent.ref
-    assert "styled photos of mine deleted from the chat: 1" in harness.platform.last(SendText).text
+    assert "styled photos and previews of mine deleted from the chat: 1" in harness.platform.last(SendText).text
     assert await harness.storage.replies_of(alice.pseudonym) == []
 
 

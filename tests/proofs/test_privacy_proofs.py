@@ -187,7 +187,7 @@ async def test_delete_my_data_removes_everything_and_the_receipt_counts_it(fake_
     assert "preferences: 1" in receipt
     assert "queued or running jobs cancelled: 3" in receipt
     assert "photos held in memory released: 3" in receipt  # the input, the waiting photo, the result
-    assert "styled photos of mine deleted from the chat: 1" in receipt
+    assert "styled photos and previews of mine deleted from the chat: 1" in receipt
     assert all(not any(b) for b in held_bytes + waiting_bytes), "held photos must be zeroed"
     assert late_photos == 1, "a cancelled job still replied"
     first_reply = fake.calls_to("sendPhoto", ALICE.id)[0].result["message_id"]

@@ -137,7 +137,7 @@ async def test_a_page_result_follows_the_reply_ttl_and_is_erased_with_a_receipt(
         message_id = photo.result["message_id"]
         await fake.send_text_from(ALICE, "/delete_my_data")
         receipt = await fake.wait_for_text("Receipt", chat_id=ALICE.id)
-        assert "styled photos of mine deleted from the chat: 1" in receipt.params["text"]
+        assert "styled photos and previews of mine deleted from the chat: 1" in receipt.params["text"]
         deleted = [int(c.params["message_id"]) for c in fake.calls_to("deleteMessage", chat_id=ALICE.id)]
         assert message_id in deleted
 
