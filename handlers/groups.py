@@ -19,6 +19,7 @@ from .texts import t
 
 log = logging.getLogger("darkroom.groups")
 routes = Routes()
+PREVIEW_WORDS = ("preview", "previews", "预览")
 
 
 @routes.on_photo(GROUP)
@@ -64,8 +65,11 @@ async def request_styling(
     args: str,
 ) -> None:
     preferences = await ctx.store.preferences(author.pseudonym)
-    request = parse_request(args, ctx.catalogue, preferences) if args.strip() else None
-    if request is None:
+    # "/style preview": the preview sheet, asked for (in groups the sheet is never offered
+    # unasked: it shows the photo in every style to everyone there). Its picker follows it.
+    previews = args.strip().lower() in PREVIEW_WORDS
+    request = parse_request(args, ctx.catalogue, preferences) if args.strip() and not previews else None
+    if request is None and not previews:
         fallback = preferences.style or ctx.settings.default_style or ctx.catalogue.default.key
         style = ctx.catalogue.find(fallback) or ctx.catalogue.default
         request = StyleRequest(style.key, preferences.strength, preferences.keep_colours)
@@ -101,6 +105,14 @@ async def ask_author_then_queue(ctx: Context, held: HeldPhotos) -> None:
         )
         await ctx.send(held.chat, SendText(t("group.ask_author", language), buttons, reply_to=held.message))
         return
+    await queue_styling_or_previews(ctx, held)
+
+
+async def queue_styling_or_previews(ctx: Context, held: HeldPhotos) -> None:
+    if held.request is None:  # "/style preview": the sheet, then the author's choice on it
+        ctx.memory.hold(ctx.memory.awaiting_style, held)
+        await photos.offer_previews(ctx, held)
+        return
     await photos.queue_styling(ctx, held)
 
 
@@ -130,10 +142,10 @@ async def author_answer(event: ButtonEvent, ctx: Context) -> None:
         await consent.ask(ctx, request.author, event.chat, reply_to=request.held.message)
         return
     if event.message is not None:
-        assert request.held.request is not None  # a group photo always has its style (request_styling sets it)
-        chosen = t("styles.chosen", language, style=style_label(ctx, request.held.request.style, language))
+        style = request.held.request.style if request.held.request is not None else None  # None: previews asked
+        chosen = t("styles.chosen", language, style=style_label(ctx, style, language)) if style else t("group.previews", language)
         await ctx.send(event.chat, EditText(event.message, chosen))
-    await photos.queue_styling(ctx, request.held)
+    await queue_styling_or_previews(ctx, request.held)
 
 
 async def switch(event: CommandEvent, ctx: Context) -> None:

@@ -9,6 +9,7 @@ all of a person's entries at once (/delete_my_data).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import secrets
 import time
@@ -94,6 +95,7 @@ class HeldPhotos:
     confirmed: bool = False  # the author confirmed that everyone pictured agreed
     sheet: MessageRef | None = None  # the preview sheet sent for it (deleted once a style is chosen)
     counted: int = 0  # photos its preview sheet counted against the hourly limit already
+    remembering: asyncio.Future | None = field(default=None, repr=False)  # the sheet's row being written
     # What happens once the person agrees, set by whoever holds the photo for consent: so the
     # consent module completes the pending action without knowing (importing) photos or groups.
     resume: Callable[..., Awaitable[None]] | None = field(default=None, repr=False)

@@ -202,6 +202,9 @@ async def choose_for_photo(event: ButtonEvent, ctx: Context) -> None:
 
 
 async def _nothing_waiting(event: ButtonEvent, ctx: Context) -> None:
+    if not event.chat.private:  # someone else's picker in a group (or an expired one): theirs stays as it is
+        await ctx.send(event.chat, AnswerButton(event.answer_handle, t("group.pick_not_yours", event.person.language), alert=True))
+        return
     await ctx.send(event.chat, AnswerButton(event.answer_handle))
     await ctx.edit_or_send(event.chat, event.message, t("styles.nothing_waiting", event.person.language))
 
@@ -448,24 +451,28 @@ async def show_previews(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
             key=job.key,
             chat=held.chat.address,
             photos=held.photos[:1],
+            reply_to=None if held.chat.private else held.message,
             request=StyleRequest(PREVIEW, mark=ctx.platform.name in ctx.settings.marked_platforms),
-            caption=t("styles.sheet", language),
+            caption=t("styles.sheet" if held.chat.private else "styles.sheet_group", language),
             max_input_bytes=ctx.settings.max_input_bytes,
             preview=True,
             language=language,
             picker=picker(ctx, language, "pick", numbered=True),
         )
         try:
-            outcome = await styler(ctx).style(preview, ctx.platform, [], partial(_uploading, job))
+            try:
+                outcome = await styler(ctx).style(preview, ctx.platform, [], partial(_uploading, job))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the names alone, then; the log line has no personal data
+                log.error("preview sheet failed: %s at %s", type(exc).__name__, where(exc))
+                outcome = Outcome(OutcomeKind.FAILED)
+            assert isinstance(outcome, Outcome)
+            await _previews_ended(ctx, held, job, outcome)
         except asyncio.CancelledError:
             if not getattr(ctx.queue, "stopping", False):  # erased: the sheet must not stay
-                await asyncio.shield(withdraw(ctx, job))
+                await asyncio.shield(_take_back(ctx, held, job))
             raise
-        except Exception as exc:  # the names alone, then; the log line has no personal data
-            log.error("preview sheet failed: %s at %s", type(exc).__name__, where(exc))
-            outcome = Outcome(OutcomeKind.FAILED)
-        assert isinstance(outcome, Outcome)
-        await _previews_ended(ctx, held, job, outcome)
     finally:
         await asyncio.shield(ctx.store.job_finished(inflight))
 
@@ -473,15 +480,20 @@ async def show_previews(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
 async def _previews_ended(ctx: Context, held: HeldPhotos, job: ChatJob, outcome: Outcome) -> None:
     person = held.person
     if outcome.kind is OutcomeKind.DONE and outcome.sent is not None:
+        sent = outcome.sent
+        waiting = ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is held
+        if waiting:  # from here whoever ends the wait (a choice, a newer photo) deletes it
+            held.prompt = held.sheet = sent
         if ctx.platform.can_delete_messages:  # kept until the choice is due at the latest
             delete_at = int(time.time()) + ctx.settings.pending_ttl
-            await ctx.store.remember_reply(person.pseudonym, outcome.sent, delete_at)
-        job.upload = None  # from here the reference (held.sheet, the row) answers for the sheet
+            # Written even if an erasure cancels this job meanwhile: _take_back waits for it
+            # and takes it back, so that no row outlives the receipt.
+            held.remembering = asyncio.ensure_future(ctx.store.remember_reply(person.pseudonym, sent, delete_at))
+            await asyncio.shield(held.remembering)
+        job.upload = None  # from here the row answers for the sheet (erasure, the janitor)
         log.info("sent a preview sheet in %.2fs", outcome.seconds)
-        if ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is held:
-            held.prompt = held.sheet = outcome.sent
-        else:  # a style was typed, or a newer photo came, while the sheet was made
-            await drop_sheet(ctx, replace(held, sheet=outcome.sent))
+        if not waiting:  # a style was typed, or a newer photo came, while the sheet was made
+            await drop_sheet(ctx, replace(held, sheet=sent))
         return
     if ctx.memory.peek(ctx.memory.awaiting_style, person.pseudonym) is not held:
         return
@@ -505,9 +517,26 @@ async def drop_sheet(ctx: Context, held: HeldPhotos) -> None:
     if sheet is None or not ctx.platform.can_delete_messages:
         return
     await ctx.send(sheet.chat, DeleteMessage(sheet))
+    await _forget_sheet_row(ctx, held, sheet)
+
+
+async def _forget_sheet_row(ctx: Context, held: HeldPhotos, sheet: MessageRef) -> None:
+    if held.remembering is not None:  # its row may still be on its way to the database
+        await asyncio.wait([held.remembering])
     for row, message in await ctx.store.replies_of(held.person.pseudonym):
         if message == sheet:
             await ctx.store.forget_reply(row)
+
+
+async def _take_back(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
+    """Erased while the sheet was made, sent, or its reference written: delete the sheet once
+    it lands (photos.withdraw, which says so in one message) and its row once written."""
+    upload = job.upload
+    await withdraw(ctx, job)
+    if upload is not None and upload.done() and not upload.cancelled() and upload.exception() is None:
+        sheet = upload.result()
+        if sheet is not None and ctx.platform.can_delete_messages:
+            await _forget_sheet_row(ctx, held, sheet)
 
 
 # -- the work -------------------------------------------------------------------------------------

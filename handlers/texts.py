@@ -168,6 +168,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Your photo in every style (previews, made here and kept nowhere). Tap a style, or type its number:",
         "zh": "你的照片在每种风格下的预览（在本机生成，不保存）。点一种风格，或输入它的编号：",
     },
+    "styles.sheet_group": {
+        "en": "The photo in every style (previews, made here and kept nowhere). The person who sent it can tap one:",
+        "zh": "这张照片在每种风格下的预览（在本机生成，不保存）。照片的发送者可以点一种风格：",
+    },
     "styles.pick_default": {"en": "Pick your favourite style:", "zh": "选择你常用的风格："},
     "styles.more": {"en": "More…", "zh": "更多……"},
     "styles.fewer": {"en": "« Back", "zh": "« 返回"},
@@ -313,6 +317,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "group.only_author": {"en": "Only the person who sent the photo can answer.", "zh": "只有照片的发送者可以回答。"},
     "group.author_declined": {"en": "OK, the photo will not be styled.", "zh": "好的，这张照片不会被处理。"},
     "group.expired": {"en": "This request has expired.", "zh": "这个请求已过期。"},
+    "group.previews": {"en": "Making previews of the photo in every style…", "zh": "正在生成这张照片在每种风格下的预览……"},
+    "group.pick_not_yours": {
+        "en": "Only the person who sent the photo can choose, within 10 minutes.",
+        "zh": "只有照片的发送者可以选择，限 10 分钟内。",
+    },
     # /privacy and /my_data (handlers/privacy.py)
     "privacy.software": {"en": "Software: Darkroom {version}.", "zh": "软件版本：Darkroom {version}。"},
     "privacy.operator": {"en": "Operator: {operator}.", "zh": "运营者：{operator}。"},

@@ -34,13 +34,18 @@ class Tile:
     rgb: np.ndarray
 
 
+FACE_SHARE = 2.5  # the square is this many times the face's size: head and shoulders
+
+
 def square_around_face(rgb: np.ndarray, faces: tuple[Face, ...]) -> tuple[int, int, int]:
-    """The largest square of ``rgb`` centred, as far as the frame allows, on the largest face
-    (on the middle when there is none): (top, left, side)."""
+    """A square of ``rgb`` centred, as far as the frame allows, on the largest face, about
+    FACE_SHARE times its size (so a style's look on the face shows at tile size), never smaller
+    than a tile; without a face, the largest square in the middle: (top, left, side)."""
     height, width = rgb.shape[:2]
     side = min(height, width)
     if faces:
         face = max(faces, key=lambda f: f.width * f.height)
+        side = min(side, max(TILE, round(FACE_SHARE * max(face.width, face.height))))
         cy, cx = face.y + face.height / 2, face.x + face.width / 2
     else:
         cy, cx = height / 2, width / 2

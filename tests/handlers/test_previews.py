@@ -235,3 +235,36 @@ async def test_the_setting_turns_it_off(harness, small_portrait):
     await harness.photo(alice, small_portrait)
     await harness.idle()
     assert sheets(harness) == [] and harness.platform.fetched == []
+
+
+# -- groups: never unasked; "/style preview" asks for it ------------------------------------------
+
+
+async def test_a_group_photo_never_gets_a_sheet_unasked(harness, small_portrait):
+    alice, group = await consented(harness), harness.group()
+    await harness.photo(alice, small_portrait, chat=group, caption="/style")
+    ask = harness.platform.last(SendText)
+    await harness.press(alice, ask.buttons[0][0].data, chat=group)
+    await harness.idle()
+    assert sheets(harness) == []
+    assert harness.platform.last(SendPhotos).photos[0].caption  # styled with the default style
+
+
+async def test_style_preview_in_a_group_sends_the_sheet_and_only_the_author_chooses(harness, small_portrait):
+    alice, bob, group = await consented(harness), harness.person("bob"), harness.group()
+    photo = await harness.photo(alice, small_portrait, chat=group, caption="/style preview")
+    ask = harness.platform.last(SendText)
+    await harness.press(alice, ask.buttons[0][0].data, chat=group)  # the author: everyone agreed
+    await harness.idle()
+    [(sheet, landed)] = sheets(harness)
+    assert sheet.reply_to == photo.message  # it answers the photo, in the group
+    assert sheet.photos[0].caption.startswith("The photo in every style")
+    await harness.press(bob, "pick:ink", chat=group)  # not bob's photo
+    await harness.idle()
+    assert landed not in [d.target for d in harness.platform.replies(DeleteMessage)]
+    assert not [e for e in harness.platform.replies(EditText) if e.target.message_id == landed.message_id]
+    await harness.press(alice, "pick:ink", chat=group)
+    await harness.idle()
+    assert [d.target for d in harness.platform.replies(DeleteMessage)] == [landed]  # the sheet only, never the photo
+    result = harness.platform.last(SendPhotos)
+    assert "Ink wash" in result.photos[0].caption and result.reply_to == photo.message

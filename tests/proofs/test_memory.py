@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inference.sheet import tile_picture
 from tests.conftest import SECRET, TOKEN
 from tests.fakes.telegram_api import User
 from tests.memory_scan import scan_process
@@ -52,16 +53,28 @@ def leaky_load(self, *args, **kwargs):
     kept.append(numpy.ascontiguousarray(picture.rgb.transpose(2, 0, 1), dtype=numpy.float32))
     return picture
 inference.engine.Engine.load = leaky_load
+tile_picture = inference.engine.tile_picture
+def leaky_tile_picture(*args, **kwargs):
+    small, faces = tile_picture(*args, **kwargs)
+    kept.append(small.copy())
+    return small, faces
+inference.engine.tile_picture = leaky_tile_picture
 """ + RUN
 
 FILE_NEEDLES = range(0, 4)  # the marker and three slices of the file (tests/privacy_scan.py)
 PIXEL_NEEDLES = range(4, 7)  # two rows of decoded pixels, one as the network's float32 input
+TILE_NEEDLE = 7  # a row of the preview sheet's tile: the face's square, made small
 
 
-def needles(canary) -> list[bytes]:
+def needles(canary, engine=None) -> list[bytes]:
     decoded = np.array(Image.open(io.BytesIO(canary.jpeg)).convert("RGB"))
     plane_run = decoded[decoded.shape[0] // 3, 40:72, 0].astype(np.float32)  # as multistyle's input holds it
-    return [*canary.needles, plane_run.tobytes()]
+    found = [*canary.needles, plane_run.tobytes()]
+    if engine is not None:  # the sheet's tile, cut and resized as the bot's engine does it
+        picture = engine.load(canary.jpeg)
+        small, _ = tile_picture(picture.rgb, picture.faces)
+        found.append(np.ascontiguousarray(small[small.shape[0] // 2, 60:92]).tobytes())
+    return found
 
 
 async def start(fake, tmp_path, program: str, backend: str = "") -> asyncio.subprocess.Process:
@@ -81,18 +94,25 @@ async def start(fake, tmp_path, program: str, backend: str = "") -> asyncio.subp
     return process
 
 
-async def style_then_erase(fake, tmp_path, grace_rgb, program: str, backend: str = ""):
+async def style_then_erase(fake, tmp_path, grace_rgb, program: str, backend: str = "", engine=None):
     """Consent, one photo styled and answered, /delete_my_data: the scans after the reply and
-    after the erasure."""
+    after the erasure. With ``engine``: the photo goes without a caption, so the preview sheet
+    comes first and the style is chosen on it (the sheet's tile is looked for too)."""
     canary = make_canary(grace_rgb, side=1024)
-    wanted = needles(canary)
-    assert len(wanted) == len(FILE_NEEDLES) + len(PIXEL_NEEDLES)
+    wanted = needles(canary, engine)
+    assert len(wanted) == len(FILE_NEEDLES) + len(PIXEL_NEEDLES) + (engine is not None)
     bot = await start(fake, tmp_path, program, backend)
     log = asyncio.create_task(bot.stderr.read())  # drained, so the DEBUG log never blocks the bot
     try:
         await fake.consent(MIKA)
-        await fake.send_photo_from(MIKA, canary.jpeg, caption="oil")
-        await fake.wait_for("sendPhoto", chat_id=MIKA.id, timeout=120)
+        if engine is None:
+            await fake.send_photo_from(MIKA, canary.jpeg, caption="oil")
+        else:
+            await fake.send_photo_from(MIKA, canary.jpeg)
+            await fake.wait_for("sendPhoto", chat_id=MIKA.id, timeout=120)  # the sheet
+            await fake.press(MIKA, "pick:oil")
+            await fake.wait_for("deleteMessage", chat_id=MIKA.id, timeout=30)  # the sheet went
+        await fake.wait_for("sendPhoto", count=1 if engine is None else 2, chat_id=MIKA.id, timeout=120)
         await fake.wait_for_edit("Done", chat_id=MIKA.id)
         await asyncio.sleep(0.5)
         after_reply = scan_process(bot.pid, wanted)
@@ -115,9 +135,18 @@ async def test_nothing_of_the_photo_is_in_the_bot_process_after_the_reply_and_af
     assert [str(hit) for hit in after_erasure] == [], "the photo is still in the process after /delete_my_data"
 
 
-async def test_the_scan_finds_a_copy_kept_on_purpose(fake_telegram, tmp_path, grace_rgb):
-    after_reply, after_erasure = await style_then_erase(fake_telegram, tmp_path, grace_rgb, LEAKY_RUN)
+async def test_nothing_of_the_photo_or_its_preview_sheet_is_left_after_the_reply_and_after_erasure(
+    fake_telegram, tmp_path, grace_rgb, engine
+):
+    after_reply, after_erasure = await style_then_erase(fake_telegram, tmp_path, grace_rgb, RUN, engine=engine)
+    assert [str(hit) for hit in after_reply] == [], "the photo or its sheet is still in the process after the reply"
+    assert [str(hit) for hit in after_erasure] == [], "the photo or its sheet is still in the process after /delete_my_data"
+
+
+async def test_the_scan_finds_a_copy_kept_on_purpose(fake_telegram, tmp_path, grace_rgb, engine):
+    after_reply, after_erasure = await style_then_erase(fake_telegram, tmp_path, grace_rgb, LEAKY_RUN, engine=engine)
     for hits in (after_reply, after_erasure):
         found = {hit.needle for hit in hits}
         assert set(FILE_NEEDLES) <= found, f"a kept copy of the file was not found: {found}"
         assert set(PIXEL_NEEDLES) <= found, f"kept decoded pixels were not found: {found}"
+        assert TILE_NEEDLE in found, f"a kept copy of the sheet's tile was not found: {found}"
