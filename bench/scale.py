@@ -13,6 +13,13 @@ interleaved (the machine is shared: compare the ratios, not the absolute numbers
 
 Targets: dispatch overhead <= 20 ms per job; 2 single-thread workers >= 90% of the in-process
 bot's throughput on the same cores; every person answered exactly once.
+
+    python bench/scale.py --against /work/wt-base [--people 24] [--rounds 2] [--workers 2]
+
+compares this tree with another checkout (e.g. a worktree of the base commit) in the same run:
+the front with ``--workers`` single-thread workers of each tree in turn (``PYTHONPATH=<tree>``,
+this venv's libraries), rounds interleaved and their order alternated, printing each tree's
+photos per minute, the peak RSS of all its processes together, and the ratios.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -58,18 +66,38 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def ready(port: int) -> bool:
+def ready(port: int, front: bool = False) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
             return response.status == 200
-    except OSError:  # refused, or 503 (urllib's HTTPError is an OSError)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            return False  # 503: not yet
+    except OSError:  # refused
+        return False
+    # An older tree (--against) without /readyz: a worker is ready once its /metrics answers
+    # (its styling process has loaded its engine); a front once it answers at all.
+    if front:
+        return True
+    try:
+        scrape(port)
+        return True
+    except OSError:
         return False
 
 
 def family_rss(pid: int) -> list[float]:
-    """Peak RSS of a process and of its children (a worker's styling processes)."""
-    pids = [pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
-    return [peak_rss_mb(p) for p in pids]
+    """Peak RSS of a process and of its descendants (a worker's styling processes, and their
+    decode server where there is one), the process itself first."""
+    parents = {int(p): _parent(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    family, grew = [pid], True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.append(child)
+                grew = True
+    return [peak_rss_mb(p) for p in family]
 
 
 def _parent(pid: int) -> int:
@@ -79,7 +107,7 @@ def _parent(pid: int) -> int:
         return -1
 
 
-async def run_setup(workers: int, people: int, jpeg: bytes, style: str) -> dict:
+async def run_setup(workers: int, people: int, jpeg: bytes, style: str, tree: Path | None = None) -> dict:
     fake = await FakeTelegram(TOKEN).start()
     crowd = [User(30_000 + i, f"P{i}", f"p_{i}", "en") for i in range(people)]
     processes: list[subprocess.Popen] = []
@@ -89,6 +117,8 @@ async def run_setup(workers: int, people: int, jpeg: bytes, style: str) -> dict:
             TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fake.url, DARKROOM_SECRET=SECRET, DARKROOM_LOG_LEVEL="WARNING",
             DARKROOM_QUEUE_LIMIT=str(people + 10), DARKROOM_RATE_LIMIT_PER_HOUR="0",
         )
+        if tree is not None:  # --against: that checkout's code with this venv's libraries
+            env["PYTHONPATH"] = str(tree)
         front_port = free_port()
         worker_ports: list[int] = []
         redis = None
@@ -118,7 +148,7 @@ async def run_setup(workers: int, people: int, jpeg: bytes, style: str) -> dict:
             # front ready (scaled out: it sees a free worker), both by their GET /readyz.
             for port in [*worker_ports, front_port]:
                 deadline = time.monotonic() + 180
-                while not ready(port):
+                while not ready(port, front=port == front_port):
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"not ready in time (port {port})")
                     await asyncio.sleep(0.3)
@@ -219,9 +249,40 @@ async def main(people: int, rounds: int) -> int:
     return 0
 
 
+async def against(other: Path, people: int, rounds: int, workers: int) -> int:
+    if shutil.which("redis-server") is None:
+        print("bench/scale.py needs redis-server on PATH")
+        return 2
+    from inference import Engine
+
+    jpeg = portrait_jpeg()
+    style = Engine().catalogue.default.key
+    trees = {"this tree": ROOT, other.name: other.resolve()}
+    results: dict[str, list[dict]] = {name: [] for name in trees}
+    for round_ in range(rounds):
+        for name in list(trees) if round_ % 2 == 0 else list(reversed(trees)):
+            results[name].append(await run_setup(workers, people, jpeg, style, tree=trees[name]))
+    print(f"front + {workers} single-thread workers, {people} people at once, one 1280x960 photo each, style {style!r}, "
+          f"{rounds} interleaved round(s), {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end")
+    rates = {name: statistics.median(r["per_minute"] for r in runs) for name, runs in results.items()}
+    peaks = {name: max(sum(r["rss"].values()) for r in runs) for name, runs in results.items()}
+    for name, runs in results.items():
+        each = ", ".join(f"{r['per_minute']:.1f}" for r in runs)
+        once = all(r["exactly_once"] for r in runs)
+        print(f"  {name}: {rates[name]:.1f} photos/min (rounds: {each}); peak RSS of all its processes together "
+              f"{peaks[name]:.0f} MB; everyone answered exactly once: {'PASS' if once else 'FAIL'}")
+    this, that = rates["this tree"], rates[other.name]
+    print(f"  photos/min: {this / that:.2f}x {other.name}; peak RSS: {peaks['this tree'] / peaks[other.name]:.2f}x")
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with, in the same run")
+    parser.add_argument("--workers", type=int, default=2, help="with --against: single-thread workers per front")
     args = parser.parse_args()
+    if args.against:
+        sys.exit(asyncio.run(against(args.against, args.people, args.rounds, args.workers)))
     sys.exit(asyncio.run(main(args.people, args.rounds)))

@@ -270,6 +270,32 @@ async def test_styling_on_a_worker_leaves_no_canary_and_no_identifier_in_redis(p
     assert scan_text([front, worker], identifiers) == []
 
 
+async def test_a_worker_makes_the_preview_sheet_and_the_style_chosen_on_it(processes, small_portrait):
+    """Scaled out, the front loads no engine: the preview sheet is a job like any other, made by
+    a worker; choosing on it deletes it and sends the styling to a worker too."""
+    fake = processes.fake
+    await processes.start_front()
+    await processes.start_worker()
+    await fake.consent(REN)
+    await fake.send_photo_from(REN, small_portrait)
+    sheet = await fake.wait_for("sendPhoto", chat_id=REN.id, timeout=120)
+    assert sheet
+    [call] = fake.calls_to("sendPhoto", REN.id)
+    buttons = [b["callback_data"] for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons[:2] == ["pick:impressionist", "pick:watercolour"] and len(buttons) == 15
+    assert call.params["caption"].startswith("Your photo in every style")
+    await fake.press(REN, "pick:ink")
+    await fake.wait_for("sendPhoto", count=2, chat_id=REN.id, timeout=120)
+    deleted = [int(c.params["message_id"]) for c in fake.calls_to("deleteMessage", REN.id)]
+    assert call.result["message_id"] in deleted
+    assert "Ink wash" in fake.calls_to("sendPhoto", REN.id)[1].params["caption"]
+    deadline = time.monotonic() + 30  # the worker logs the outcome once it has handed it over
+    while processes.log_texts()[1].count("job outcome sent") < 2:  # the sheet and the styling, both there
+        assert time.monotonic() < deadline, processes.log_texts()[1][-3000:]
+        await asyncio.sleep(0.2)
+    assert "styling network:" not in processes.log_texts()[0]  # the front styled nothing itself
+
+
 async def test_erasure_while_a_worker_styles_stops_the_reply(processes, small_portrait):
     fake = processes.fake
     await processes.start_front()
