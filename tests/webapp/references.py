@@ -34,8 +34,12 @@ def write_references(directory: Path, engine: Engine) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue
     (directory / "served.onnx").write_bytes(served_model(catalogue, "multistyle26-phase.onnx"))
+    # the face models as the page gets them (float16 weights), run by onnxruntime-web against
+    # onnxruntime's outputs of the committed files below
+    for spec in (SHORT_RANGE, FULL_RANGE):
+        (directory / f"served_{spec.model_key}.onnx").write_bytes(served_model(catalogue, f"{spec.model_key}.onnx"))
     refs: dict = {
-        "face_models": {spec.model_key: str(catalogue.model(spec.model_key).path) for spec in (SHORT_RANGE, FULL_RANGE)},
+        "face_models": {spec.model_key: str(directory / f"served_{spec.model_key}.onnx") for spec in (SHORT_RANGE, FULL_RANGE)},
         "shipped_model": str(catalogue.model("multistyle26").path),
         "shipped_sha256": catalogue.model("multistyle26").sha256,
         "served_model": "served.onnx",

@@ -1,6 +1,7 @@
 // The page's BlazeFace against the server's (inference/faces.py) on the portraits and pictures of
 // the face test set: the input tensors bit for bit, the decoding of the same raw outputs to the
-// last bit, the vendored onnxruntime-web's outputs close to onnxruntime's, the faces the same.
+// last bit, the vendored onnxruntime-web's outputs on the models as served (float16 weights) close
+// to onnxruntime's on the committed files, the faces the same.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
