@@ -182,11 +182,15 @@ def styles_document(catalogue: Catalogue, software: str, provider: str = "") -> 
 def served_model(catalogue: Catalogue, name: str) -> bytes:
     """The bytes the page gets for ``name``, derived at start-up from the package's file after the
     catalogue's SHA-256 check: for the 26-style network, the same faster equivalent graph the
-    server's engine builds (about 170 MB less peak memory in the browser, measured); for the
-    BlazeFace models, the same graph with its weights stored as the float16 they were published
-    as (`exact_float16_graph`: the same numbers, half the bytes; 1.48 -> 1.15 MB gzipped)."""
+    server's engine builds (about 170 MB less peak memory in the browser, measured), its
+    convolution weights stored as one-byte indices into their few distinct values
+    (`exact_palette_graph`: 345 -> 263 kB gzipped); for the BlazeFace models, the same graph with
+    its weights stored as the float16 they were published as (`exact_float16_graph`: 1.48 -> 1.15
+    MB gzipped). Both keep every weight's float32 value bit for bit."""
     data = catalogue.model(MODELS[name]).read_verified()
-    return fast_multistyle_graph(data) if name == "multistyle26-phase.onnx" else exact_float16_graph(data)
+    if name == "multistyle26-phase.onnx":
+        return exact_palette_graph(fast_multistyle_graph(data))
+    return exact_float16_graph(data)
 
 
 # Below this many values a weight is left as it is: its Cast node costs more than the 2 bytes a
@@ -226,6 +230,45 @@ def exact_float16_graph(data: bytes) -> bytes:
     del graph.initializer[:]
     graph.initializer.extend(initializers)
     nodes = casts + list(graph.node)  # the casts first: nodes stay in topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString()
+
+
+def exact_palette_graph(data: bytes) -> bytes:
+    """The ONNX graph ``data`` with each float32 weight that has at most 256 distinct values (and
+    at least 64 values, 4 for each distinct one, so that the table and two nodes pay for
+    themselves) stored as a table of those values and a uint8 index per value, gathered back into
+    the float32 weight at the start of the graph.
+
+    Lossless by construction: the table holds the weight's own float32 values, bit patterns
+    and all, and Gather copies them back (onnxruntime folds it away when it loads the graph).
+    The 26-style network's convolution weights each hold 100-220 distinct values (so they are
+    published), so a byte per value instead of four; its normalisation
+    tables (all values distinct) stay float32. Deterministic, like `exact_float16_graph`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    gathers, initializers = [], []
+    for tensor in graph.initializer:
+        weight = numpy_helper.to_array(tensor)
+        if weight.dtype == np.float32 and weight.size >= 64:
+            values, index = np.unique(weight.view(np.uint32), return_inverse=True)  # by bits: -0.0 is not 0.0
+            if len(values) <= 256 and weight.size >= 4 * len(values):
+                table, small, wide = f"{tensor.name}/values", f"{tensor.name}/index", f"{tensor.name}/index32"
+                initializers.append(numpy_helper.from_array(values.view(np.float32), table))
+                initializers.append(numpy_helper.from_array(index.reshape(weight.shape).astype(np.uint8), small))
+                gathers.append(helper.make_node("Cast", [small], [wide], name=wide, to=TensorProto.INT32))
+                gathers.append(helper.make_node("Gather", [table, wide], [tensor.name], name=f"{tensor.name}/gather", axis=0))
+                continue
+        initializers.append(tensor)
+    if not gathers:
+        return data
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    nodes = gathers + list(graph.node)  # first: nodes stay in topological order
     del graph.node[:]
     graph.node.extend(nodes)
     return model.SerializeToString()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from bot.web import page as webapp_module
-from bot.web.page import InitDataError, WebApp, exact_float16_graph, validate_init_data
+from bot.web.page import InitDataError, WebApp, exact_float16_graph, exact_palette_graph, validate_init_data
 from bot.web.server import HttpServer, build_app
 from inference import ModelIntegrityError
 from tests.conftest import ALICE, BOB, TOKEN, jpeg_bytes, running_bot
@@ -122,10 +122,10 @@ async def test_models_come_verified_from_their_packages(page_server, engine):
         if name.startswith("face_"):  # BlazeFace: the committed graph, its weights as float16
             assert body == exact_float16_graph(model.path.read_bytes())
             assert len(body) < 0.6 * model.path.stat().st_size
-        else:  # the engine's own faster graph, built from the verified package file
+        else:  # the engine's own faster graph, built from the verified package file, as palettes
             from inference.networks import fast_multistyle_graph
 
-            assert body == fast_multistyle_graph(model.path.read_bytes())
+            assert body == exact_palette_graph(fast_multistyle_graph(model.path.read_bytes()))
     keys = [s["key"] for s in styles["styles"]]
     neural = [s.key for s in engine.catalogue.styles if s.kind == "network"]
     assert keys == neural
@@ -167,6 +167,47 @@ def test_float16_weights_only_where_every_value_is_exact():
     inexact = exact.copy()
     inexact[1, 2, 0, 1] = np.float32(0.1)  # not a float16: the whole weight stays float32
     assert exact_float16_graph(_one_conv_graph(inexact, bias)) == _one_conv_graph(inexact, bias)
+
+
+def test_palettes_only_for_weights_of_few_values_and_gathered_back_bit_for_bit():
+    import onnx
+    import onnxruntime
+
+    rng = np.random.default_rng(8)
+    few = rng.choice(np.array([0.1, -0.25, 0.0, -0.0, 3e-7], np.float32), size=(4, 4, 3, 3))  # -0.0 is its own value
+    bias = np.array([0.5, 0.5, 0.5, 0.5], np.float32)  # one value, but 4 of them do not pay for a table and two nodes
+    served = onnx.load_from_string(exact_palette_graph(_one_conv_graph(few, bias)))
+    types = {t.name: t.data_type for t in served.graph.initializer}
+    assert types == {"w/values": onnx.TensorProto.FLOAT, "w/index": onnx.TensorProto.UINT8, "b": onnx.TensorProto.FLOAT}
+    from onnx import numpy_helper
+
+    tables = {t.name: numpy_helper.to_array(t) for t in served.graph.initializer}
+    assert np.array_equal(tables["w/values"][tables["w/index"]].view(np.uint32), few.view(np.uint32))
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    outputs = [
+        onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for g in (_one_conv_graph(few, bias), served.SerializeToString())
+    ]
+    assert np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32))
+    many = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)  # 144 distinct values: stays float32
+    assert exact_palette_graph(_one_conv_graph(many, bias)) == _one_conv_graph(many, bias)
+
+
+def test_the_served_network_gives_the_engines_graph_outputs_bit_for_bit(engine):
+    import onnxruntime
+    from PIL import Image
+
+    from inference.networks import _network_input, fast_multistyle_graph
+    from tests.conftest import portrait_path
+
+    graphs = (fast_multistyle_graph(engine.catalogue.model("multistyle26").read_verified()),
+              webapp_module.served_model(engine.catalogue, "multistyle26-phase.onnx"))
+    sessions = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in graphs]
+    rgb = np.asarray(Image.open(portrait_path("grace")).convert("RGB").resize((512, 384)))
+    for style in [s for s in engine.catalogue.styles if s.kind == "network"][:3]:
+        feed = {"image": _network_input(rgb), "style_weights": np.asarray(style.weights, np.float32)}
+        mine, theirs = (s.run(None, feed)[0] for s in sessions)
+        assert np.array_equal(mine, theirs), style.key
 
 
 def test_the_served_face_models_give_the_committed_ones_outputs_bit_for_bit(engine):
