@@ -17,6 +17,7 @@ from inference import Engine
 from inference.engine import blend, keep_colours
 from inference.faces import FULL_RANGE, SHORT_RANGE, decode, network_input, tiles
 from inference.imageio import SOURCE_NEURAL, AILabel
+from inference.networks import fast_multistyle_graph
 from tests.conftest import portrait_path
 
 NETWORK_SIZE = (512, 384)  # width, height of the network reference
@@ -34,12 +35,16 @@ def write_references(directory: Path, engine: Engine) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue
     (directory / "served.onnx").write_bytes(served_model(catalogue, "multistyle26-phase.onnx"))
+    # the engine's graph, which the served one stores as palettes of its weights' values
+    (directory / "engine.onnx").write_bytes(fast_multistyle_graph(catalogue.model("multistyle26").read_verified()))
     # the face models as the page gets them (float16 weights), run by onnxruntime-web against
     # onnxruntime's outputs of the committed files below
     for spec in (SHORT_RANGE, FULL_RANGE):
         (directory / f"served_{spec.model_key}.onnx").write_bytes(served_model(catalogue, f"{spec.model_key}.onnx"))
     refs: dict = {
         "face_models": {spec.model_key: str(directory / f"served_{spec.model_key}.onnx") for spec in (SHORT_RANGE, FULL_RANGE)},
+        "committed_face_models": {spec.model_key: str(catalogue.model(spec.model_key).path) for spec in (SHORT_RANGE, FULL_RANGE)},
+        "engine_model": "engine.onnx",
         "shipped_model": str(catalogue.model("multistyle26").path),
         "shipped_sha256": catalogue.model("multistyle26").sha256,
         "served_model": "served.onnx",
