@@ -3,8 +3,8 @@
 Everything the page needs is served from here, nothing from anywhere else: the page itself, the
 vendored onnxruntime-web and Telegram Web App files (pinned by SHA-256, committed compressed),
 the 26-style model and the BlazeFace face models, built at start-up from their installed packages'
-files after the catalogue's SHA-256 check (`served_model`), and `styles.json` generated from the
-catalogue.
+files after the catalogue's SHA-256 check and packed smaller without losing a bit (`served_model`,
+`packing.py`), and `styles.json` generated from the catalogue.
 
 The photo never comes here. The one endpoint that accepts an image is the explicit opt-in
 "send the styled result to my chat" (`POST /app/send`), which needs a Telegram `initData`
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import numpy as np
 from aiohttp import web
 
+from bot.web.packing import pack_graph, unpack_graph
 from handlers.page_results import NotDelivered
 from handlers.ports import QueueRefused
 from handlers.texts import page_texts
@@ -179,99 +179,27 @@ def styles_document(catalogue: Catalogue, software: str, provider: str = "") -> 
     }
 
 
-def served_model(catalogue: Catalogue, name: str) -> bytes:
-    """The bytes the page gets for ``name``, derived at start-up from the package's file after the
+def page_graph(catalogue: Catalogue, name: str) -> bytes:
+    """The ONNX file the page runs for ``name``, built from the package's file after the
     catalogue's SHA-256 check: for the 26-style network, the same faster equivalent graph the
-    server's engine builds (about 170 MB less peak memory in the browser, measured), its
-    convolution weights stored as one-byte indices into their few distinct values
-    (`exact_palette_graph`: 345 -> 263 kB gzipped); for the BlazeFace models, the same graph with
-    its weights stored as the float16 they were published as (`exact_float16_graph`: 1.48 -> 1.15
-    MB gzipped). Both keep every weight's float32 value bit for bit."""
+    server's engine builds (about 170 MB less peak memory in the browser, measured); for the
+    BlazeFace models, the committed file itself."""
     data = catalogue.model(MODELS[name]).read_verified()
-    if name == "multistyle26-phase.onnx":
-        return exact_palette_graph(fast_multistyle_graph(data))
-    return exact_float16_graph(data)
+    return fast_multistyle_graph(data) if name == "multistyle26-phase.onnx" else data
 
 
-# Below this many values a weight is left as it is: its Cast node costs more than the 2 bytes a
-# value it saves (measured on the BlazeFace models: 16 gives the smallest gzipped files).
-FLOAT16_MIN_VALUES = 16
+def served_model(catalogue: Catalogue, name: str) -> bytes:
+    """The bytes the page gets for ``name``: `page_graph`, packed (`packing.pack_graph`: its
+    float32 weights as float16 or as palettes where that is exact; gzipped, 1.82 -> 1.41 MB for
+    the three models), checked here to unpack to that graph byte for byte."""
+    return _packed(name, page_graph(catalogue, name))
 
 
-def exact_float16_graph(data: bytes) -> bytes:
-    """The ONNX graph ``data`` with each float32 weight whose every value is exactly a float16
-    stored as float16, followed by a Cast back to float32 at the start of the graph.
-
-    Lossless by construction: a weight is converted only if every value survives the round trip
-    float32 -> float16 -> float32 unchanged, so the Cast gives back the very same float32 numbers
-    (onnxruntime folds it away when it loads the graph) and the outputs are the same bit for bit.
-    MediaPipe publishes BlazeFace's weights as float16 (the .tflite files); their conversion to
-    ONNX widened them to float32, so all but the smallest qualify and the file halves (0.43 ->
-    0.23 MB and 2.10 -> 1.09 MB). The 26-style network's weights are not float16 (checked: none of
-    its large ones round-trips), so this would not change it. Deterministic: the same input bytes
-    give the same output bytes, so the SHA-256 the page checks stays the same between starts."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load_from_string(data)
-    graph = model.graph
-    casts, initializers = [], []
-    for tensor in graph.initializer:
-        weight = numpy_helper.to_array(tensor)
-        half = weight.astype(np.float16) if weight.dtype == np.float32 and weight.size >= FLOAT16_MIN_VALUES else None
-        # compared as bits: -0.0 stays -0.0, and a NaN never qualifies
-        if half is not None and np.array_equal(half.astype(np.float32).view(np.uint32), weight.view(np.uint32)):
-            initializers.append(numpy_helper.from_array(half, f"{tensor.name}/float16"))
-            casts.append(helper.make_node("Cast", [f"{tensor.name}/float16"], [tensor.name], name=f"{tensor.name}/float32", to=TensorProto.FLOAT))
-        else:
-            initializers.append(tensor)
-    if not casts:
-        return data
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    nodes = casts + list(graph.node)  # the casts first: nodes stay in topological order
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model.SerializeToString()
-
-
-def exact_palette_graph(data: bytes) -> bytes:
-    """The ONNX graph ``data`` with each float32 weight that has at most 256 distinct values (and
-    at least 64 values, 4 for each distinct one, so that the table and two nodes pay for
-    themselves) stored as a table of those values and a uint8 index per value, gathered back into
-    the float32 weight at the start of the graph.
-
-    Lossless by construction: the table holds the weight's own float32 values, bit patterns
-    and all, and Gather copies them back (onnxruntime folds it away when it loads the graph).
-    The 26-style network's convolution weights each hold 100-220 distinct values (so they are
-    published), so a byte per value instead of four; its normalisation
-    tables (all values distinct) stay float32. Deterministic, like `exact_float16_graph`."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load_from_string(data)
-    graph = model.graph
-    gathers, initializers = [], []
-    for tensor in graph.initializer:
-        weight = numpy_helper.to_array(tensor)
-        if weight.dtype == np.float32 and weight.size >= 64:
-            values, index = np.unique(weight.view(np.uint32), return_inverse=True)  # by bits: -0.0 is not 0.0
-            if len(values) <= 256 and weight.size >= 4 * len(values):
-                table, small, wide = f"{tensor.name}/values", f"{tensor.name}/index", f"{tensor.name}/index32"
-                initializers.append(numpy_helper.from_array(values.view(np.float32), table))
-                initializers.append(numpy_helper.from_array(index.reshape(weight.shape).astype(np.uint8), small))
-                gathers.append(helper.make_node("Cast", [small], [wide], name=wide, to=TensorProto.INT32))
-                gathers.append(helper.make_node("Gather", [table, wide], [tensor.name], name=f"{tensor.name}/gather", axis=0))
-                continue
-        initializers.append(tensor)
-    if not gathers:
-        return data
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    nodes = gathers + list(graph.node)  # first: nodes stay in topological order
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model.SerializeToString()
+def _packed(name: str, graph: bytes) -> bytes:
+    packed = pack_graph(graph)
+    if unpack_graph(packed) != graph:  # never expected; the page checks the same on its side
+        raise ModelIntegrityError(f"packing {name} for the page does not give it back byte for byte")
+    return packed
 
 
 class WebApp:
@@ -300,11 +228,14 @@ class WebApp:
         self.assets.update(vendor)
         document = styles_document(catalogue, software, provider)
         for name, key in MODELS.items():
-            data = served_model(catalogue, name)  # checked against the catalogue's SHA-256 first
+            graph = page_graph(catalogue, name)  # checked against the catalogue's SHA-256 first
+            data = _packed(name, graph)  # what served_model() gives
             digest = hashlib.sha256(data).hexdigest()
             self.assets[f"models/{name}"] = Asset(body=data, content_type="application/octet-stream", gz=gzip.compress(data, 6, mtime=0))
-            # the page checks what arrives against this digest before using it
+            # the page checks what arrives against sha256 before using it, then the ONNX file it
+            # rebuilds from it against graph_sha256 (for the face models: catalogue_sha256)
             document["models"][name] = {"url": f"models/{name}?v={digest[:16]}", "sha256": digest,
+                                        "graph_sha256": hashlib.sha256(graph).hexdigest(),
                                         "catalogue_sha256": catalogue.model(key).sha256.lower()}
         # What runs, so anyone can check it ("About" on the page), and what the service worker
         # keeps for offline use: every file by the URL the page uses, with its SHA-256.

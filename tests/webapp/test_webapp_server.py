@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from bot.web import page as webapp_module
-from bot.web.page import InitDataError, WebApp, exact_float16_graph, exact_palette_graph, validate_init_data
+from bot.web.packing import unpack_graph
+from bot.web.page import InitDataError, WebApp, validate_init_data
 from bot.web.server import HttpServer, build_app
 from inference import ModelIntegrityError
 from tests.conftest import ALICE, BOB, TOKEN, jpeg_bytes, running_bot
@@ -119,13 +120,15 @@ async def test_models_come_verified_from_their_packages(page_server, engine):
         assert entry["catalogue_sha256"] == model.sha256
         _, _, body = await _get(f"{page_server}/app/{entry['url']}", None)
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-        if name.startswith("face_"):  # BlazeFace: the committed graph, its weights as float16
-            assert body == exact_float16_graph(model.path.read_bytes())
-            assert len(body) < 0.6 * model.path.stat().st_size
-        else:  # the engine's own faster graph, built from the verified package file, as palettes
+        graph = unpack_graph(body)  # sent packed; the page unpacks it and checks graph_sha256
+        assert hashlib.sha256(graph).hexdigest() == entry["graph_sha256"]
+        assert len(body) < 0.6 * len(graph)
+        if name.startswith("face_"):  # BlazeFace: the committed file itself
+            assert graph == model.path.read_bytes() and entry["graph_sha256"] == model.sha256
+        else:  # the engine's own faster graph, built from the verified package file
             from inference.networks import fast_multistyle_graph
 
-            assert body == exact_palette_graph(fast_multistyle_graph(model.path.read_bytes()))
+            assert graph == fast_multistyle_graph(model.path.read_bytes())
     keys = [s["key"] for s in styles["styles"]]
     neural = [s.key for s in engine.catalogue.styles if s.kind == "network"]
     assert keys == neural
@@ -135,101 +138,6 @@ async def test_models_come_verified_from_their_packages(page_server, engine):
     assert first["description"]["zh"] == style.description_zh
     assert first["licence"] == style.licence and first["face_strength"] == style.face_strength
     assert np.allclose(first["weights"], style.weights)
-
-
-def _one_conv_graph(weight: np.ndarray, bias: np.ndarray) -> bytes:
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, weight.shape[1], 5, 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]).SerializeToString()
-
-
-def test_float16_weights_only_where_every_value_is_exact():
-    import onnx
-    import onnxruntime
-
-    rng = np.random.default_rng(7)
-    exact = rng.standard_normal((4, 4, 3, 3)).astype(np.float16).astype(np.float32)
-    exact[0, 0, 0, 0] = -0.0  # the sign of a zero is kept
-    bias = rng.standard_normal(4).astype(np.float16).astype(np.float32)  # exact, but too small to pay for its Cast
-    served = onnx.load_from_string(exact_float16_graph(_one_conv_graph(exact, bias)))
-    assert {t.name: t.data_type for t in served.graph.initializer} == {"w/float16": onnx.TensorProto.FLOAT16, "b": onnx.TensorProto.FLOAT}
-    assert [(n.op_type, list(n.input), list(n.output)) for n in served.graph.node][0] == ("Cast", ["w/float16"], ["w"])
-    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
-    outputs = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-               for g in (_one_conv_graph(exact, bias), served.SerializeToString())]
-    assert np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32))
-    inexact = exact.copy()
-    inexact[1, 2, 0, 1] = np.float32(0.1)  # not a float16: the whole weight stays float32
-    assert exact_float16_graph(_one_conv_graph(inexact, bias)) == _one_conv_graph(inexact, bias)
-
-
-def test_palettes_only_for_weights_of_few_values_and_gathered_back_bit_for_bit():
-    import onnx
-    import onnxruntime
-
-    rng = np.random.default_rng(8)
-    few = rng.choice(np.array([0.1, -0.25, 0.0, -0.0, 3e-7], np.float32), size=(4, 4, 3, 3))  # -0.0 is its own value
-    bias = np.array([0.5, 0.5, 0.5, 0.5], np.float32)  # one value, but 4 of them do not pay for a table and two nodes
-    served = onnx.load_from_string(exact_palette_graph(_one_conv_graph(few, bias)))
-    types = {t.name: t.data_type for t in served.graph.initializer}
-    assert types == {"w/values": onnx.TensorProto.FLOAT, "w/index": onnx.TensorProto.UINT8, "b": onnx.TensorProto.FLOAT}
-    from onnx import numpy_helper
-
-    tables = {t.name: numpy_helper.to_array(t) for t in served.graph.initializer}
-    assert np.array_equal(tables["w/values"][tables["w/index"]].view(np.uint32), few.view(np.uint32))
-    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
-    outputs = [
-        onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-        for g in (_one_conv_graph(few, bias), served.SerializeToString())
-    ]
-    assert np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32))
-    many = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)  # 144 distinct values: stays float32
-    assert exact_palette_graph(_one_conv_graph(many, bias)) == _one_conv_graph(many, bias)
-
-
-def test_the_served_network_gives_the_engines_graph_outputs_bit_for_bit(engine):
-    import onnxruntime
-    from PIL import Image
-
-    from inference.networks import _network_input, fast_multistyle_graph
-    from tests.conftest import portrait_path
-
-    graphs = (fast_multistyle_graph(engine.catalogue.model("multistyle26").read_verified()),
-              webapp_module.served_model(engine.catalogue, "multistyle26-phase.onnx"))
-    sessions = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in graphs]
-    rgb = np.asarray(Image.open(portrait_path("grace")).convert("RGB").resize((512, 384)))
-    for style in [s for s in engine.catalogue.styles if s.kind == "network"][:3]:
-        feed = {"image": _network_input(rgb), "style_weights": np.asarray(style.weights, np.float32)}
-        mine, theirs = (s.run(None, feed)[0] for s in sessions)
-        assert np.array_equal(mine, theirs), style.key
-
-
-def test_the_served_face_models_give_the_committed_ones_outputs_bit_for_bit(engine):
-    """On real pictures, whole and in the tiles the detector uses, through onnxruntime."""
-    import onnxruntime
-    from PIL import Image
-
-    from inference.faces import FULL_RANGE, SHORT_RANGE, network_input, tiles
-    from tests.conftest import portrait_path
-
-    pictures = [np.asarray(Image.open(portrait_path(name)).convert("RGB")) for name in ("grace", "astronaut")]
-    for spec in (SHORT_RANGE, FULL_RANGE):
-        committed = engine.catalogue.model(spec.model_key).read_verified()
-        served = webapp_module.served_model(engine.catalogue, f"{spec.model_key}.onnx")
-        sessions = [onnxruntime.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in (committed, served)]
-        for rgb in pictures:
-            height, width = rgb.shape[:2]
-            for x0, y0, x1, y1 in [(0, 0, width, height), *tiles(width, height)]:
-                tensor, _ = network_input(rgb[y0:y1, x0:x1], spec.side)
-                mine, theirs = (s.run(None, {s.get_inputs()[0].name: tensor}) for s in sessions)
-                for a, b in zip(mine, theirs, strict=True):
-                    assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), spec.model_key
 
 
 def test_a_tampered_vendored_file_stops_start_up(engine, tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 // The page's BlazeFace against the server's (inference/faces.py) on the portraits and pictures of
 // the face test set: the input tensors bit for bit, the decoding of the same raw outputs to the
-// last bit, the vendored onnxruntime-web's outputs on the models as served (float16 weights) close
-// to onnxruntime's on the committed files, the faces the same.
+// last bit, the vendored onnxruntime-web's outputs close to onnxruntime's, the faces the same.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -33,17 +32,11 @@ const sessions = new Map();
 for (const [model, file] of Object.entries(refs.face_models)) {
   sessions.set(SPECS[model], await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), { executionProviders: ["wasm"] }));
 }
-const committedSessions = new Map();
-for (const [model, file] of Object.entries(refs.committed_face_models)) {
-  committedSessions.set(SPECS[model], await ort.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), { executionProviders: ["wasm"] }));
-}
-async function runIn(sessions, spec, input) {
+async function run(spec, input) {
   const session = sessions.get(spec);
   const out = await session.run({ [session.inputNames[0]]: new ort.Tensor("float32", input.data, input.dims) });
   return { regressors: out[session.outputNames[0]].data, classificators: out[session.outputNames[1]].data };
 }
-const run = (spec, input) => runIn(sessions, spec, input);
-const runCommitted = (spec, input) => runIn(committedSessions, spec, input);
 
 test("anchors: 896 for short range, 2304 for full range (MediaPipe's pbtxt)", () => {
   assert.equal(B.SHORT_RANGE.anchors.length, 2 * 896);
@@ -95,16 +88,6 @@ for (const [name, p] of Object.entries(refs.portraits)) {
     }
   });
 
-  test(`${name}: the served models (float16 weights) give the committed files' outputs bit for bit`, async () => {
-    for (const pass of p.passes) {
-      const [x0, y0, x1, y1] = pass.window;
-      const input = B.networkInput(rgba, p.width, x0, y0, x1 - x0, y1 - y0, SPECS[pass.model].side);
-      const served = await run(SPECS[pass.model], input), committed = await runCommitted(SPECS[pass.model], input);
-      assert.deepEqual(served.regressors, committed.regressors, `${pass.model} ${pass.window}`);
-      assert.deepEqual(served.classificators, committed.classificators, `${pass.model} ${pass.window}`);
-    }
-  });
-
   test(`${name}: detectFaces finds the server's faces`, async () => {
     const faces = await B.detectFaces(rgba, p.width, p.height, run);
     assert.ok(p.faces.length >= 1);
@@ -119,6 +102,6 @@ test("weighted NMS: overlapping boxes merge by score, apart ones stay", () => {
 });
 
 test.after(async () => {
-  for (const session of [...sessions.values(), ...committedSessions.values()]) await session.release();
+  for (const session of sessions.values()) await session.release();
   fs.rmSync(dir, { recursive: true, force: true });
 });
