@@ -183,12 +183,13 @@ PAGE_TIMING = """
 async ([threads, photos, rounds]) => {
   const ort = await import("./vendor/ort.wasm.min.mjs");
   const B = await import("./blazeface.js");
+  const C = await import("./core.js");
   ort.env.wasm.wasmPaths = new URL("vendor/", location.href).href;
   ort.env.wasm.numThreads = threads;
   const catalogue = await (await fetch("styles.json")).json();
   const sessions = new Map();
   for (const [spec, name] of [[B.SHORT_RANGE, "face_short_range.onnx"], [B.FULL_RANGE, "face_full_range.onnx"]]) {
-    const bytes = new Uint8Array(await (await fetch(catalogue.models[name].url)).arrayBuffer());
+    const bytes = C.unpackModel(new Uint8Array(await (await fetch(catalogue.models[name].url)).arrayBuffer()));  // sent packed
     sessions.set(spec, await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" }));
   }
   const run = async (spec, input) => {

@@ -6,8 +6,10 @@ read DARKROOM_WEBAPP_REFS. Everything comes from the test portraits inside insta
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +30,32 @@ def _raw(directory: Path, name: str, array: np.ndarray) -> dict:
 
 
 def write_references(directory: Path, engine: Engine) -> Path:
-    from bot.web.page import served_model
+    from bot.web.packing import FLOAT16, MAGIC
+    from bot.web.page import MODELS, page_graph, served_model
     from tests.face_set import build
 
     directory.mkdir(parents=True, exist_ok=True)
     catalogue = engine.catalogue
-    (directory / "served.onnx").write_bytes(served_model(catalogue, "multistyle26-phase.onnx"))
+    (directory / "served.onnx").write_bytes(page_graph(catalogue, "multistyle26-phase.onnx"))
+    # the models as sent (packed), and the SHA-256 of the ONNX files they must unpack to
+    packed = {}
+    for index, name in enumerate(MODELS):
+        (directory / f"packed{index}.bin").write_bytes(served_model(catalogue, name))
+        packed[name] = {"file": f"packed{index}.bin", "graph_sha256": hashlib.sha256(page_graph(catalogue, name)).hexdigest()}
+    # every float16 but the NaNs, packed, and the float32 NumPy makes of each
+    halves = np.arange(65536, dtype=np.uint16).view(np.float16)
+    halves = halves[~np.isnan(halves)]
+    (directory / "halves.bin").write_bytes(
+        MAGIC + struct.pack("<IIIII", 4 * halves.size, 1, FLOAT16, halves.size, 0) + halves.astype("<f2").tobytes()
+    )
+    (directory / "halves_f32.bin").write_bytes(halves.astype("<f4").tobytes())
     refs: dict = {
         "face_models": {spec.model_key: str(catalogue.model(spec.model_key).path) for spec in (SHORT_RANGE, FULL_RANGE)},
         "shipped_model": str(catalogue.model("multistyle26").path),
         "shipped_sha256": catalogue.model("multistyle26").sha256,
         "served_model": "served.onnx",
+        "packed_models": packed,
+        "halves": {"packed": "halves.bin", "float32": "halves_f32.bin"},
         "portraits": {},
     }
     # the portraits, and from the face test set a group (tiles), a small face and a turned one

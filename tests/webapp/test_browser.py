@@ -148,3 +148,30 @@ def test_without_cross_origin_isolation_it_still_works_on_one_thread(page, darkr
     result = style_photo(page, Path(portrait_path("astronaut")), "seaside")
     assert result["pixels"].shape == (512, 512, 3)
     _assert_same_faces(result, engine.load(Path(portrait_path("astronaut")).read_bytes()).faces)
+
+
+@pytest.mark.parametrize("damage", ["sent bytes", "rebuilt file"])
+def test_a_model_that_does_not_check_out_is_not_used(page, darkroom_page, damage):
+    """The page checks the SHA-256 of the packed model that arrives, then of the ONNX file it
+    rebuilds from it (bot/web/packing.py), before onnxruntime-web sees either."""
+
+    def damaged_model(route):
+        body = bytearray(route.fetch().body())
+        body[len(body) // 2] ^= 1
+        route.fulfill(status=200, body=bytes(body), headers={"Content-Type": "application/octet-stream"})
+
+    def damaged_styles(route):
+        document = route.fetch().json()
+        document["models"]["face_full_range.onnx"]["graph_sha256"] = "0" * 64
+        route.fulfill(json=document)
+
+    if damage == "sent bytes":
+        page.context.route("**/app/models/face_full_range.onnx*", damaged_model)
+    else:
+        page.context.route("**/app/styles.json", damaged_styles)
+    try:
+        open_page(page, darkroom_page)
+        assert page.evaluate("document.body.dataset.state") == "error"
+        assert "did not arrive intact" in page.text_content("#error")
+    finally:
+        page.context.unroute_all()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from bot.web import page as webapp_module
+from bot.web.packing import unpack_graph
 from bot.web.page import InitDataError, WebApp, validate_init_data
 from bot.web.server import HttpServer, build_app
 from inference import ModelIntegrityError
@@ -119,12 +120,15 @@ async def test_models_come_verified_from_their_packages(page_server, engine):
         assert entry["catalogue_sha256"] == model.sha256
         _, _, body = await _get(f"{page_server}/app/{entry['url']}", None)
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+        graph = unpack_graph(body)  # sent packed; the page unpacks it and checks graph_sha256
+        assert hashlib.sha256(graph).hexdigest() == entry["graph_sha256"]
+        assert len(body) < 0.6 * len(graph)
         if name.startswith("face_"):  # BlazeFace: the committed file itself
-            assert body == model.path.read_bytes()
+            assert graph == model.path.read_bytes() and entry["graph_sha256"] == model.sha256
         else:  # the engine's own faster graph, built from the verified package file
             from inference.networks import fast_multistyle_graph
 
-            assert body == fast_multistyle_graph(model.path.read_bytes())
+            assert graph == fast_multistyle_graph(model.path.read_bytes())
     keys = [s["key"] for s in styles["styles"]]
     neural = [s.key for s in engine.catalogue.styles if s.kind == "network"]
     assert keys == neural

@@ -467,6 +467,64 @@ export function labelJpeg(jpeg, xmp) {
   return out;
 }
 
+// ---- the models as sent (bot/web/packing.py) ------------------------------------------------
+
+// The float32 bit pattern of each float16 bit pattern: the exact conversion (as NumPy's).
+let halfToFloatBits = null;
+function halfTable() {
+  if (halfToFloatBits) return halfToFloatBits;
+  halfToFloatBits = new Uint32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = (h & 0x8000) << 16, exponent = (h >> 10) & 0x1f;
+    let mantissa = h & 0x3ff, bits;
+    if (exponent === 0x1f) bits = sign | 0x7f800000 | (mantissa << 13); // infinity, NaN
+    else if (exponent !== 0) bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    else if (mantissa === 0) bits = sign; // +-0
+    else { // subnormal: normalise
+      let e = 113;
+      while (!(mantissa & 0x400)) { mantissa <<= 1; e--; }
+      bits = sign | (e << 23) | ((mantissa & 0x3ff) << 13);
+    }
+    halfToFloatBits[h] = bits >>> 0;
+  }
+  return halfToFloatBits;
+}
+
+// A packed model -> the ONNX file's bytes: float16 weights and palettes of weight values written
+// back as the float32 bytes they stand for. The caller checks the SHA-256 of the result.
+export function unpackModel(packed) {
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+  const magic = String.fromCharCode(...packed.subarray(0, 8));
+  if (magic !== "DRKPACK1" || packed.length < 16) throw new Error("model-packing");
+  const size = view.getUint32(8, true), segments = view.getUint32(12, true);
+  let pos = 16 + 12 * segments, at = 0;
+  if (pos > packed.length) throw new Error("model-packing");
+  const out = new Uint8Array(size), outView = new DataView(out.buffer);
+  const half = halfTable();
+  for (let i = 0; i < segments; i++) {
+    const kind = view.getUint32(16 + 12 * i, true), count = view.getUint32(20 + 12 * i, true), table = view.getUint32(24 + 12 * i, true);
+    const payload = kind === 0 ? count : kind === 1 ? 2 * count : 4 * table + count;
+    if (kind > 2 || pos + payload > packed.length || at + (kind === 0 ? count : 4 * count) > size) throw new Error("model-packing");
+    if (kind === 0) {
+      out.set(packed.subarray(pos, pos + count), at);
+      at += count;
+    } else if (kind === 1) {
+      for (let j = 0; j < count; j++, at += 4) outView.setUint32(at, half[view.getUint16(pos + 2 * j, true)], true);
+    } else {
+      const values = new Uint32Array(table);
+      for (let j = 0; j < table; j++) values[j] = view.getUint32(pos + 4 * j, true);
+      for (let j = 0, index = pos + 4 * table; j < count; j++, at += 4) {
+        const v = packed[index + j];
+        if (v >= table) throw new Error("model-packing");
+        outView.setUint32(at, values[v], true);
+      }
+    }
+    pos += payload;
+  }
+  if (pos !== packed.length || at !== size) throw new Error("model-packing");
+  return out;
+}
+
 // ---- small helpers --------------------------------------------------------------------------
 
 export function psnr(a, b, channels = 4) {

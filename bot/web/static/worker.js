@@ -4,7 +4,7 @@
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import {
   blend, checkPicked, contentId, fitSize, imageSize, keepColours, labelJpeg, MAX_PIXELS, orientationTransform, orientedSize,
-  phaseInput, phaseOutput, readJpegInfo, sha256Hex, xmpPacket,
+  phaseInput, phaseOutput, readJpegInfo, sha256Hex, unpackModel, xmpPacket,
 } from "./core.js";
 import { detectFaces, FULL_RANGE, SHORT_RANGE } from "./blazeface.js";
 
@@ -15,9 +15,13 @@ async function verifiedBytes(model) {
   const response = await fetch(model.url);
   if (!response.ok) throw new Error("model-missing");
   const bytes = new Uint8Array(await response.arrayBuffer());
-  // The server checked this file against the catalogue; check again here, on what arrived.
+  // The server checked this file against the catalogue and packed it smaller (bot/web/packing.py);
+  // check what arrived, then the ONNX file rebuilt from it, before onnxruntime-web sees it.
   if ((await sha256Hex(bytes)) !== model.sha256) throw new Error("model-checksum");
-  return bytes;
+  let graph;
+  try { graph = unpackModel(bytes); } catch { throw new Error("model-checksum"); }
+  if ((await sha256Hex(graph)) !== model.graph_sha256) throw new Error("model-checksum");
+  return graph;
 }
 
 async function init(threads) {

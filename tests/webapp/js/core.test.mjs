@@ -107,3 +107,21 @@ test("a picked file is sized from its first bytes and refused above 50 MP before
   assert.equal(C.imageSize(new TextEncoder().encode("not a picture at all")), null);
   assert.equal(C.checkPicked(null), "decodeError");
 });
+
+test("the models as sent unpack to the ONNX files the server checked, byte for byte", async () => {
+  for (const [name, entry] of Object.entries(refs.packed_models)) {
+    const packed = file(entry.file);
+    const graph = C.unpackModel(packed);
+    assert.ok(packed.length < 0.6 * graph.length, `${name}: ${packed.length} of ${graph.length} bytes`);
+    assert.equal(await C.sha256Hex(graph), entry.graph_sha256, name);
+    const broken = packed.slice();
+    broken[12] ^= 1; // the segment count
+    assert.throws(() => C.unpackModel(broken), /model-packing/);
+    assert.throws(() => C.unpackModel(packed.subarray(0, packed.length - 1)), /model-packing/);
+  }
+});
+
+test("float16 to float32 as NumPy converts, for every float16 but NaN", () => {
+  const out = C.unpackModel(file(refs.halves.packed));
+  assert.deepEqual(out, file(refs.halves.float32));
+});
