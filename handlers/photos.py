@@ -453,7 +453,7 @@ async def show_previews(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
             photos=held.photos[:1],
             reply_to=None if held.chat.private else held.message,
             request=StyleRequest(PREVIEW, mark=ctx.platform.name in ctx.settings.marked_platforms),
-            caption=t("styles.sheet" if held.chat.private else "styles.sheet_group", language),
+            caption=t(_sheet_caption(ctx, held), language),
             max_input_bytes=ctx.settings.max_input_bytes,
             preview=True,
             language=language,
@@ -475,6 +475,12 @@ async def show_previews(ctx: Context, held: HeldPhotos, job: ChatJob) -> None:
             raise
     finally:
         await asyncio.shield(ctx.store.job_finished(inflight))
+
+
+def _sheet_caption(ctx: Context, held: HeldPhotos) -> str:
+    if not held.chat.private:
+        return "styles.sheet_group"  # only the author may choose
+    return "styles.sheet" if ctx.platform.has_buttons else "styles.sheet_typed"  # WeChat: nothing to tap
 
 
 async def _previews_ended(ctx: Context, held: HeldPhotos, job: ChatJob, outcome: Outcome) -> None:

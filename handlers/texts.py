@@ -168,6 +168,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Your photo in every style (previews, made here and kept nowhere). Tap a style, or type its number:",
         "zh": "你的照片在每种风格下的预览（在本机生成，不保存）。点一种风格，或输入它的编号：",
     },
+    "styles.sheet_typed": {
+        "en": "Your photo in every style (previews, made here and kept nowhere). Type a style's number or name:",
+        "zh": "你的照片在每种风格下的预览（在本机生成，不保存）。输入风格的编号或名称：",
+    },
     "styles.sheet_group": {
         "en": "The photo in every style (previews, made here and kept nowhere). The person who sent it can tap one:",
         "zh": "这张照片在每种风格下的预览（在本机生成，不保存）。照片的发送者可以点一种风格：",

@@ -308,7 +308,7 @@ async def test_wechat_gets_the_sheet_as_an_image_then_typed_choices(fake_telegra
         await api.wait_for(lambda: sum(m["msgtype"] == "image" for m in api.sent(OPENID)) == 2)
         result_caption = await api.wait_for_text(t("photo.caption", "zh", style=chosen.display_name("zh")), OPENID)
         assert await bot.storage.dump(replay_guard=False) != []  # still consented
-    assert listing.startswith(t("styles.sheet", "zh"))
+    assert listing.startswith(t("styles.sheet_typed", "zh"))  # nothing to tap on WeChat: type
     for number, style in enumerate(styles, start=1):
         assert f"[{number}] {style.display_name('zh')}" in listing
     sheet_jpeg = api.uploads[images[0]["image"]["media_id"]]

@@ -268,3 +268,13 @@ async def test_style_preview_in_a_group_sends_the_sheet_and_only_the_author_choo
     assert [d.target for d in harness.platform.replies(DeleteMessage)] == [landed]  # the sheet only, never the photo
     result = harness.platform.last(SendPhotos)
     assert "Ink wash" in result.photos[0].caption and result.reply_to == photo.message
+
+
+async def test_without_buttons_the_sheet_says_to_type(harness, small_portrait):
+    harness.ctx.platform.has_buttons = False  # WeChat (the router's view of the platform)
+    alice = await consented(harness)
+    await harness.photo(alice, small_portrait)
+    await harness.idle()
+    [sheet] = [r for r in harness.platform.replies(SendPhotos)]
+    assert sheet.photos[0].caption.startswith("Your photo in every style") and "Type a style's number" in sheet.photos[0].caption
+    assert [b.label for row in sheet.buttons for b in row][0] == "Impressionist"  # shown as "[1] Impressionist"
