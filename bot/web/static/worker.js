@@ -9,7 +9,7 @@ import {
 import { detectFaces, FULL_RANGE, SHORT_RANGE } from "./blazeface.js";
 
 let catalogue = null, session = null;
-const faceSessions = new Map(); // BlazeFace spec -> its onnxruntime-web session
+const faceSessions = new Map(); // BlazeFace spec -> (a promise of) its onnxruntime-web session
 
 async function verifiedBytes(model) {
   const response = await fetch(model.url);
@@ -36,15 +36,20 @@ async function init(threads) {
     verifiedBytes(catalogue.models["face_full_range.onnx"]),
   ]);
   const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  // Every model has arrived and been checked. The page is ready once the style network and
+  // the selfie face model are; the group face model's session is built right after, and the
+  // first face detection waits for it if it comes sooner (it never runs without it).
   session = await ort.InferenceSession.create(model, options);
   faceSessions.set(SHORT_RANGE, await ort.InferenceSession.create(shortRange, options));
-  faceSessions.set(FULL_RANGE, await ort.InferenceSession.create(fullRange, options));
+  const full = ort.InferenceSession.create(fullRange, options);
+  full.catch(() => {}); // a failure surfaces where the session is awaited (runFaces)
+  faceSessions.set(FULL_RANGE, full);
   return { threads: ort.env.wasm.numThreads, seconds: (performance.now() - started) / 1000 };
 }
 
 // One BlazeFace model on one input tensor (blazeface.js decides which and decodes the outputs).
 async function runFaces(spec, input) {
-  const faces = faceSessions.get(spec);
+  const faces = await faceSessions.get(spec);
   const tensor = new ort.Tensor("float32", input.data, input.dims);
   const out = await faces.run({ [faces.inputNames[0]]: tensor });
   const regressors = out[faces.outputNames[0]], classificators = out[faces.outputNames[1]];
