@@ -58,6 +58,39 @@ async def test_wechat_canary_leaves_no_trace_and_no_identifier_is_logged_or_stor
     assert canary.marker not in out and "exif" not in Image.open(io.BytesIO(out)).info
 
 
+async def test_the_preview_sheet_leaves_no_trace_and_no_identifier_is_logged_or_stored(
+    fake_telegram, data_dir, engine, grace_rgb, captured_logs
+):
+    """Proofs 1 and 2 with the preview sheet in the flow: a photo without a style, its sheet,
+    a style chosen on it, then erasure. Nothing of the photo at rest, no identifier in the DEBUG
+    log or in a row (the sheet's reference row is sealed), and no row after the erasure."""
+    fake = fake_telegram
+    canary = make_canary(grace_rgb)
+    started = now()
+    async with running_bot(fake, data_dir, engine, DARKROOM_PREVIEW_SHEET="1", DARKROOM_LOG_LEVEL="DEBUG") as bot:
+        await fake.consent(ALICE)
+        await fake.send_photo_from(ALICE, canary.jpeg, caption="a caption only Alice wrote")
+        await fake.wait_for("sendPhoto", chat_id=ALICE.id, timeout=120)  # the sheet
+        rows_during = await bot.storage.dump()
+        assert any(row[0] == "reply_refs" for row in rows_during)  # the sheet's reference, kept for its deletion
+        await fake.press(ALICE, "pick:film")
+        await fake.wait_for("sendPhoto", count=2, chat_id=ALICE.id, timeout=120)
+        await fake.wait_for_edit("Done", chat_id=ALICE.id)
+        await fake.send_text_from(ALICE, "/delete_my_data")
+        await fake.wait_for_text("Receipt", chat_id=ALICE.id)
+        rows_after = await bot.storage.dump()
+    file_ids = [fid for fid, (data, _) in fake.files.items() if data == canary.jpeg]
+    assert file_ids
+    identifiers = [str(ALICE.id), ALICE.username, ALICE.first_name, "only Alice wrote", TOKEN, *file_ids]
+    assert scan_files(rest_roots(data_dir), canary.needles, since=started) == []
+    stream, records = captured_logs
+    logged = [stream.getvalue()] + [r.getMessage() for r in records]
+    assert "sent a preview sheet" in stream.getvalue()  # the log that was scanned covers the sheet
+    assert scan_text(logged, identifiers + [canary.marker.decode()]) == []
+    assert scan_text([" ".join(str(v) for row in rows_during for v in row)], identifiers) == []
+    assert rows_after == []
+
+
 # -- proof 3: consent before processing, for every path ----------------------------------------------
 
 
