@@ -6,7 +6,9 @@ The process enters a new network namespace that has only loopback, starts the fa
 API(s) there, then starts the real `darkroom run` (or `darkroom stylize`) under strace with a
 fresh HOME, TMPDIR, working directory and data directory, drives a whole conversation through it
 (consent, a canary photo styled and delivered, /delete_my_data), stops it with SIGTERM and writes
-OUT_DIR/result.json. tests/proofs/test_os_level.py reads the trace and decides.
+OUT_DIR/result.json. tests/proofs/test_os_level.py reads the trace and decides. The Telegram
+webhook scenario sends its photo without a style, so the preview sheet is made and sent, and the
+style is chosen on it: the sheet's whole path is under the same trace.
 
 ``--break`` runs the same scenario with one invariant broken on purpose, to show the proofs
 catch it: ``telemetry`` (onnxruntime imported before Darkroom could switch its telemetry off),
@@ -227,20 +229,35 @@ async def telegram(box: Sandbox, mode: str, broken: str | None, hold_for: float)
     try:
         await fake.wait_for("setWebhook" if mode == "webhook" else "deleteWebhook", timeout=90)
         await fake.consent(ALICE)
-        await fake.send_photo_from(ALICE, photo.jpeg, caption="ink")
-        await fake.wait_for("sendPhoto", chat_id=ALICE.id, timeout=60)
+        if mode == "webhook":  # through the preview sheet: no style named, one chosen on the sheet
+            await fake.send_photo_from(ALICE, photo.jpeg)
+            await fake.wait_for("sendPhoto", chat_id=ALICE.id, timeout=60)
+            await fake.press(ALICE, "pick:ink")
+            await fake.wait_for("sendPhoto", count=2, chat_id=ALICE.id, timeout=60)
+        else:
+            await fake.send_photo_from(ALICE, photo.jpeg, caption="ink")
+            await fake.wait_for("sendPhoto", chat_id=ALICE.id, timeout=60)
         await fake.send_text_from(ALICE, "/delete_my_data")
         await fake.wait_for_text("Receipt", chat_id=ALICE.id, timeout=90)
         await hold(box, started, hold_for)
     finally:
         code, stderr = await stop(process)
         await fake.stop()
+    photos = fake.calls_to("sendPhoto", ALICE.id)
+    sheets = [c for c in photos if _is_sheet(c)]
+    results = [c for c in photos if not _is_sheet(c)]
     return dict(
         returncode=code, stderr=stderr, before=before, after=listing(box.roots()),
-        endpoints=[["127.0.0.1", fake.port]], delivered=len(fake.calls_to("sendPhoto", ALICE.id)),
+        endpoints=[["127.0.0.1", fake.port]], delivered=len(results), sheets=len(sheets),
         lifetime=time.monotonic() - started, photo=photo,
-        signed=signed([c.files.get("photo", b"") for c in fake.calls_to("sendPhoto", ALICE.id)], box),
+        signed=signed([c.files.get("photo", b"") for c in results], box),
     )
+
+
+def _is_sheet(call) -> bool:
+    """A preview sheet: a photo with the style picker under it."""
+    markup = call.params.get("reply_markup") or {}
+    return any(str(b.get("callback_data", "")).startswith("pick:") for row in markup.get("inline_keyboard", []) for b in row)
 
 
 async def wechat(box: Sandbox, safe: bool, broken: str | None, hold_for: float) -> dict:

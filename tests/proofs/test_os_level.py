@@ -90,6 +90,8 @@ def test_no_network_but_the_api_and_no_file_but_the_database(scenario, tmp_path)
     result, trace = run_scenario(tmp_path, scenario, hold=HOLD_SECONDS if scenario == "telegram-polling" else 0.0)
     assert result["returncode"] == 0, result["stderr"][-3000:]
     assert result["delivered"] == 1, "the photo was not styled and delivered"
+    if scenario == "telegram-webhook":  # this one goes through the preview sheet (os_scenarios.telegram)
+        assert result["sheets"] == 1, "the preview sheet was not in the flow"
     assert trace.lines > 100, "the trace is empty: strace did not follow the process"
 
     # Network: no name lookup of any kind, no contact but the configured API (and that one, so
