@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT))
 from aiohttp import web  # noqa: E402
 
 from bench.load import portrait_jpeg  # noqa: E402
+from bench.telegram_latency import TOKEN, start_bot  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram, User  # noqa: E402
-
-TOKEN = "123456789:AAbenchmarkTokenNotReal_abcdefghij"
 
 
 class TimedFake(FakeTelegram):
@@ -54,16 +53,6 @@ def machine() -> str:
     shown = [f for f in flags if f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{os.cpu_count()} CPUs, {model}; flags: {' '.join(shown)}; load average {load}"
-
-
-async def start_bot(fake: FakeTelegram, data_dir: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WECHAT_", "DARKROOM_"))}
-    env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fake.url, DARKROOM_DATA_DIR=str(data_dir), DARKROOM_LOG_LEVEL="WARNING")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=data_dir.parent, env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    await fake.wait_for("deleteWebhook", timeout=120)
-    return process
 
 
 def engine_alone(jpeg: bytes, runs: int) -> list[float]:
