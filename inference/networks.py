@@ -158,10 +158,10 @@ class MultiStyleNetwork:
         if min(height, width) < MIN_SIDE:
             raise ValueError(f"both sides need at least {MIN_SIDE} pixels, got {width}x{height}")
         weights = np.ascontiguousarray(weights, dtype=np.float32).reshape(NUM_STYLES)
+        runner = self._current()
         with self._lock:
             spare, self._spare = self._spare, None
-        x = _network_input(rgb, spare)
-        runner = self._current()
+        x = _network_input(rgb, spare, getattr(runner, "input_dtype", np.float32))
         try:
             styled = runner(x, weights, cancel)[0]
         except BackendUnavailable as exc:  # e.g. OpenVINO cannot compile this photo's shape
@@ -175,17 +175,18 @@ class MultiStyleNetwork:
         return _from_phases(styled, height, width)
 
 
-def _network_input(rgb: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
-    """uint8 HWC -> float32 1x3x(H'+8)x(W'+8) pixel values (0..255), laid out as the shipped
+def _network_input(rgb: np.ndarray, into: np.ndarray | None = None, dtype=np.float32) -> np.ndarray:
+    """uint8 HWC -> ``dtype`` 1x3x(H'+8)x(W'+8) pixel values (0..255), laid out as the shipped
     pipeline feeds its network: reflect-padded to a multiple of 4 at the bottom and right, then
     by the 4 pixels the first 9x9 convolution pads on every side (done here, not in the graph).
-    ``into``: an array to fill if it has that shape (every element is written)."""
+    float32 is the graph's input; uint8 (the same values) is what OpenVINO converts as it reads.
+    ``into``: an array to fill if it has that shape and type (every element is written)."""
     import cv2
 
     height, width = rgb.shape[:2]
     h4, w4 = height + (-height) % 4, width + (-width) % 4
     shape = (1, 3, h4 + 2 * _EDGE, w4 + 2 * _EDGE)
-    x = into if into is not None and into.shape == shape and into.dtype == np.float32 else np.empty(shape, dtype=np.float32)
+    x = into if into is not None and into.shape == shape and into.dtype == dtype else np.empty(shape, dtype=dtype)
     planes = x[0]
     for c, plane in enumerate(cv2.split(rgb)):  # contiguous planes: a plain converting copy each
         np.copyto(planes[c, _EDGE : _EDGE + height, _EDGE : _EDGE + width], plane, casting="unsafe")

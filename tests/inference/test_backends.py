@@ -320,6 +320,20 @@ def copies_between_layouts(graph: bytes, precision: str) -> list[str]:
     return copies
 
 
+def test_openvino_reads_the_image_as_uint8(catalogue, graph, portrait):
+    """A quarter of the float32 input's memory, the same values, the same result; the photo path
+    hands OpenVINO uint8 and keeps that buffer for the next photo."""
+    runner = OpenVinoRunner(graph, FP32, threads=2)
+    weights = catalogue.get("ink").weights
+    small = np.ascontiguousarray(portrait[:96, :128])
+    as_uint8 = _network_input(small, dtype=np.uint8)
+    assert as_uint8.dtype == np.uint8 and np.array_equal(as_uint8, _network_input(small))
+    assert np.array_equal(runner(as_uint8, weights), runner(_network_input(small), weights))
+    net = MultiStyleNetwork(catalogue.model("multistyle26"), SessionPool(2), BackendPreference(OPENVINO, FP32))
+    net.run(small, weights)
+    assert net._spare is not None and net._spare.dtype == np.uint8 and not net._spare.any()
+
+
 @pytest.mark.parametrize("precision", OPENVINO_PRECISIONS)
 def test_openvinos_form_keeps_its_layout(catalogue, graph, precision):
     """The default form makes OpenVINO copy each norm's output and the decoder's tensors to a

@@ -1,8 +1,8 @@
 """Released means gone from memory: the real `darkroom run` process, read through
 /proc/PID/mem after the reply and after /delete_my_data, holds no copy of the photo: not its
 file bytes (three 48-byte slices and the marker in its EXIF and comment), not its decoded
-pixels (two 32-pixel rows) and not the network's float32 input made from them (a 32-pixel run
-of one colour plane).
+pixels (two 32-pixel rows) and not the network's input made from them (a 32-pixel run of one
+colour plane, as onnxruntime's float32 and as OpenVINO's uint8).
 
 The same scan of a bot with a deliberate leak (a copy kept on release) finds both, so the scan
 can fail.
@@ -51,6 +51,7 @@ def leaky_load(self, *args, **kwargs):
     picture = load(self, *args, **kwargs)
     kept.append(picture.rgb.copy())
     kept.append(numpy.ascontiguousarray(picture.rgb.transpose(2, 0, 1), dtype=numpy.float32))
+    kept.append(numpy.ascontiguousarray(picture.rgb.transpose(2, 0, 1)))
     return picture
 inference.engine.Engine.load = leaky_load
 tile_picture = inference.engine.tile_picture
@@ -62,14 +63,15 @@ inference.engine.tile_picture = leaky_tile_picture
 """ + RUN
 
 FILE_NEEDLES = range(0, 4)  # the marker and three slices of the file (tests/privacy_scan.py)
-PIXEL_NEEDLES = range(4, 7)  # two rows of decoded pixels, one as the network's float32 input
-TILE_NEEDLE = 7  # a row of the preview sheet's tile: the face's square, made small
+PIXEL_NEEDLES = range(4, 8)  # two rows of decoded pixels; one plane's run as the network's input
+TILE_NEEDLE = 8  # a row of the preview sheet's tile: the face's square, made small
 
 
 def needles(canary, engine=None) -> list[bytes]:
     decoded = np.array(Image.open(io.BytesIO(canary.jpeg)).convert("RGB"))
-    plane_run = decoded[decoded.shape[0] // 3, 40:72, 0].astype(np.float32)  # as multistyle's input holds it
-    found = [*canary.needles, plane_run.tobytes()]
+    plane_run = np.ascontiguousarray(decoded[decoded.shape[0] // 3, 40:72, 0])
+    # as multistyle's input holds it: float32 for onnxruntime, uint8 for OpenVINO
+    found = [*canary.needles, plane_run.astype(np.float32).tobytes(), plane_run.tobytes()]
     if engine is not None:  # the sheet's tile, cut and resized as the bot's engine does it
         picture = engine.load(canary.jpeg)
         small, _ = tile_picture(picture.rgb, picture.faces)
