@@ -235,20 +235,15 @@ class Darkroom:
         return styler, slots
 
     def _import_platforms(self) -> None:
-        """The enabled platforms' modules and their libraries' lazily imported parts: code and
-        module-level data only, no client, connection or update (see `_start_platforms`)."""
+        """The enabled platforms' modules, with their libraries (and the parts httpx imports at
+        its first request): code and module-level data only, no client, connection or update
+        (see `_start_platforms`)."""
         if self.settings.telegram_enabled:
             import bot.platforms.telegram.client  # noqa: F401, PLC0415
             import bot.platforms.telegram.receive  # noqa: F401, PLC0415
         if self.settings.wechat_enabled:
             import bot.platforms.wechat.callback  # noqa: F401, PLC0415
             import bot.platforms.wechat.client  # noqa: F401, PLC0415
-        if self.settings.telegram_enabled:
-            # httpx imports its transport's insides at the first request (python-telegram-bot's
-            # client is httpx; WeChat's is aiohttp, imported whole above).
-            import anyio._backends._asyncio  # noqa: F401, PLC0415
-            import h11  # noqa: F401, PLC0415
-            import httpcore._backends.anyio  # noqa: F401, PLC0415
 
     async def _start_platforms(self, router: Router, storage: Storage, pseudonymize: Pseudonymizer) -> None:
         """Each platform's client (what handlers answer through) and its receiver (what turns

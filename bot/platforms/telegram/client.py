@@ -16,6 +16,13 @@ import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
+# What httpx would import only at its first request, imported with this module instead: the bot
+# and its workers freeze what start-up imported out of the garbage collector before the first
+# photo (bot/safeguards/heap.py); imported later, these ~65 modules are walked by every job's
+# full collection.
+import anyio._backends._asyncio  # noqa: F401
+import h11  # noqa: F401
+import httpcore._backends.anyio  # noqa: F401
 from telegram import ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters, WebAppInfo
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
