@@ -181,15 +181,14 @@ def _network_input(rgb: np.ndarray, into: np.ndarray | None = None, dtype=np.flo
     by the 4 pixels the first 9x9 convolution pads on every side (done here, not in the graph).
     float32 is the graph's input; uint8 (the same values) is what OpenVINO converts as it reads.
     ``into``: an array to fill if it has that shape and type (every element is written)."""
-    import cv2
-
     height, width = rgb.shape[:2]
     h4, w4 = height + (-height) % 4, width + (-width) % 4
     shape = (1, 3, h4 + 2 * _EDGE, w4 + 2 * _EDGE)
     x = into if into is not None and into.shape == shape and into.dtype == dtype else np.empty(shape, dtype=dtype)
     planes = x[0]
-    for c, plane in enumerate(cv2.split(rgb)):  # contiguous planes: a plain converting copy each
-        np.copyto(planes[c, _EDGE : _EDGE + height, _EDGE : _EDGE + width], plane, casting="unsafe")
+    # One strided copy from the HxWx3 picture (1.2-1.6 ms at 1280x960); splitting it into three
+    # new planes first cost 7 ms, most of it in fresh memory.
+    np.copyto(planes[:, _EDGE : _EDGE + height, _EDGE : _EDGE + width], rgb.transpose(2, 0, 1), casting="unsafe")
     inner = planes[:, _EDGE : _EDGE + h4, _EDGE : _EDGE + w4]
     _reflect(inner, height, width, h4, w4)
     _reflect(planes, h4 + _EDGE, w4 + _EDGE, h4 + 2 * _EDGE, w4 + 2 * _EDGE, start=_EDGE)
