@@ -188,6 +188,10 @@ class OpenVinoRunner:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
             "INFERENCE_NUM_THREADS": str(threads),
+            # OpenVINO pins its threads to cores, counting from the first, in every process: two
+            # single-thread styling processes (`darkroom worker`) then shared core 0 while the
+            # others idled, and each network took twice its CPU time in wall time.
+            "ENABLE_CPU_PINNING": "NO",
         }
         try:  # from memory: the weights are in the graph bytes, no file is read
             model = self._core.read_model(graph, openvino.Tensor(np.empty(0, dtype=np.uint8)))

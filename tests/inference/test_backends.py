@@ -320,6 +320,15 @@ def copies_between_layouts(graph: bytes, precision: str) -> list[str]:
     return copies
 
 
+def test_openvino_leaves_its_threads_unpinned(graph, portrait):
+    """Pinned, every process's threads start at core 0: two single-thread styling processes (two
+    `darkroom worker`s on one machine) shared one core while the other idled (bench/scale.py)."""
+    runner = OpenVinoRunner(graph, FP32, threads=1)
+    runner(_network_input(np.ascontiguousarray(portrait[:64, :64])), np.full(26, 1 / 26, np.float32))
+    [entry] = runner._shapes.values()
+    assert entry.compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_openvino_reads_the_image_as_uint8(catalogue, graph, portrait):
     """A quarter of the float32 input's memory, the same values, the same result; the photo path
     hands OpenVINO uint8 and keeps that buffer for the next photo."""
