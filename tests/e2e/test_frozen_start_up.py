@@ -6,9 +6,8 @@ module-level data) are imported before it, so that each job's collection does no
 
 from __future__ import annotations
 
-import gc
-
 import asyncio
+import gc
 import json
 import os
 import sys
